@@ -482,3 +482,13 @@ func (c *checker) token(name, s string, required bool) {
 }
 
 func (c *checker) err() error { return c.first }
+
+// Permanent reports whether err means the message itself is bad (invalid,
+// wrong version, too large, clock out of range): retrying it cannot help, so
+// the receiver acknowledges and discards it, counting it. Any other error is
+// transient: the receiver withholds its acknowledgement and the sender keeps
+// the message and sends it again.
+func Permanent(err error) bool {
+	return errors.Is(err, ErrInvalid) || errors.Is(err, ErrVersion) ||
+		errors.Is(err, ErrTooLarge) || errors.Is(err, ErrClock)
+}
