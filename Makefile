@@ -1,0 +1,72 @@
+# The Makefile is the CI contract: `make run` and `make test` work on a fresh
+# machine with Go, gcc and git. Tools we need are built from the Go module
+# proxy into a cache outside the repository.
+
+GO            ?= go
+CACHE         ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/semko
+INFLUXD       := $(CACHE)/influxdb-1.8.10/bin/influxd
+STATICCHECK   := $(CACHE)/bin/staticcheck
+STATICCHECK_VERSION := v0.8.2
+FUZZTIME      ?= 10s
+TEST_TIMEOUT  ?= 20m
+BENCHTIME     ?= 1s
+
+export SEMKO_INFLUXD := $(INFLUXD)
+
+.PHONY: all build run test lint vet fmt-check staticcheck fuzz bench tidy influxd clean
+
+all: build
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+# The whole system on embedded defaults: local InfluxDB 1.8.10 on :8086,
+# backend with the embedded broker (MQTT :1883, HTTP :8080), simulated fleet.
+run: influxd build
+	./bin/semko-dev
+
+# InfluxDB 1.8.10, built once from the module proxy and cached.
+influxd: $(INFLUXD)
+$(INFLUXD):
+	@echo "building InfluxDB 1.8.10 from the Go module proxy (once, about two minutes)..."
+	@mkdir -p $(dir $(INFLUXD))
+	d=$$(mktemp -d) && cd $$d && GOBIN=$(dir $(INFLUXD)) GOFLAGS=-mod=mod $(GO) install github.com/influxdata/influxdb/cmd/influxd@v1.8.10
+
+test: influxd vet fmt-check
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+lint: vet fmt-check staticcheck
+
+staticcheck: $(STATICCHECK)
+	$(STATICCHECK) ./...
+$(STATICCHECK):
+	@mkdir -p $(dir $(STATICCHECK))
+	d=$$(mktemp -d) && cd $$d && GOBIN=$(dir $(STATICCHECK)) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+# Every fuzz target, each for FUZZTIME (go test -fuzz takes one target of one
+# package at a time).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+bench: influxd
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+# Fails when go.mod or go.sum are not tidy.
+tidy:
+	$(GO) mod tidy
+	git diff --exit-code go.mod go.sum
+
+clean:
+	rm -rf bin var
