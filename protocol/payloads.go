@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 	"unicode/utf8"
 )
@@ -150,7 +151,7 @@ const (
 type Activate struct {
 	V        int       `json:"v"`
 	ID       string    `json:"id"`
-	Time     time.Time `json:"ts,omitempty"` // end of service; zero means "now"
+	Time     time.Time `json:"ts,omitzero"` // end of service; zero (absent) means "now"
 	Ticket   string    `json:"ticket,omitempty"`
 	Service  string    `json:"service,omitempty"`
 	Operator string    `json:"operator,omitempty"`
@@ -300,6 +301,11 @@ type Config struct {
 // MaxPanelText bounds one panel text: the panel is small.
 const MaxPanelText = 160
 
+// maxPanelEscaped is the longest escaped panel text that still fits one
+// PANEL frame ("PANEL <text>*HH" plus the newline within MaxFrame): 160
+// four-byte runes (emoji) would not, and the keypad would drop the frame.
+const maxPanelEscaped = MaxFrame - len("PANEL ") - len("*HH\n")
+
 // Validate checks the configuration.
 func (c Config) Validate() error {
 	var k checker
@@ -320,6 +326,8 @@ func (c Config) Validate() error {
 		k.token("panel language", lang, true)
 		k.that(utf8.ValidString(text) && utf8.RuneCountInString(text) <= MaxPanelText,
 			"panel text for %q longer than %d characters or not UTF-8", lang, MaxPanelText)
+		k.that(len(appendEscaped(nil, text)) <= maxPanelEscaped,
+			"panel text for %q needs more than %d bytes on the serial line", lang, maxPanelEscaped)
 	}
 	if c.Panel.Lang != "" {
 		_, ok := c.Panel.Texts[c.Panel.Lang]
@@ -407,11 +415,22 @@ func Decode[T Validator](data []byte) (T, error) {
 	if len(data) > MaxPayload {
 		return v, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), MaxPayload)
 	}
+	// encoding/json would silently replace invalid UTF-8 with U+FFFD.
+	if !utf8.Valid(data) {
+		return v, fmt.Errorf("%w: not UTF-8", ErrInvalid)
+	}
+	// Without this, "null" would decode to a zero value and fail only as a
+	// version mismatch.
+	if trimmed := bytes.TrimLeft(data, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
+		return v, fmt.Errorf("%w: not a JSON object", ErrInvalid)
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&v); err != nil {
 		return v, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if dec.More() {
+	// Decoder.More reports false before a stray '}' or ']', so ask for the
+	// next token instead: only the end of input is acceptable.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return v, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalid)
 	}
 	if err := v.Validate(); err != nil {
@@ -484,11 +503,13 @@ func (c *checker) token(name, s string, required bool) {
 func (c *checker) err() error { return c.first }
 
 // Permanent reports whether err means the message itself is bad (invalid,
-// wrong version, too large, clock out of range): retrying it cannot help, so
+// wrong version, too large, clock out of range, a topic ParseTopic refuses):
+// retrying it cannot help, so
 // the receiver acknowledges and discards it, counting it. Any other error is
 // transient: the receiver withholds its acknowledgement and the sender keeps
 // the message and sends it again.
 func Permanent(err error) bool {
 	return errors.Is(err, ErrInvalid) || errors.Is(err, ErrVersion) ||
-		errors.Is(err, ErrTooLarge) || errors.Is(err, ErrClock)
+		errors.Is(err, ErrTooLarge) || errors.Is(err, ErrClock) ||
+		errors.Is(err, ErrNotSemko) || errors.Is(err, ErrUnknownKind) || errors.Is(err, ErrDeviceID)
 }
