@@ -1,0 +1,324 @@
+package registry
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/semko/semko/protocol"
+)
+
+// MaxFileSize bounds the fleet file. Tens of thousands of devices fit in a
+// few megabytes; anything far larger is a mistake.
+const MaxFileSize = 64 << 20
+
+// The file's shape. Field names are the contract with firmware-sim, which
+// writes fleet files; README.md documents each one.
+type fileFleet struct {
+	Organisations []fileOrg      `yaml:"organisations"`
+	Devices       []fileDevice   `yaml:"devices"`
+	Operators     []fileOperator `yaml:"operators"`
+	Services      []fileService  `yaml:"services"`
+}
+
+type fileOrg struct {
+	ID       string     `yaml:"id"`
+	Name     string     `yaml:"name"`
+	Timezone string     `yaml:"timezone"`
+	Sites    []fileSite `yaml:"sites"`
+}
+
+type fileSite struct {
+	ID          string        `yaml:"id"`
+	Name        string        `yaml:"name"`
+	Timezone    string        `yaml:"timezone"`
+	Responsible *Responsible  `yaml:"responsible"`
+	Counters    []fileCounter `yaml:"counters"`
+}
+
+type fileCounter struct {
+	ID          string       `yaml:"id"`
+	Name        string       `yaml:"name"`
+	Device      string       `yaml:"device"`
+	Operator    string       `yaml:"operator"`
+	Service     string       `yaml:"service"`
+	Responsible *Responsible `yaml:"responsible"`
+}
+
+type fileDevice struct {
+	ID         string `yaml:"id"`
+	SecretHash string `yaml:"secret_hash"`
+	Model      string `yaml:"model"`
+	Serial     string `yaml:"serial"`
+	FW         string `yaml:"fw"`
+	Installed  date   `yaml:"installed"`
+}
+
+type fileOperator struct {
+	ID   string `yaml:"id"`
+	Name string `yaml:"name"`
+	Org  string `yaml:"org"`
+}
+
+type fileService struct {
+	ID   string `yaml:"id"`
+	Name string `yaml:"name"`
+}
+
+// date reads "2026-01-15" whether YAML resolved it as a timestamp or the
+// author quoted it as a string.
+type date struct{ time.Time }
+
+func (d *date) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: installed must be a date YYYY-MM-DD", n.Line)
+	}
+	t, err := time.Parse(time.DateOnly, n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: installed %q is not a date YYYY-MM-DD", n.Line, n.Value)
+	}
+	d.Time = t
+	return nil
+}
+
+// Load reads and validates the fleet file at path.
+func Load(path string) (*Registry, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open fleet file: %w", err)
+	}
+	defer f.Close()
+	r, err := Parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return r, nil
+}
+
+// Parse reads a fleet file and validates it as a whole. Unknown fields are
+// errors (a misspelt key would otherwise silently drop data). All problems
+// found are reported together, each wrapping ErrInvalidFleet.
+func Parse(r io.Reader) (*Registry, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read fleet file: %w", err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrInvalidFleet, MaxFileSize)
+	}
+	var ff fileFleet
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&ff); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidFleet, err)
+	}
+	// A second document would be ignored silently: refuse it instead.
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: more than one YAML document", ErrInvalidFleet)
+	}
+	return build(ff)
+}
+
+// problems collects every validation failure with the path to the entry.
+type problems []error
+
+func (p *problems) add(where, format string, args ...any) {
+	*p = append(*p, fmt.Errorf("%w: %s: %s", ErrInvalidFleet, where, fmt.Sprintf(format, args...)))
+}
+
+func (p *problems) id(where, id string) bool {
+	if err := protocol.ValidateDeviceID(id); err != nil {
+		// ValidateDeviceID names the rule; "device id" would mislead for
+		// other kinds, so say only what is wrong.
+		msg := strings.TrimPrefix(err.Error(), protocol.ErrDeviceID.Error()+": ")
+		p.add(where, "bad id: %s (ids are 1..%d of [A-Za-z0-9_.-])", msg, protocol.MaxDeviceIDLen)
+		return false
+	}
+	return true
+}
+
+func (p *problems) unique(seen map[string]string, where, kind, id string) {
+	if first, dup := seen[id]; dup {
+		p.add(where, "duplicate %s id %q (first at %s)", kind, id, first)
+		return
+	}
+	seen[id] = where
+}
+
+func (p *problems) zone(where, name string) *time.Location {
+	// time.LoadLocation also accepts "" (UTC) and "Local": neither is an
+	// IANA zone a site can be in.
+	if name == "" || name == "Local" {
+		p.add(where, "timezone %q is not an IANA time zone", name)
+		return nil
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		p.add(where, "timezone %q is not an IANA time zone", name)
+		return nil
+	}
+	return loc
+}
+
+var (
+	sha256Hash = regexp.MustCompile(`^sha256\$[0-9a-fA-F]{2,128}\$[0-9a-fA-F]{64}$`)
+	bcryptHash = regexp.MustCompile(`^\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}$`)
+)
+
+func build(ff fileFleet) (*Registry, error) {
+	var p problems
+	r := &Registry{}
+
+	devWhere := map[string]string{}
+	for i, d := range ff.Devices {
+		where := fmt.Sprintf("devices[%d]", i)
+		if d.ID != "" {
+			where += " (" + d.ID + ")"
+		}
+		if p.id(where, d.ID) {
+			p.unique(devWhere, where, "device", d.ID)
+		}
+		switch {
+		case d.SecretHash == "":
+			p.add(where, "secret_hash missing")
+		case !sha256Hash.MatchString(d.SecretHash) && !bcryptHash.MatchString(d.SecretHash):
+			// Never echo the value: it is a credential, even if hashed.
+			p.add(where, "secret_hash is neither sha256$<salt hex>$<hash hex> nor bcrypt")
+		}
+		r.devices = append(r.devices, Device{
+			ID: d.ID, SecretHash: d.SecretHash, Model: d.Model, Serial: d.Serial, FW: d.FW,
+			Installed: d.Installed.Time,
+		})
+	}
+
+	orgWhere := map[string]string{}
+	for i, o := range ff.Organisations {
+		where := fmt.Sprintf("organisations[%d]", i)
+		if o.ID != "" {
+			where += " (" + o.ID + ")"
+		}
+		if p.id(where, o.ID) {
+			p.unique(orgWhere, where, "organisation", o.ID)
+		}
+		loc := p.zone(where, o.Timezone)
+		r.orgs = append(r.orgs, Organisation{ID: o.ID, Name: o.Name, Timezone: o.Timezone, Location: loc})
+	}
+
+	opWhere := map[string]string{}
+	opOrg := map[string]string{}
+	for i, o := range ff.Operators {
+		where := fmt.Sprintf("operators[%d]", i)
+		if o.ID != "" {
+			where += " (" + o.ID + ")"
+		}
+		if p.id(where, o.ID) {
+			p.unique(opWhere, where, "operator", o.ID)
+		}
+		if _, ok := orgWhere[o.Org]; !ok {
+			p.add(where, "org %q is not an organisation", o.Org)
+		}
+		opOrg[o.ID] = o.Org
+		r.operators = append(r.operators, Operator(o))
+	}
+
+	svcWhere := map[string]string{}
+	for i, s := range ff.Services {
+		where := fmt.Sprintf("services[%d]", i)
+		if s.ID != "" {
+			where += " (" + s.ID + ")"
+		}
+		if p.id(where, s.ID) {
+			p.unique(svcWhere, where, "service", s.ID)
+		}
+		r.services = append(r.services, Service(s))
+	}
+
+	siteWhere := map[string]string{}
+	counterWhere := map[string]string{}
+	deviceAt := map[string]string{} // device id -> where it is placed
+	for i, o := range ff.Organisations {
+		for j, s := range o.Sites {
+			where := fmt.Sprintf("organisations[%d].sites[%d]", i, j)
+			if s.ID != "" {
+				where += " (" + s.ID + ")"
+			}
+			if p.id(where, s.ID) {
+				p.unique(siteWhere, where, "site", s.ID)
+			}
+			site := Site{ID: s.ID, Org: o.ID, Name: s.Name, Timezone: o.Timezone}
+			if s.Timezone != "" {
+				site.Timezone = s.Timezone
+				site.Location = p.zone(where, s.Timezone)
+			} else {
+				site.Location = r.orgs[i].Location
+			}
+			if s.Responsible != nil {
+				site.Responsible = *s.Responsible
+			}
+			r.sites = append(r.sites, site)
+
+			for k, c := range s.Counters {
+				where := fmt.Sprintf("organisations[%d].sites[%d].counters[%d]", i, j, k)
+				if c.ID != "" {
+					where += " (" + c.ID + ")"
+				}
+				if p.id(where, c.ID) {
+					p.unique(counterWhere, where, "counter", c.ID)
+				}
+				counter := Counter{
+					ID: c.ID, Org: o.ID, Site: s.ID, Name: c.Name, Device: c.Device,
+					Operator: c.Operator, Service: c.Service, Responsible: site.Responsible,
+				}
+				if c.Responsible != nil {
+					counter.Responsible = *c.Responsible
+				}
+				if c.Device != "" {
+					if _, ok := devWhere[c.Device]; !ok {
+						p.add(where, "device %q is not in devices", c.Device)
+					} else if other, twice := deviceAt[c.Device]; twice {
+						p.add(where, "device %q is already at %s", c.Device, other)
+					} else {
+						deviceAt[c.Device] = where
+					}
+				}
+				if c.Operator != "" {
+					if _, ok := opWhere[c.Operator]; !ok {
+						p.add(where, "operator %q is not in operators", c.Operator)
+					} else if org := opOrg[c.Operator]; org != o.ID {
+						p.add(where, "operator %q belongs to organisation %q, not %q", c.Operator, org, o.ID)
+					}
+				}
+				if c.Service != "" {
+					if _, ok := svcWhere[c.Service]; !ok {
+						p.add(where, "service %q is not in services", c.Service)
+					}
+				}
+				r.counters = append(r.counters, counter)
+			}
+		}
+	}
+	if len(p) > 0 {
+		return nil, errors.Join(p...)
+	}
+
+	r.orgByID = indexByID(r.orgs, func(o *Organisation) string { return o.ID })
+	r.siteByID = indexByID(r.sites, func(s *Site) string { return s.ID })
+	r.counterByID = indexByID(r.counters, func(c *Counter) string { return c.ID })
+	r.opByID = indexByID(r.operators, func(o *Operator) string { return o.ID })
+	r.svcByID = indexByID(r.services, func(s *Service) string { return s.ID })
+	r.deviceByID = indexByID(r.devices, func(d *Device) string { return d.ID })
+	for _, c := range r.counters {
+		if c.Device != "" {
+			r.devices[r.deviceByID[c.Device]].Counter = c.ID
+		}
+	}
+	return r, nil
+}
