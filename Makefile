@@ -30,7 +30,10 @@ influxd: $(INFLUXD)
 $(INFLUXD):
 	@echo "building InfluxDB 1.8.10 from the Go module proxy (once, about two minutes)..."
 	@mkdir -p $(dir $(INFLUXD))
-	d=$$(mktemp -d) && cd $$d && GOBIN=$(dir $(INFLUXD)) GOFLAGS=-mod=mod $(GO) install github.com/influxdata/influxdb/cmd/influxd@v1.8.10
+	@# Built under a temporary name and renamed, so an interrupted build never
+	@# leaves a broken binary behind.
+	d=$$(mktemp -d) && cd $$d && GOBIN=$$d/bin GOFLAGS=-mod=mod GOWORK=off $(GO) install github.com/influxdata/influxdb/cmd/influxd@v1.8.10 \
+		&& mv $$d/bin/influxd $(INFLUXD).tmp && mv $(INFLUXD).tmp $(INFLUXD) && rm -rf $$d
 
 test: influxd vet fmt-check
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
