@@ -276,15 +276,15 @@ type customers struct {
 // order so the sequence of visits depends on the seed only, never on how
 // earlier presses turned out.
 type visit struct {
-	gap        time.Duration // since the previous customer finished
-	operator   string
-	service    Service
-	serviceS   int
-	votes      bool
-	key        int
-	delay      float64 // of the window, before the press
-	stray      bool
-	strayKey   int
+	gap      time.Duration // since the previous customer finished
+	operator string
+	service  Service
+	serviceS int
+	votes    bool
+	key      int
+	delay    float64 // of the window, before the press
+	stray    bool
+	strayKey int
 }
 
 func (c *customers) draw(rng *rand.Rand) visit {
@@ -345,9 +345,9 @@ func (c *customers) serve(ctx, work context.Context) {
 		}
 		act := protocol.Activate{
 			V: protocol.Version, ID: fmt.Sprintf("%s-%s-%d", c.u.dev.ID, c.runID, n),
-			Time:     time.Now().UTC(),
-			Ticket:   fmt.Sprintf("%c-%03d", 'A'+serviceIndex(c.m, v.service.ID)%26, n%1000),
-			Service:  v.service.ID, Operator: v.operator, ServiceS: v.serviceS, WindowS: windowS,
+			Time:    time.Now().UTC(),
+			Ticket:  fmt.Sprintf("%c-%03d", 'A'+serviceIndex(c.m, v.service.ID)%26, n%1000),
+			Service: v.service.ID, Operator: v.operator, ServiceS: v.serviceS, WindowS: windowS,
 		}
 		opened := time.Now()
 		actx, cancel := context.WithTimeout(work, c.opts.Window+10*time.Second)
