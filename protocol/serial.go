@@ -119,10 +119,12 @@ func unescape(s string) (string, error) {
 // ParseFrame decodes one line, with or without its trailing "\n" or "\r\n".
 func ParseFrame(line []byte) (Frame, error) {
 	line = bytes.TrimSuffix(line, []byte("\n"))
-	line = bytes.TrimSuffix(line, []byte("\r"))
+	// Measured with any '\r' still on, so ParseFrame and FrameReader (whose
+	// buffer holds MaxFrame bytes) agree on which lines fit.
 	if len(line) >= MaxFrame {
 		return Frame{}, fmt.Errorf("%w: %d bytes, limit %d", ErrFrame, len(line), MaxFrame)
 	}
+	line = bytes.TrimSuffix(line, []byte("\r"))
 	star := bytes.LastIndexByte(line, '*')
 	if star < 1 || len(line)-star != 3 {
 		return Frame{}, fmt.Errorf("%w: no *HH checksum", ErrFrame)
@@ -134,6 +136,14 @@ func ParseFrame(line []byte) (Frame, error) {
 	body := line[:star]
 	if got := checksum(body); got != byte(want) {
 		return Frame{}, fmt.Errorf("%w: got %02X, frame says %02X", ErrChecksum, got, want)
+	}
+	// A byte the encoder would have escaped is line noise that slipped past
+	// the checksum (a one-in-256 chance); accepting it would also let a frame
+	// re-encode longer than MaxFrame.
+	for _, c := range body {
+		if c != ' ' && c != '%' && needsEscape(c) {
+			return Frame{}, fmt.Errorf("%w: unescaped byte 0x%02X", ErrFrame, c)
+		}
 	}
 	fields := strings.Split(string(body), " ")
 	f := Frame{Type: fields[0]}

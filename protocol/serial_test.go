@@ -167,7 +167,13 @@ func TestParseFrameRejects(t *testing.T) {
 		{"lone percent", withSum("PANEL a%"), ErrFrame},
 		{"bad escape", withSum("PANEL %G1"), ErrFrame},
 		{"signed escape", withSum("PANEL %+1"), ErrFrame},
+		{"raw tab", withSum("PANEL a\tb"), ErrFrame},
+		{"raw NUL", withSum("BOOT\x00 1 2 3"), ErrFrame},
+		{"raw DEL", withSum("PANEL \x7f"), ErrFrame},
+		{"raw CR inside", withSum("PANEL a\rb"), ErrFrame},
+		{"raw star inside", withSum("PANEL 5*"), ErrFrame},
 		{"oversized", withSum("PANEL " + strings.Repeat("x", MaxFrame)), ErrFrame},
+		{"longest line plus CR", strings.TrimSuffix(withSum("PANEL "+strings.Repeat("x", MaxFrame-1-len("PANEL *HH"))), "\n") + "\r\n", ErrFrame},
 		{"one byte too long", withSum("PANEL " + strings.Repeat("x", MaxFrame-len("PANEL *HH"))), ErrFrame},
 	}
 	for _, tt := range tests {
