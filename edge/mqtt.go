@@ -1,0 +1,342 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/semko/semko/protocol"
+)
+
+// The MQTT side. Each connection attempt builds a fresh paho client with
+// auto-reconnect off: the will must carry a new BDSeq every time, and paho
+// reconnects in lockstep across a fleet (no jitter), so connectLoop does
+// the reconnecting with full-jitter backoff itself. CleanSession is true:
+// the outbox, not the broker's session, is what guarantees delivery, and a
+// clean session keeps stale activations queued while offline from opening
+// windows long after the customer left; the retained config still arrives
+// on every connect.
+
+const (
+	keepAlive      = 30 * time.Second
+	connectTimeout = 10 * time.Second
+	goodbyeTimeout = time.Second
+	subTimeout     = 10 * time.Second
+)
+
+// client returns the connected client, or nil.
+func (a *Agent) client() paho.Client {
+	a.conn.Lock()
+	defer a.conn.Unlock()
+	return a.conn.client
+}
+
+func (a *Agent) setClient(c paho.Client, bdseq uint64) {
+	a.conn.Lock()
+	a.conn.client, a.conn.bdseq = c, bdseq
+	a.conn.Unlock()
+	kick(a.connKick)
+}
+
+// status builds a birth or death, leaving out a firmware string that is not
+// a valid token rather than failing.
+func (a *Agent) status(online bool, bdseq uint64) []byte {
+	a.mu.Lock()
+	s := protocol.Status{V: protocol.Version, Device: a.cfg.Device, Time: a.cfg.Now(), Online: online,
+		BootID: a.bootID, FW: a.fw, BDSeq: bdseq}
+	a.mu.Unlock()
+	data, err := protocol.Encode(s)
+	if err != nil {
+		s.FW = ""
+		data, _ = json.Marshal(s)
+	}
+	return data
+}
+
+func (a *Agent) newClient(bdseq uint64, lost chan<- error, subs chan<- paho.Token) paho.Client {
+	o := paho.NewClientOptions().
+		AddBroker(a.cfg.Broker).
+		SetClientID(a.cfg.Device).
+		SetUsername(a.cfg.Device).
+		SetPassword(a.cfg.Secret).
+		SetCleanSession(true).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetOrderMatters(false).
+		SetKeepAlive(keepAlive).
+		SetPingTimeout(10*time.Second).
+		SetConnectTimeout(connectTimeout).
+		SetWriteTimeout(10*time.Second).
+		SetBinaryWill(protocol.DeviceTopic(a.cfg.Device, protocol.KindStatus), a.status(false, bdseq), 1, true).
+		SetOnConnectHandler(func(c paho.Client) {
+			a.epoch.Add(1)
+			filters := map[string]byte{}
+			for _, f := range protocol.DeviceFilter(a.cfg.Device) {
+				filters[f] = 1
+			}
+			// Never wait inside a paho handler: connectLoop checks the token.
+			tok := c.SubscribeMultiple(filters, a.onMessage)
+			select {
+			case subs <- tok:
+			default:
+			}
+		}).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			a.epoch.Add(1)
+			select {
+			case lost <- err:
+			default:
+			}
+		})
+	if a.cfg.TLS != nil {
+		o.SetTLSConfig(a.cfg.TLS)
+	}
+	return paho.NewClient(o)
+}
+
+// onMessage runs on paho's goroutine: hand off, never block. A message
+// dropped here is counted; config is retained and arrives again on the
+// next connect, activations and commands are the backend's to retry.
+func (a *Agent) onMessage(_ paho.Client, m paho.Message) {
+	select {
+	case a.downstream <- m:
+	default:
+		a.drops.Add(1)
+		a.log.Warn("downstream queue full, message dropped", "topic", m.Topic())
+	}
+}
+
+// backoff returns a full-jitter delay for the n-th consecutive failure
+// (n = 0 after a connection that worked).
+func (a *Agent) backoff(n int) time.Duration {
+	d := a.cfg.ReconnectMin
+	for i := 0; i < n && d < a.cfg.ReconnectMax; i++ {
+		d *= 2
+	}
+	d = min(d, a.cfg.ReconnectMax)
+	return rand.N(d) + 1
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// connectLoop keeps one connection up until ctx is done.
+func (a *Agent) connectLoop(ctx context.Context) {
+	bdseq, err := loadBDSeq(a.cfg.DataDir)
+	if err != nil {
+		a.log.Error("bdseq unreadable, starting over", "err", err)
+	}
+	failures := 0
+	for ctx.Err() == nil {
+		bdseq++
+		if err := saveBDSeq(a.cfg.DataDir, bdseq); err != nil {
+			// A repeated bdseq only blurs late-will detection; keep going.
+			a.log.Error("persist bdseq", "err", err)
+		}
+		lost := make(chan error, 1)
+		subs := make(chan paho.Token, 1)
+		c := a.newClient(bdseq, lost, subs)
+		tok := c.Connect()
+		select {
+		case <-tok.Done():
+		case <-ctx.Done():
+			c.Disconnect(0)
+			return
+		}
+		if err := tok.Error(); err != nil {
+			failures++
+			wait := a.backoff(failures)
+			a.log.Warn("mqtt connect failed", "err", err, "retry_in", wait)
+			if !sleepCtx(ctx, wait) {
+				return
+			}
+			continue
+		}
+		failures = 0
+		a.connects.Add(1)
+		c.Publish(protocol.DeviceTopic(a.cfg.Device, protocol.KindStatus), 1, true, a.status(true, bdseq))
+		a.setClient(c, bdseq)
+		a.log.Info("mqtt connected", "broker", a.cfg.Broker, "bdseq", bdseq)
+		if !a.stayConnected(ctx, c, bdseq, lost, subs) {
+			return
+		}
+		if !sleepCtx(ctx, a.backoff(0)) {
+			return
+		}
+	}
+}
+
+// stayConnected waits until the connection is lost (true: reconnect) or ctx
+// is done (false: said goodbye and disconnected).
+func (a *Agent) stayConnected(ctx context.Context, c paho.Client, bdseq uint64, lost <-chan error, subs <-chan paho.Token) bool {
+	for {
+		select {
+		case err := <-lost:
+			a.setClient(nil, 0)
+			a.log.Warn("mqtt connection lost", "err", err)
+			return true
+		case tok := <-subs:
+			if !tok.WaitTimeout(subTimeout) || tok.Error() != nil {
+				a.log.Error("subscribe to downstream topics failed; reconnecting", "err", tok.Error())
+				a.setClient(nil, 0)
+				a.epoch.Add(1)
+				c.Disconnect(0)
+				return true
+			}
+		case <-ctx.Done():
+			a.setClient(nil, 0)
+			// A clean goodbye: the broker discards the will on DISCONNECT,
+			// so publish the death ourselves.
+			t := c.Publish(protocol.DeviceTopic(a.cfg.Device, protocol.KindStatus), 1, true, a.status(false, bdseq))
+			t.WaitTimeout(goodbyeTimeout)
+			c.Disconnect(250)
+			return false
+		}
+	}
+}
+
+// publishDirect sends a message that does not go through the outbox
+// (heartbeats, answers): when it is lost, the next one replaces it.
+func (a *Agent) publishDirect(kind protocol.Kind, v protocol.Validator) {
+	data, err := protocol.Encode(v)
+	if err != nil {
+		a.log.Error("encode message", "kind", kind, "err", err)
+		return
+	}
+	c := a.client()
+	if c == nil {
+		a.log.Debug("offline, message not sent", "kind", kind)
+		return
+	}
+	c.Publish(protocol.DeviceTopic(a.cfg.Device, kind), 1, kind.Retained(), data)
+}
+
+// flight is one outbox entry published and not yet confirmed.
+type flight struct {
+	tok    paho.Token
+	client paho.Client
+	epoch  uint64
+	sent   time.Time
+}
+
+// publish drains the outbox in order with up to MaxInFlight QoS 1
+// publishes outstanding. paho can complete a token with a nil error across
+// a drop and reconnect although nothing was delivered (paho #563, #613), so
+// a token confirms its entry only if the connection epoch did not move
+// between the publish and the check; otherwise the entry is sent again.
+// Duplicates are fine (the backend is idempotent), losses are not.
+func (a *Agent) publish(ctx context.Context) {
+	inflight := make(map[uint64]flight, a.cfg.MaxInFlight)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		c := a.client()
+		if c == nil {
+			clear(inflight)
+		} else {
+			a.settle(c, inflight)
+			a.fill(c, inflight)
+		}
+		wait := time.Hour
+		if len(inflight) > 0 {
+			wait = 10 * time.Millisecond
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.outboxKick:
+		case <-a.connKick:
+		case <-timer.C:
+		}
+	}
+}
+
+// settle acknowledges confirmed entries and forgets failed or overdue ones,
+// which fill then publishes again.
+func (a *Agent) settle(c paho.Client, inflight map[uint64]flight) {
+	epoch := a.epoch.Load()
+	for seq, f := range inflight {
+		select {
+		case <-f.tok.Done():
+			delete(inflight, seq)
+			if f.tok.Error() == nil && f.client == c && f.epoch == epoch {
+				if err := a.box.Ack(seq); err != nil {
+					a.log.Warn("ack outbox entry", "seq", seq, "err", err)
+					continue
+				}
+				a.confirmed.Add(1)
+				continue
+			}
+			a.resent.Add(1)
+		default:
+			if f.client != c || f.epoch != epoch || time.Since(f.sent) > a.cfg.PublishTimeout {
+				delete(inflight, seq)
+				a.resent.Add(1)
+			}
+		}
+	}
+}
+
+func (a *Agent) fill(c paho.Client, inflight map[uint64]flight) {
+	if len(inflight) >= a.cfg.MaxInFlight {
+		return
+	}
+	epoch := a.epoch.Load()
+	for _, e := range a.box.Pending(a.cfg.MaxInFlight) {
+		if len(inflight) >= a.cfg.MaxInFlight {
+			return
+		}
+		if _, ok := inflight[e.Seq]; ok {
+			continue
+		}
+		tok := c.Publish(protocol.DeviceTopic(a.cfg.Device, e.Kind), 1, false, e.Data)
+		inflight[e.Seq] = flight{tok: tok, client: c, epoch: epoch, sent: time.Now()}
+		a.published.Add(1)
+	}
+}
+
+// sendHeartbeat publishes the device's health.
+func (a *Agent) sendHeartbeat() {
+	a.mu.Lock()
+	now := a.cfg.Now()
+	hb := protocol.Heartbeat{
+		V: protocol.Version, Device: a.cfg.Device, Time: now, BootID: a.bootID, FW: a.fw,
+		UptimeS: int64(now.Sub(a.start) / time.Second), Outbox: a.box.Len(),
+		ClockOffsetMS: a.clockOffset.Milliseconds(), Presses: a.presses, Errors: a.errCount,
+		PanelOK: a.panelOK, BacklightOK: a.lightOK, Config: a.conf.Version,
+	}
+	a.mu.Unlock()
+	hb.UptimeS = max(hb.UptimeS, 0)
+	if hb.Validate() != nil {
+		hb.FW = "unknown" // a keypad firmware string that is not a token
+	}
+	a.publishDirect(protocol.KindHeartbeat, hb)
+}
+
+// answerf is a short helper for error strings sent back to the backend.
+func answerf(format string, args ...any) string {
+	s := fmt.Sprintf(format, args...)
+	if len(s) > 300 {
+		s = s[:300]
+	}
+	return s
+}
