@@ -214,8 +214,8 @@ func checkMutations[T Validator](t *testing.T, sample func() T, muts []mutation[
 }
 
 var (
-	long   = strings.Repeat("x", MaxTokenLen+1)
-	maxTok = strings.Repeat("x", MaxTokenLen)
+	tooLongToken = strings.Repeat("x", MaxTokenLen+1)
+	longestToken = strings.Repeat("x", MaxTokenLen)
 )
 
 func TestVoteValidate(t *testing.T) {
@@ -237,7 +237,7 @@ func TestVoteValidate(t *testing.T) {
 		{"valid with reason", func(v *Vote) { v.Reason = ReasonRepeat }, ErrInvalid},
 		{"invalid without reason", func(v *Vote) { v.Valid = false }, ErrInvalid},
 		{"invalid unknown reason", func(v *Vote) { v.Valid, v.Reason = false, "bored" }, ErrInvalid},
-		{"activation too long", func(v *Vote) { v.Activation = long }, ErrInvalid},
+		{"activation too long", func(v *Vote) { v.Activation = tooLongToken }, ErrInvalid},
 		{"service with quote", func(v *Vote) { v.Service = `pass"port` }, ErrInvalid},
 		{"operator with backslash", func(v *Vote) { v.Operator = `op\1` }, ErrInvalid},
 		{"operator with control", func(v *Vote) { v.Operator = "op\x7f" }, ErrInvalid},
@@ -255,7 +255,7 @@ func TestVoteValidate(t *testing.T) {
 		}, nil},
 		{"repeat", func(v *Vote) { v.Valid, v.Reason = false, ReasonRepeat }, nil},
 		{"filtered", func(v *Vote) { v.Valid, v.Reason = false, ReasonFiltered }, nil},
-		{"longest token", func(v *Vote) { v.Activation = maxTok }, nil},
+		{"longest token", func(v *Vote) { v.Activation = longestToken }, nil},
 		{"UTF-8 token", func(v *Vote) { v.Service = "паспорт" }, nil},
 		{"max seq", func(v *Vote) { v.Seq = 1<<64 - 1 }, nil},
 	})
@@ -265,10 +265,10 @@ func TestActivateValidate(t *testing.T) {
 	checkMutations(t, SampleActivate, []mutation[Activate]{
 		{"version", func(a *Activate) { a.V = 2 }, ErrVersion},
 		{"id missing", func(a *Activate) { a.ID = "" }, ErrInvalid},
-		{"id too long", func(a *Activate) { a.ID = long }, ErrInvalid},
+		{"id too long", func(a *Activate) { a.ID = tooLongToken }, ErrInvalid},
 		{"ticket with space", func(a *Activate) { a.Ticket = "A 113" }, ErrInvalid},
 		{"service with newline", func(a *Activate) { a.Service = "pass\nport" }, ErrInvalid},
-		{"operator too long", func(a *Activate) { a.Operator = long }, ErrInvalid},
+		{"operator too long", func(a *Activate) { a.Operator = tooLongToken }, ErrInvalid},
 		{"service_s negative", func(a *Activate) { a.ServiceS = -5 }, ErrInvalid},
 		{"window negative", func(a *Activate) { a.WindowS = -1 }, ErrInvalid},
 		{"window over an hour", func(a *Activate) { a.WindowS = 3601 }, ErrInvalid},
@@ -287,7 +287,7 @@ func TestActivationRecordValidate(t *testing.T) {
 		{"seq 0", func(a *ActivationRecord) { a.Seq = 0 }, ErrInvalid},
 		{"id missing", func(a *ActivationRecord) { a.ID = "" }, ErrInvalid},
 		{"ts missing", func(a *ActivationRecord) { a.Time = time.Time{} }, ErrInvalid},
-		{"ticket too long", func(a *ActivationRecord) { a.Ticket = long }, ErrInvalid},
+		{"ticket too long", func(a *ActivationRecord) { a.Ticket = tooLongToken }, ErrInvalid},
 		{"service with tab", func(a *ActivationRecord) { a.Service = "a\tb" }, ErrInvalid},
 		{"operator with space", func(a *ActivationRecord) { a.Operator = "op 1" }, ErrInvalid},
 		{"service_s negative", func(a *ActivationRecord) { a.ServiceS = -1 }, ErrInvalid},
@@ -314,7 +314,7 @@ func TestHeartbeatValidate(t *testing.T) {
 		{"outbox negative", func(h *Heartbeat) { h.Outbox = -1 }, ErrInvalid},
 		{"temp -60", func(h *Heartbeat) { h.TempC = -60 }, ErrInvalid},
 		{"temp 150", func(h *Heartbeat) { h.TempC = 150 }, ErrInvalid},
-		{"config too long", func(h *Heartbeat) { h.Config = long }, ErrInvalid},
+		{"config too long", func(h *Heartbeat) { h.Config = tooLongToken }, ErrInvalid},
 
 		{"temp -59.5", func(h *Heartbeat) { h.TempC = -59.5 }, nil},
 		{"temp 149.9", func(h *Heartbeat) { h.TempC = 149.9 }, nil},
@@ -407,7 +407,7 @@ func TestCommandResultValidate(t *testing.T) {
 		{"version", func(c *CommandResult) { c.V = 3 }, ErrVersion},
 		{"device", func(c *CommandResult) { c.Device = strings.Repeat("d", MaxDeviceIDLen+1) }, ErrDeviceID},
 		{"id missing", func(c *CommandResult) { c.ID = "" }, ErrInvalid},
-		{"id too long", func(c *CommandResult) { c.ID = long }, ErrInvalid},
+		{"id too long", func(c *CommandResult) { c.ID = tooLongToken }, ErrInvalid},
 		{"ts missing", func(c *CommandResult) { c.Time = time.Time{} }, ErrInvalid},
 
 		{"failed", func(c *CommandResult) { c.OK, c.Detail, c.Error = false, nil, "keypad does not answer" }, nil},
@@ -590,7 +590,7 @@ func TestPermanent(t *testing.T) {
 		{"version", fmt.Errorf("ingest: %w", ErrVersion), true},
 		{"too large", ErrTooLarge, true},
 		{"clock", ErrClock, true},
-		{"validate", SampleVote().withSeq(0).Validate(), true},
+		{"validate", Vote{V: Version}.Validate(), true},
 		{"decode", decodeErr, true},
 		{"topic", topicErr, true},
 		{"device id", ValidateDeviceID(""), true},
@@ -610,5 +610,3 @@ func TestPermanent(t *testing.T) {
 		})
 	}
 }
-
-func (v Vote) withSeq(seq uint64) Vote { v.Seq = seq; return v }
