@@ -1,12 +1,53 @@
 package fleet
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
+
+	"github.com/semko/semko/edge"
+	"github.com/semko/semko/protocol"
 )
 
-// newEdgeAgent will start a real edge agent once package edge has one.
-func newEdgeAgent(Device, string, Options, *slog.Logger, io.ReadWriteCloser) (agent, error) {
-	return nil, errors.New("edge agent not available yet")
+// edgeAgent adapts a real edge.Agent to what a fleet needs.
+type edgeAgent struct {
+	*edge.Agent
+	log *slog.Logger
 }
+
+// newEdgeAgent starts nothing: it builds the unit's real edge agent on its
+// end of the keypad line, with the fleet's window as its default config
+// and no local HTTP endpoint (the fleet activates it directly).
+func newEdgeAgent(dev Device, dataDir string, opts Options, log *slog.Logger, line io.ReadWriteCloser) (agent, error) {
+	defaults := edge.DefaultConfig()
+	defaults.Version = "sim-default"
+	defaults.VoteWindowS = int(opts.Window.Seconds())
+	defaults.Panel = protocol.Panel{Lang: "bg", Texts: map[string]string{
+		"bg": "Моля, оценете обслужването",
+		"en": "Please rate our service",
+	}}
+	a, err := edge.New(edge.Config{
+		Device: dev.ID, Secret: dev.Secret, Broker: opts.Broker,
+		DataDir: dataDir, Defaults: defaults, Logger: log,
+	}, line)
+	if err != nil {
+		return nil, err
+	}
+	return edgeAgent{Agent: a, log: log}, nil
+}
+
+// Activate treats edge.ErrKeypad as success: the agent documents that the
+// window is open and durable even when the ARM frame could not be written,
+// so the activation counts.
+func (e edgeAgent) Activate(ctx context.Context, act protocol.Activate) error {
+	err := e.Agent.Activate(ctx, act)
+	if errors.Is(err, edge.ErrKeypad) {
+		e.log.Warn("activation open but keypad not armed", "activation", act.ID, "err", err)
+		return nil
+	}
+	return err
+}
+
+func (e edgeAgent) Outbox() int     { return e.Stats().Outbox }
+func (e edgeAgent) Connected() bool { return e.Stats().Connected }

@@ -164,9 +164,8 @@ func (k *Keypad) State() State {
 	return s
 }
 
-// Run sends BOOT and serves the host until ctx is done or the line fails.
-// It closes conn before returning. A closed line after ctx is done is not
-// an error.
+// Run sends BOOT and serves the host until ctx is done, the host closes the
+// line (both nil) or the line fails. It closes conn before returning.
 func (k *Keypad) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -201,7 +200,7 @@ func (k *Keypad) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case err := <-errc:
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || err == nil {
 				return nil
 			}
 			return err
@@ -286,6 +285,9 @@ func (k *Keypad) readLoop(ctx context.Context) error {
 		if errors.Is(err, protocol.ErrFrame) || errors.Is(err, protocol.ErrChecksum) {
 			k.countError("bad frame from host", err)
 			continue
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) {
+			return nil // the host hung up: the keypad has nobody to talk to
 		}
 		if err != nil {
 			return fmt.Errorf("read: %w", err)
