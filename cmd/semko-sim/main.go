@@ -102,7 +102,7 @@ func reportStatus(ctx context.Context, log *slog.Logger, t *fleet.Tally, every t
 			log.Info("fleet status", "connected", fmt.Sprintf("%d/%d", s.Connected, s.Units),
 				"activations", s.Total.Activations, "votes", s.Total.Votes,
 				"activations_1m", s.ActivationsLastMinute, "votes_1m", s.VotesLastMinute,
-				"satisfied", fmt.Sprintf("%.2f", s.Total.Satisfied()))
+				"satisfied", fmt.Sprintf("%.2f", s.Satisfied))
 		}
 	}
 }

@@ -45,6 +45,8 @@ type Snapshot struct {
 	Total            Counts
 	// Activations and valid votes in the last minute.
 	ActivationsLastMinute, VotesLastMinute int
+	// Satisfied is the share of valid votes scoring 4-5 so far.
+	Satisfied float64
 }
 
 // Tally counts what a fleet run did. It is safe for concurrent use and may
@@ -145,7 +147,7 @@ func (t *Tally) Snapshot() Snapshot {
 	total := t.Total()
 	now := t.now().Unix()
 	t.mu.Lock()
-	snap := Snapshot{Total: total}
+	snap := Snapshot{Total: total, Satisfied: total.Satisfied()}
 	for _, s := range t.recent {
 		if s.unix > now-int64(len(t.recent)) && s.unix <= now {
 			snap.ActivationsLastMinute += s.activations
