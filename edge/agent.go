@@ -206,7 +206,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		})
 	}
-	a.log.Info("edge agent running", "boot_id", a.bootID, "outbox", a.box.Len(), "config", a.conf.Version)
+	a.log.Info("edge agent running", "boot_id", a.bootID, "outbox", a.box.Len(), "config", a.Stats().Config)
 	a.sendConfigToKeypad()
 
 	<-ctx.Done()

@@ -314,3 +314,37 @@ func TestHeartbeat(t *testing.T) {
 		t.Fatalf("heartbeat %+v", hb)
 	}
 }
+
+// TestOutboxFull: with the outbox full the keypad hears nothing and keeps
+// its press; once the broker drains the outbox, the resend is stored.
+func TestOutboxFull(t *testing.T) {
+	rec := &recorder{}
+	b := startBroker(t, "127.0.0.1:0", rec)
+	b.stop()
+	a := startAgent(t, Config{Broker: b.url(), DataDir: t.TempDir(), OutboxMaxBytes: 1500})
+	kseq := uint32(0)
+	for a.Stats().OutboxFull == 0 {
+		kseq++
+		a.kp.press(t, 1, kseq)
+		eventually(t, "taken or refused", func() bool {
+			return a.Stats().OutboxFull > 0 || a.Stats().Presses == uint64(kseq)
+		})
+		if kseq > 100 {
+			t.Fatal("outbox never full")
+		}
+	}
+	stored := a.Stats().Presses
+	if stored != uint64(kseq-1) {
+		t.Fatalf("%d stored of %d presses", stored, kseq)
+	}
+	startBroker(t, b.addr, rec)
+	eventually(t, "drained", func() bool { return a.Stats().Outbox == 0 })
+	a.kp.press(t, 1, kseq) // the keypad's resend
+	eventually(t, "resend stored", func() bool { return len(rec.votes(t)) == int(kseq) })
+	for {
+		f := a.kp.expect(t, protocol.FrameTaken)
+		if f.Args[0] == fmt.Sprint(kseq) {
+			break
+		}
+	}
+}
