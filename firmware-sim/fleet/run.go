@@ -169,12 +169,13 @@ func RunWithTally(ctx context.Context, m *Model, opts Options, t *Tally) error {
 	log.Info("fleet started", "units", len(units), "broker", opts.Broker)
 
 	runID := strconv.FormatInt(time.Now().UnixMilli(), 36)
+	ix := newIndex(m)
 	var custWG sync.WaitGroup
 	for _, u := range units {
 		custWG.Add(1)
 		go func() {
 			defer custWG.Done()
-			c := customers{m: m, u: u, opts: opts, t: t, runID: runID}
+			c := customers{m: m, ix: ix, u: u, opts: opts, t: t, runID: runID}
 			c.serve(ctx, unitCtx)
 		}()
 	}
@@ -266,6 +267,7 @@ func drain(ctx context.Context, units []*unit, timeout time.Duration) error {
 // customers is the stream of customers at one counter.
 type customers struct {
 	m     *Model
+	ix    *index
 	u     *unit
 	opts  Options
 	t     *Tally
@@ -279,6 +281,7 @@ type visit struct {
 	gap      time.Duration // since the previous customer finished
 	operator string
 	service  Service
+	svcIndex int // position in Model.Services, for the ticket letter
 	serviceS int
 	votes    bool
 	key      int
@@ -288,25 +291,22 @@ type visit struct {
 }
 
 func (c *customers) draw(rng *rand.Rand) visit {
-	site := c.m.Site(c.u.counter.Site)
+	site := c.ix.sites[c.u.counter.Site]
 	v := visit{gap: time.Duration(rng.ExpFloat64() * float64(c.opts.ServiceInterval))}
 	v.operator = c.u.counter.Operator
 	if p := rng.Float64(); p >= 0.8 && site != nil && len(site.Operators) > 0 {
 		v.operator = site.Operators[rng.IntN(len(site.Operators))]
 	}
-	v.service = c.m.Services[0]
-	for _, s := range c.m.Services {
-		if s.ID == c.u.counter.Service {
-			v.service = s
-		}
-	}
+	svc := c.ix.services[c.u.counter.Service]
 	if p := rng.Float64(); p >= 0.7 {
-		v.service = c.m.Services[rng.IntN(len(c.m.Services))]
+		svc = rng.IntN(len(c.m.Services))
 	}
+	v.service = c.m.Services[svc]
+	v.svcIndex = svc
 	v.serviceS = int(v.service.Typical.Seconds() * (0.4 + 1.2*rng.Float64()))
 	v.votes = rng.Float64() < c.opts.Participation
 	mix := goodMix
-	if op := c.m.Operator(v.operator); op != nil {
+	if op := c.ix.operators[v.operator]; op != nil {
 		mix = op.Mix
 	}
 	v.key = pick(rng, mix)
@@ -346,7 +346,7 @@ func (c *customers) serve(ctx, work context.Context) {
 		act := protocol.Activate{
 			V: protocol.Version, ID: fmt.Sprintf("%s-%s-%d", c.u.dev.ID, c.runID, n),
 			Time:    time.Now().UTC(),
-			Ticket:  fmt.Sprintf("%c-%03d", 'A'+serviceIndex(c.m, v.service.ID)%26, n%1000),
+			Ticket:  fmt.Sprintf("%c-%03d", 'A'+v.svcIndex%26, n%1000),
 			Service: v.service.ID, Operator: v.operator, ServiceS: v.serviceS, WindowS: windowS,
 		}
 		opened := time.Now()
@@ -396,13 +396,29 @@ func (c *customers) serve(ctx, work context.Context) {
 	sleep(ctx, time.Until(lastClose))
 }
 
-func serviceIndex(m *Model, id string) int {
-	for i, s := range m.Services {
-		if s.ID == id {
-			return i
+// index finds a model's sites, operators and services by id without a
+// linear search per customer.
+type index struct {
+	sites     map[string]*Site
+	operators map[string]*Operator
+	services  map[string]int // id -> position in Model.Services
+}
+
+func newIndex(m *Model) *index {
+	ix := &index{sites: map[string]*Site{}, operators: map[string]*Operator{}, services: map[string]int{}}
+	for o := range m.Orgs {
+		for s := range m.Orgs[o].Sites {
+			site := &m.Orgs[o].Sites[s]
+			ix.sites[site.ID] = site
 		}
 	}
-	return 0
+	for i := range m.Operators {
+		ix.operators[m.Operators[i].ID] = &m.Operators[i]
+	}
+	for i, s := range m.Services {
+		ix.services[s.ID] = i
+	}
+	return ix
 }
 
 // sleep waits d; false if ctx ended first.
