@@ -1,0 +1,57 @@
+package broker
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/semko/semko/protocol"
+)
+
+// sharePrefix starts an MQTT 5 shared subscription: $share/<group>/<filter>.
+const sharePrefix = "$share/"
+
+// allowed is the whole access policy, kept as one pure function so it can be
+// read in one place and fuzzed. topic is a concrete topic when write is true
+// and a subscription filter otherwise.
+func allowed(cr Credential, topic string, write bool) bool {
+	switch cr.Role {
+	case RoleDevice:
+		if write {
+			// Only upstream kinds, only under its own id; ParseTopic refuses
+			// wildcards and anything outside the contract.
+			t, err := protocol.ParseTopic(topic)
+			return err == nil && t.Device == cr.Username && t.Kind.Upstream()
+		}
+		// Exactly its own downstream topics: no wildcards, no shares.
+		return slices.Contains(protocol.DeviceFilter(cr.Username), topic)
+	case RoleBackend:
+		if write {
+			return underRoot(topic)
+		}
+		return underRoot(unshare(topic))
+	case RoleObserver:
+		return !write && underRoot(unshare(topic))
+	}
+	return false
+}
+
+// underRoot reports whether a topic or filter lies inside protocol.Root, so
+// that neither "#" nor "+/v1/..." nor $SYS topics are reachable.
+func underRoot(topic string) bool {
+	return topic == protocol.Root || strings.HasPrefix(topic, protocol.Root+"/")
+}
+
+// unshare strips "$share/<group>/" so that shared subscriptions (several
+// backend replicas sharing the stream) are judged by their real filter. A
+// malformed share yields "", which nothing allows.
+func unshare(filter string) string {
+	rest, ok := strings.CutPrefix(filter, sharePrefix)
+	if !ok {
+		return filter
+	}
+	group, f, ok := strings.Cut(rest, "/")
+	if !ok || group == "" {
+		return ""
+	}
+	return f
+}

@@ -1,0 +1,246 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/semko/semko/protocol"
+)
+
+// dummyHash is verified against when a username is unknown, so that an
+// unknown user costs the same time as a wrong secret and timing does not
+// reveal which usernames exist.
+const dummyHash = "sha256$00000000000000000000000000000000$0000000000000000000000000000000000000000000000000000000000000000"
+
+// authHook authenticates connections and enforces the ACL.
+type authHook struct {
+	mqtt.HookBase
+	b *Broker
+}
+
+func (h *authHook) ID() string { return "semko-auth" }
+
+func (h *authHook) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+
+func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	user := string(pk.Connect.Username)
+	refuse := func(reason string) bool {
+		h.b.count.authFailures.Add(1)
+		// Never log the password, not even its length.
+		h.b.log.Warn("connection refused", "reason", reason, "user", user, "client", cl.ID, "remote", cl.Net.Remote)
+		return false
+	}
+	if !pk.Connect.UsernameFlag || user == "" {
+		return refuse("anonymous")
+	}
+	cr, ok := h.b.opts.Credentials.lookup(user)
+	if !ok {
+		VerifySecret(dummyHash, string(pk.Connect.Password))
+		return refuse("unknown user")
+	}
+	if !VerifySecret(cr.Hash, string(pk.Connect.Password)) {
+		return refuse("wrong secret")
+	}
+	switch {
+	case cr.Role == RoleDevice && cl.ID != user:
+		return refuse("device client id differs from its username")
+	case cr.Role != RoleDevice && h.isDevice(cl.ID):
+		// Otherwise a backend account could take over a device's session.
+		return refuse("client id belongs to a device")
+	}
+	if will := cl.Properties.Will; will.Flag == 1 && !allowed(cr, will.TopicName, true) {
+		h.b.count.aclDenied.Add(1)
+		return refuse("will topic not allowed")
+	}
+	return true
+}
+
+func (h *authHook) isDevice(clientID string) bool {
+	cr, ok := h.b.opts.Credentials.lookup(clientID)
+	return ok && cr.Role == RoleDevice
+}
+
+func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	user := string(cl.Properties.Username)
+	// The credential is looked up on every check, so a revoked or demoted
+	// account loses its rights at once, connected or not.
+	cr, ok := h.b.opts.Credentials.lookup(user)
+	if ok && allowed(cr, topic, write) {
+		return true
+	}
+	h.b.count.aclDenied.Add(1)
+	h.b.log.Warn("access denied", "user", user, "client", cl.ID, "topic", topic, "write", write)
+	return false
+}
+
+// intakeHook hands every upstream device message to Intake before the
+// PUBACK, applies the rate limit, and routes wills through the ACL and
+// Intake.
+type intakeHook struct {
+	mqtt.HookBase
+	b *Broker
+}
+
+func (h *intakeHook) ID() string { return "semko-intake" }
+
+func (h *intakeHook) Provides(b byte) bool {
+	return b == mqtt.OnPublish || b == mqtt.OnWill
+}
+
+func (h *intakeHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil // the backend's own downstream messages
+	}
+	h.b.count.messagesIn.Add(1)
+	cr, ok := h.b.opts.Credentials.lookup(string(cl.Properties.Username))
+	if !ok || cr.Role != RoleDevice {
+		return pk, nil
+	}
+	log := h.b.log.With("device", cr.Username, "topic", pk.TopicName)
+	if !h.b.limiter.allow(cl.ID) {
+		h.b.count.rateLimited.Add(1)
+		log.Debug("publish over rate limit, PUBACK withheld")
+		return pk, packets.ErrRejectPacket
+	}
+	t, err := protocol.ParseTopic(pk.TopicName)
+	if err != nil || t.Device != cr.Username || !t.Kind.Upstream() {
+		// The ACL already refuses these; this guards against a hook order
+		// change. Acknowledge and drop: resending cannot fix a topic.
+		h.b.count.reject(reasonTopic)
+		log.Warn("message outside the contract discarded")
+		return pk, packets.CodeSuccessIgnore
+	}
+	if h.b.opts.Intake == nil {
+		return pk, nil
+	}
+	m := Message{Topic: t, Payload: bytes.Clone(pk.Payload), Received: h.b.now(), ClientID: cl.ID}
+	switch err := h.b.accept(m); {
+	case err == nil:
+		return pk, nil
+	case protocol.Permanent(err):
+		reason := rejectReason(err)
+		h.b.count.reject(reason)
+		log.Warn("invalid message acknowledged and discarded", "reason", reason, "error", err)
+		return pk, packets.CodeSuccessIgnore
+	default:
+		h.b.count.intakeRetries.Add(1)
+		log.Warn("intake failed, PUBACK withheld so the device resends", "error", err)
+		return pk, packets.ErrRejectPacket
+	}
+}
+
+// noWill is what OnWill returns to cancel a will: mochi has no veto for
+// wills, but a publish to the empty topic matches no subscriber and an
+// unretained one leaves nothing behind.
+var noWill = mqtt.Will{}
+
+func (h *intakeHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	user := string(cl.Properties.Username)
+	log := h.b.log.With("client", cl.ID, "topic", will.TopicName)
+	switch {
+	case h.b.closing.Load():
+		// The broker is going away, not the device: an offline mark for the
+		// whole fleet would be false and would flap back on restart.
+		log.Debug("will suppressed: broker closing")
+		return noWill, nil
+	case cl.IsTakenOver():
+		// The device has already reconnected; its old death is stale
+		// (best effort: mochi marks the takeover after closing the old
+		// connection, so a late will can still slip through; Status.BDSeq
+		// lets the backend ignore it).
+		log.Debug("will suppressed: session taken over")
+		return noWill, nil
+	}
+	cr, ok := h.b.opts.Credentials.lookup(user)
+	if !ok || !allowed(cr, will.TopicName, true) {
+		h.b.count.aclDenied.Add(1)
+		log.Warn("will denied", "user", user)
+		return noWill, nil
+	}
+	if cr.Role != RoleDevice || h.b.opts.Intake == nil {
+		return will, nil
+	}
+	t, err := protocol.ParseTopic(will.TopicName)
+	if err != nil { // allowed() parsed it already
+		return noWill, nil
+	}
+	m := Message{Topic: t, Payload: bytes.Clone(will.Payload), Received: h.b.now(), ClientID: cl.ID}
+	switch err := h.b.accept(m); {
+	case err == nil:
+		return will, nil
+	case protocol.Permanent(err):
+		reason := rejectReason(err)
+		h.b.count.reject(reason)
+		log.Warn("invalid will discarded", "reason", reason, "error", err)
+		return noWill, nil
+	default:
+		// A will is sent once and cannot be withheld for a retry; deliver it
+		// anyway so subscribers and the retained status still see it.
+		h.b.count.willIntakeFails.Add(1)
+		log.Error("intake failed for a will; delivered without intake", "error", err)
+		return will, nil
+	}
+}
+
+// presenceHook reports devices' sessions coming and going, and counts
+// messages mochi drops for slow clients.
+type presenceHook struct {
+	mqtt.HookBase
+	b *Broker
+}
+
+func (h *presenceHook) ID() string { return "semko-presence" }
+
+func (h *presenceHook) Provides(b byte) bool {
+	return b == mqtt.OnSessionEstablished || b == mqtt.OnDisconnect || b == mqtt.OnPublishDropped
+}
+
+func (h *presenceHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	if h.isDevice(cl) {
+		h.b.presence(cl.ID, true)
+	}
+}
+
+func (h *presenceHook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+	// On a takeover the old connection ends after the new session is up:
+	// reporting it would mark a connected device offline (mochi #173, #483).
+	if cl.IsTakenOver() || !h.isDevice(cl) {
+		return
+	}
+	h.b.limiter.forget(cl.ID)
+	h.b.presence(cl.ID, false)
+}
+
+func (h *presenceHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	// Counted by mochi in Info.MessagesDropped (see Stats.Dropped); logged
+	// at debug because one slow client can drop thousands per second.
+	h.b.log.Debug("message dropped: client write queue full", "client", cl.ID, "topic", pk.TopicName)
+}
+
+func (h *presenceHook) isDevice(cl *mqtt.Client) bool {
+	cr, ok := h.b.opts.Credentials.lookup(string(cl.Properties.Username))
+	return ok && cr.Role == RoleDevice && !cl.Net.Inline
+}
+
+// accept calls Intake with a deadline bounded by IntakeTimeout and by the
+// broker's life.
+func (b *Broker) accept(m Message) error {
+	ctx, cancel := context.WithTimeout(b.ctx, b.opts.IntakeTimeout)
+	defer cancel()
+	err := b.opts.Intake.Accept(ctx, m)
+	if err == nil {
+		b.count.intakeAccepted.Add(1)
+	}
+	return err
+}
+
+func (b *Broker) presence(clientID string, online bool) {
+	if fn := b.onPresence.Load(); fn != nil {
+		(*fn)(clientID, online)
+	}
+}
