@@ -51,6 +51,8 @@ type Options struct {
 	Logger       *slog.Logger
 	// NewKeypadOptions, when set, gives each unit's keypad its options
 	// (fault injection). FW, Serial and Model default to the device's.
+	// Presses a fault makes on its own (a stuck key) are not in the Tally,
+	// and presses lost to a reboot count as Unsure.
 	NewKeypadOptions func(dev Device) keypad.Options
 
 	// newAgent replaces the real edge agent in this package's tests.
