@@ -1,0 +1,120 @@
+package broker
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/semko/semko/protocol"
+)
+
+func TestAllowed(t *testing.T) {
+	dev := Credential{Username: "kp-1", Role: RoleDevice}
+	backend := Credential{Username: "svc", Role: RoleBackend}
+	obs := Credential{Username: "app", Role: RoleObserver}
+	own := func(k protocol.Kind) string { return protocol.DeviceTopic("kp-1", k) }
+	tests := []struct {
+		name  string
+		cr    Credential
+		topic string
+		write bool
+		want  bool
+	}{
+		{"device writes own vote", dev, own(protocol.KindVote), true, true},
+		{"device writes own cmd result", dev, own(protocol.KindCommandResult), true, true},
+		{"device writes own status", dev, own(protocol.KindStatus), true, true},
+		{"device writes own config", dev, own(protocol.KindConfig), true, false},
+		{"device writes another's vote", dev, protocol.DeviceTopic("kp-2", protocol.KindVote), true, false},
+		{"device writes unknown kind", dev, protocol.Root + "/devices/kp-1/debug", true, false},
+		{"device writes outside root", dev, "kp-1/vote", true, false},
+		{"device reads own config", dev, own(protocol.KindConfig), false, true},
+		{"device reads own activate", dev, own(protocol.KindActivate), false, true},
+		{"device reads own vote", dev, own(protocol.KindVote), false, false},
+		{"device reads with wildcard", dev, protocol.Root + "/devices/kp-1/#", false, false},
+		{"device reads another's cmd", dev, protocol.DeviceTopic("kp-2", protocol.KindCommand), false, false},
+		{"backend writes config", backend, own(protocol.KindConfig), true, true},
+		{"backend writes outside root", backend, "other", true, false},
+		{"backend reads all", backend, protocol.Root + "/#", false, true},
+		{"backend shared read", backend, "$share/semko/" + protocol.UpstreamFilter(protocol.KindVote), false, true},
+		{"backend reads everything", backend, "#", false, false},
+		{"backend reads $SYS", backend, "$SYS/#", false, false},
+		{"backend malformed share", backend, "$share/" + protocol.Root, false, false},
+		{"prefix lookalike", backend, protocol.Root + "x/#", false, false},
+		{"observer reads", obs, protocol.Root + "/alerts/#", false, true},
+		{"observer writes", obs, protocol.Root + "/alerts/x", true, false},
+		{"no role", Credential{Username: "kp-1"}, own(protocol.KindVote), true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := allowed(tt.cr, tt.topic, tt.write); got != tt.want {
+				t.Errorf("allowed(%s, %q, write=%v) = %v", tt.cr.Role, tt.topic, tt.write, got)
+			}
+		})
+	}
+}
+
+// FuzzAllowed checks the invariants that matter whatever the topic: a
+// device never writes outside its own upstream topics nor reads anything but
+// its exact downstream topics, an observer never writes, and nobody reaches
+// outside protocol.Root.
+func FuzzAllowed(f *testing.F) {
+	for _, k := range protocol.Kinds() {
+		f.Add(protocol.DeviceTopic("kp-1", k), true)
+		f.Add(protocol.DeviceTopic("kp-2", k), false)
+	}
+	f.Add("#", false)
+	f.Add("$share/g/semko/v1/#", false)
+	f.Add("semko/v1/devices/kp-1/vote/#", true)
+	f.Fuzz(func(t *testing.T, topic string, write bool) {
+		dev := Credential{Username: "kp-1", Role: RoleDevice}
+		if allowed(dev, topic, write) {
+			if strings.ContainsAny(topic, "+#") {
+				t.Fatalf("device allowed wildcard %q", topic)
+			}
+			tp, err := protocol.ParseTopic(topic)
+			if err != nil || tp.Device != "kp-1" || tp.Kind.Upstream() != write {
+				t.Fatalf("device allowed %q write=%v", topic, write)
+			}
+		}
+		if allowed(Credential{Username: "app", Role: RoleObserver}, topic, true) {
+			t.Fatal("observer allowed to write")
+		}
+		if allowed(Credential{Username: "svc", Role: RoleBackend}, topic, write) && !underRoot(unshare(topic)) {
+			t.Fatalf("backend allowed outside root: %q", topic)
+		}
+	})
+}
+
+func TestRateLimiter(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := newRateLimiter(2, 3, func() time.Time { return now })
+	take := func(id string, n int) (ok int) {
+		for range n {
+			if l.allow(id) {
+				ok++
+			}
+		}
+		return ok
+	}
+	if got := take("a", 5); got != 3 {
+		t.Fatalf("burst: %d allowed, want 3", got)
+	}
+	if got := take("b", 1); got != 1 {
+		t.Fatal("one client's burst limited another")
+	}
+	now = now.Add(time.Second) // 2 tokens back
+	if got := take("a", 5); got != 2 {
+		t.Fatalf("after 1 s: %d allowed, want 2", got)
+	}
+	now = now.Add(time.Hour)
+	if got := take("a", 5); got != 3 {
+		t.Fatalf("refill capped at burst: %d allowed, want 3", got)
+	}
+	l.forget("a")
+	if len(l.buckets) != 1 {
+		t.Fatal("forget kept the bucket")
+	}
+	if newRateLimiter(-1, 10, time.Now).allow("x") != true {
+		t.Fatal("disabled limiter refused")
+	}
+}
