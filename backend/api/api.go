@@ -1,0 +1,205 @@
+// Package api is the backend's HTTP interface: health and readiness probes,
+// Prometheus metrics, and a small JSON API for integrators (activations)
+// and support (device states, the intake summary). Everything under /api/
+// needs the bearer token.
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/semko/semko/backend/ingest"
+	"github.com/semko/semko/backend/registry"
+	"github.com/semko/semko/protocol"
+)
+
+// ErrOptions is returned by New for an incomplete Options.
+var ErrOptions = errors.New("invalid api options")
+
+// Activator opens a vote window on a device. It returns an error wrapping
+// registry.ErrUnknownDevice for a device the fleet does not know (the API
+// answers 404), one that protocol.Permanent reports for a bad request
+// (400), and anything else for trouble on the way (503).
+type Activator interface {
+	Activate(ctx context.Context, device string, a protocol.Activate) error
+}
+
+// ActivatorFunc adapts a function to Activator.
+type ActivatorFunc func(ctx context.Context, device string, a protocol.Activate) error
+
+// Activate calls f.
+func (f ActivatorFunc) Activate(ctx context.Context, device string, a protocol.Activate) error {
+	return f(ctx, device, a)
+}
+
+// Options configures New. Token is required; a nil Ready means always
+// ready, a nil Gatherer leaves /metrics out, a nil Activator makes
+// activations answer 503, nil Devices and Summary answer empty.
+type Options struct {
+	// Token is the bearer token for /api/...; compared in constant time.
+	Token     string
+	Ready     func() error
+	Gatherer  prometheus.Gatherer
+	Activator Activator
+	Devices   func() []ingest.DeviceState
+	Summary   func() ingest.Summary
+	Logger    *slog.Logger
+}
+
+// maxBody bounds request bodies: an activation is far below a payload.
+const maxBody = protocol.MaxPayload
+
+type server struct {
+	opts      Options
+	log       *slog.Logger
+	tokenHash [sha256.Size]byte
+}
+
+// New returns the HTTP handler. Routes:
+//
+//	GET  /healthz                       200 "ok" while the process serves
+//	GET  /readyz                        200 {"status":"ready"} or 503 with the reason
+//	GET  /metrics                       Prometheus exposition of Gatherer
+//	POST /api/v1/devices/{id}/activate  body protocol.Activate; 202, 400, 401, 404
+//	GET  /api/v1/devices                live state of every device
+//	GET  /api/v1/summary                the intake summary
+func New(opts Options) (http.Handler, error) {
+	if opts.Token == "" {
+		return nil, fmt.Errorf("%w: Token is required", ErrOptions)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &server{opts: opts, log: opts.Logger, tokenHash: sha256.Sum256([]byte(opts.Token))}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", s.ready)
+	if opts.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
+			ErrorLog: slogPrinter{s.log}, ErrorHandling: promhttp.ContinueOnError,
+		}))
+	}
+	mux.Handle("POST /api/v1/devices/{id}/activate", s.auth(http.HandlerFunc(s.activate)))
+	mux.Handle("GET /api/v1/devices", s.auth(http.HandlerFunc(s.devices)))
+	mux.Handle("GET /api/v1/summary", s.auth(http.HandlerFunc(s.summary)))
+	// Anything else under /api/ answers in JSON, after authentication so
+	// that the API's shape is not visible without the token.
+	mux.Handle("/api/", s.auth(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint")
+	})))
+	return mux, nil
+}
+
+// auth lets through requests with the right bearer token. Both sides are
+// hashed first so the comparison takes the same time whatever the length.
+func (s *server) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		got := sha256.Sum256([]byte(token))
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(got[:], s.tokenHash[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="semko"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *server) ready(w http.ResponseWriter, _ *http.Request) {
+	if s.opts.Ready != nil {
+		if err := s.opts.Ready(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *server) activate(w http.ResponseWriter, r *http.Request) {
+	device := r.PathValue("id")
+	if err := protocol.ValidateDeviceID(device); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", maxBody))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "read body: "+err.Error())
+		return
+	}
+	// Decode also insists on "v": a client written for another version of
+	// the contract is told so instead of being guessed at.
+	a, err := protocol.Decode[protocol.Activate](body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if s.opts.Activator == nil {
+		writeError(w, http.StatusServiceUnavailable, "activation is not configured")
+		return
+	}
+	err = s.opts.Activator.Activate(r.Context(), device, a)
+	switch {
+	case err == nil:
+		s.log.Info("api: activation sent", "device", device, "activation", a.ID)
+		writeJSON(w, http.StatusAccepted, map[string]string{"status": "accepted", "device": device, "id": a.ID})
+	case errors.Is(err, registry.ErrUnknownDevice):
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown device %q", device))
+	case protocol.Permanent(err):
+		writeError(w, http.StatusBadRequest, err.Error())
+	default:
+		s.log.Warn("api: activation failed", "device", device, "activation", a.ID, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "activation not sent, try again")
+	}
+}
+
+func (s *server) devices(w http.ResponseWriter, _ *http.Request) {
+	devs := []ingest.DeviceState{}
+	if s.opts.Devices != nil {
+		devs = s.opts.Devices()
+	}
+	writeJSON(w, http.StatusOK, devs)
+}
+
+func (s *server) summary(w http.ResponseWriter, _ *http.Request) {
+	var sum ingest.Summary
+	if s.opts.Summary != nil {
+		sum = s.opts.Summary()
+	}
+	writeJSON(w, http.StatusOK, sum)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	// The status is sent; an encoding failure can only be a dropped client.
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+// slogPrinter lets promhttp report through the injected logger.
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Println(v ...any) { p.log.Error("api: metrics", "err", fmt.Sprint(v...)) }
