@@ -160,6 +160,7 @@ func (w *Writer) Run(ctx context.Context) error {
 	// Records an earlier Run read but never committed come first.
 	w.sp.Rewind()
 	backoff := time.Duration(0)
+	failures := 0 // consecutive failed deliveries
 	for {
 		batch, err := w.fill(ctx)
 		if ctx.Err() != nil {
@@ -176,9 +177,13 @@ func (w *Writer) Run(ctx context.Context) error {
 			return nil // the batch stays in the spool for the next Run
 		}
 		if err == nil {
-			backoff = 0
+			if failures > 0 {
+				w.log.Info("influx writes resumed", "failed_attempts", failures)
+			}
+			backoff, failures = 0, 0
 			continue
 		}
+		failures++
 		backoff = nextBackoff(backoff, w.opts.MaxBackoff)
 		wait := backoff
 		var herr *influxhttp.Error
@@ -189,8 +194,14 @@ func (w *Writer) Run(ctx context.Context) error {
 		w.mu.Lock()
 		w.stats.Retries++
 		w.mu.Unlock()
-		w.log.Warn("influx write failed, will retry", "err", err, "retry_in", wait.Round(time.Millisecond),
-			"pending_records", st.PendingRecords)
+		// An outage fails every few seconds for as long as it lasts: say
+		// so once loudly, then quietly until writes resume.
+		level := slog.LevelDebug
+		if failures == 1 {
+			level = slog.LevelWarn
+		}
+		w.log.Log(ctx, level, "influx write failed, will retry until it succeeds", "err", err,
+			"attempt", failures, "retry_in", wait.Round(time.Millisecond), "pending_records", st.PendingRecords)
 		w.sp.Rewind()
 		t := time.NewTimer(wait)
 		select {
