@@ -1,0 +1,293 @@
+// Package backend wires Semko's server side together: the embedded broker,
+// ingest, the durable spool, the InfluxDB writer, the registry and the HTTP
+// API. It holds no logic of its own beyond the wiring and the order of
+// start-up and shutdown; each part lives in its own package.
+package backend
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/semko/semko/backend/api"
+	"github.com/semko/semko/backend/influx"
+	"github.com/semko/semko/backend/ingest"
+	"github.com/semko/semko/backend/registry"
+	"github.com/semko/semko/backend/spool"
+	"github.com/semko/semko/broker"
+	"github.com/semko/semko/protocol"
+)
+
+// App is one backend process.
+type App struct {
+	cfg      Config
+	log      *slog.Logger
+	metrics  *prometheus.Registry
+	registry *registry.Store
+	creds    *broker.Credentials
+	spool    *spool.Spool
+	writer   *influx.Writer
+	ingest   *ingest.Ingest
+	broker   *broker.Broker
+
+	httpLn  net.Listener
+	httpSrv *http.Server
+	started chan struct{} // closed once the broker and HTTP listen
+}
+
+// New opens the registry and the spool and builds every part. Nothing
+// listens until Run.
+func New(cfg Config, log *slog.Logger) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	a := &App{cfg: cfg, log: log, metrics: prometheus.NewRegistry(), started: make(chan struct{})}
+	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	reg, err := registry.Open(cfg.FleetFile)
+	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	a.registry = reg
+	if a.creds, err = broker.NewCredentials(credentialsOf(reg.Current())); err != nil {
+		return nil, fmt.Errorf("credentials: %w", err)
+	}
+
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	a.spool, err = spool.Open(filepath.Join(cfg.DataDir, "spool"), spool.Options{
+		MaxBytes: cfg.Spool.MaxBytes, Logger: log.With("part", "spool"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	a.writer, err = influx.NewWriter(a.spool, influx.WriterOptions{
+		URL: cfg.Influx.URL, Token: cfg.Influx.Token, Org: cfg.Influx.Org, Bucket: cfg.Influx.Bucket,
+		BatchSize: cfg.Influx.BatchSize, FlushInterval: cfg.Influx.FlushInterval,
+		Logger: log.With("part", "influx"), Registerer: a.metrics,
+	})
+	if err != nil {
+		a.spool.Close()
+		return nil, fmt.Errorf("influx writer: %w", err)
+	}
+	a.ingest, err = ingest.New(ingest.Options{
+		Registry: reg.Current, Spool: a.spool, MaxFuture: cfg.Ingest.MaxFuture, MaxAge: cfg.Ingest.MaxAge,
+		Logger: log.With("part", "ingest"), Registerer: a.metrics,
+	})
+	if err != nil {
+		a.spool.Close()
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+
+	bopts := broker.Options{
+		TCPAddr:     cfg.MQTT.Addr,
+		DataDir:     filepath.Join(cfg.DataDir, "broker"),
+		Credentials: a.creds,
+		Intake: broker.IntakeFunc(func(ctx context.Context, m broker.Message) error {
+			return a.ingest.Accept(ctx, m.Topic, m.Payload, m.Received)
+		}),
+		Logger: log.With("part", "broker"),
+	}
+	if cfg.MQTT.TLSAddr != "" {
+		tc, err := serverTLS(cfg.MQTT.CertFile, cfg.MQTT.KeyFile, cfg.MQTT.ClientCAFile)
+		if err != nil {
+			a.spool.Close()
+			return nil, fmt.Errorf("mqtt tls: %w", err)
+		}
+		bopts.TLSAddr, bopts.TLSConfig = cfg.MQTT.TLSAddr, tc
+	}
+	if a.broker, err = broker.New(bopts); err != nil {
+		a.spool.Close()
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	a.metrics.MustRegister(newBrokerCollector(a.broker))
+
+	handler, err := api.New(api.Options{
+		Token:     cfg.HTTP.Token,
+		Ready:     a.Ready,
+		Gatherer:  a.metrics,
+		Activator: activator{a},
+		Devices:   a.ingest.Devices,
+		Summary:   a.ingest.Snapshot,
+		Logger:    log.With("part", "api"),
+	})
+	if err != nil {
+		a.spool.Close()
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	a.httpSrv = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return a, nil
+}
+
+func credentialsOf(r *registry.Registry) []broker.Credential {
+	var list []broker.Credential
+	for _, c := range r.Credentials() {
+		list = append(list, broker.Credential{Username: c.Device, Hash: c.Hash, Role: broker.RoleDevice})
+	}
+	return list
+}
+
+// Run serves until ctx is done, then shuts down in the order that loses
+// nothing: stop taking messages (broker), stop serving HTTP, let the writer
+// flush what it can, close the spool. What the writer could not flush stays
+// in the spool for the next start.
+func (a *App) Run(ctx context.Context) error {
+	var err error
+	if a.httpLn, err = net.Listen("tcp", a.cfg.HTTP.Addr); err != nil {
+		a.spool.Close()
+		return fmt.Errorf("http listen: %w", err)
+	}
+	if err := a.broker.Start(ctx); err != nil {
+		a.httpLn.Close()
+		a.spool.Close()
+		return fmt.Errorf("broker: %w", err)
+	}
+	close(a.started)
+	a.log.Info("backend up", "mqtt", a.broker.Addr(), "http", a.httpLn.Addr().String(), "influx", a.cfg.Influx.URL)
+
+	writerCtx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Go(func() {
+		if err := a.writer.Run(writerCtx); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- fmt.Errorf("influx writer: %w", err)
+		}
+	})
+	wg.Go(func() {
+		var err error
+		if a.cfg.HTTP.CertFile != "" {
+			err = a.httpSrv.ServeTLS(a.httpLn, a.cfg.HTTP.CertFile, a.cfg.HTTP.KeyFile)
+		} else {
+			err = a.httpSrv.Serve(a.httpLn)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http: %w", err)
+		}
+	})
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	a.log.Info("backend stopping")
+	if err := a.broker.Close(); err != nil {
+		a.log.Warn("broker close", "err", err)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = a.httpSrv.Shutdown(shutdownCtx)
+	cancel()
+	a.drainWriter(3 * time.Second)
+	stopWriter()
+	wg.Wait()
+	if err := a.spool.Close(); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("spool close: %w", err))
+	}
+	a.log.Info("backend stopped")
+	return runErr
+}
+
+// drainWriter gives the writer a moment to empty the spool before shutdown,
+// so a clean stop leaves nothing for the next start when InfluxDB is up.
+func (a *App) drainWriter(limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if a.spool.Stats().PendingRecords == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Ready says whether the backend can take and store votes now.
+func (a *App) Ready() error {
+	if st := a.spool.Stats(); st.Full {
+		return errors.New("spool full: new messages are not acknowledged until InfluxDB catches up")
+	}
+	return a.writer.Ready()
+}
+
+// Started is closed once the broker and the HTTP API are listening.
+func (a *App) Started() <-chan struct{} { return a.started }
+
+// MQTTAddr is the broker's actual listening address (useful with port 0).
+func (a *App) MQTTAddr() string { return a.broker.Addr() }
+
+// HTTPAddr is the API's actual listening address, once Started is closed.
+func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }
+
+// Summary is the live view for status lines.
+func (a *App) Summary() ingest.Summary { return a.ingest.Snapshot() }
+
+// WriterStats reports the InfluxDB writer's progress and backlog.
+func (a *App) WriterStats() influx.WriterStats { return a.writer.Stats() }
+
+// ReloadRegistry rereads the fleet file and swaps credentials; on error the
+// old registry stays in force.
+func (a *App) ReloadRegistry() error {
+	if err := a.registry.Reload(a.cfg.FleetFile); err != nil {
+		return err
+	}
+	return a.creds.Replace(credentialsOf(a.registry.Current()))
+}
+
+// activator publishes activations from the HTTP API to the device.
+type activator struct{ a *App }
+
+// ErrUnknownDevice is returned when an activation names no registered device.
+var ErrUnknownDevice = errors.New("unknown device")
+
+func (ac activator) Activate(ctx context.Context, device string, act protocol.Activate) error {
+	if _, ok := ac.a.registry.Current().Device(device); !ok {
+		return fmt.Errorf("%w: %s", ErrUnknownDevice, device)
+	}
+	if err := act.Validate(); err != nil {
+		return err
+	}
+	payload, err := json.Marshal(act)
+	if err != nil {
+		return fmt.Errorf("encode activation: %w", err)
+	}
+	return ac.a.broker.Publish(protocol.DeviceTopic(device, protocol.KindActivate), payload, false, 1)
+}
+
+func serverTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load key pair: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if clientCAFile != "" {
+		pem, err := os.ReadFile(clientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client CA %s: no certificates", clientCAFile)
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}

@@ -1,0 +1,134 @@
+package backend
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the backend's whole configuration. Zero values take the
+// defaults of DefaultConfig, so a config file names only what it changes.
+type Config struct {
+	// DataDir holds the durable spool and the broker's session store.
+	DataDir string `yaml:"data_dir"`
+	// FleetFile is the registry: organisations, sites, counters, devices.
+	FleetFile string `yaml:"fleet_file"`
+
+	MQTT   MQTTConfig   `yaml:"mqtt"`
+	HTTP   HTTPConfig   `yaml:"http"`
+	Influx InfluxConfig `yaml:"influx"`
+	Spool  SpoolConfig  `yaml:"spool"`
+	Ingest IngestConfig `yaml:"ingest"`
+}
+
+// MQTTConfig configures the embedded broker.
+type MQTTConfig struct {
+	Addr string `yaml:"addr"` // plain TCP listener; empty disables it
+	// TLSAddr with CertFile and KeyFile enables MQTT over TLS. With
+	// ClientCAFile set, devices must present a certificate signed by it.
+	TLSAddr      string `yaml:"tls_addr"`
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// HTTPConfig configures the HTTP API.
+type HTTPConfig struct {
+	Addr string `yaml:"addr"`
+	// Token guards everything under /api/. Health and metrics stay open so
+	// probes and Prometheus need no secret.
+	Token    string `yaml:"token"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// InfluxConfig says where points go. For InfluxDB 1.8 leave Org empty and
+// use the database name as Bucket; Token may be "user:password" or empty.
+type InfluxConfig struct {
+	URL           string        `yaml:"url"`
+	Token         string        `yaml:"token"`
+	Org           string        `yaml:"org"`
+	Bucket        string        `yaml:"bucket"`
+	BatchSize     int           `yaml:"batch_size"`
+	FlushInterval time.Duration `yaml:"flush_interval"`
+}
+
+// SpoolConfig bounds the durable queue in front of InfluxDB. When it is
+// full the backend stops acknowledging new messages (devices keep them)
+// instead of dropping anything it has acknowledged.
+type SpoolConfig struct {
+	MaxBytes int64 `yaml:"max_bytes"`
+}
+
+// IngestConfig sets what the backend accepts.
+type IngestConfig struct {
+	// MaxFuture rejects timestamps further ahead than this (a broken clock).
+	MaxFuture time.Duration `yaml:"max_future"`
+	// MaxAge rejects timestamps older than this; it must exceed the longest
+	// time an edge may stay offline with votes in its outbox.
+	MaxAge time.Duration `yaml:"max_age"`
+}
+
+// DefaultConfig is what `make run` uses: everything on loopback, data under
+// var/.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:   "var/backend",
+		FleetFile: "var/fleet.yaml",
+		MQTT:      MQTTConfig{Addr: "127.0.0.1:1883"},
+		HTTP:      HTTPConfig{Addr: "127.0.0.1:8080"},
+		Influx: InfluxConfig{
+			URL: "http://127.0.0.1:8086", Bucket: "semko",
+			BatchSize: 5000, FlushInterval: 200 * time.Millisecond,
+		},
+		Spool:  SpoolConfig{MaxBytes: 1 << 30},
+		Ingest: IngestConfig{MaxFuture: 5 * time.Minute, MaxAge: 35 * 24 * time.Hour},
+	}
+}
+
+// LoadConfig reads a YAML config file over the defaults. Unknown keys are
+// errors: a misspelt key silently ignored is a setting silently lost.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	f, err := os.Open(path)
+	if err != nil {
+		return cfg, fmt.Errorf("load config: %w", err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		return cfg, fmt.Errorf("load config %s: %w", path, err)
+	}
+	return cfg, cfg.Validate()
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir is required"))
+	}
+	if c.FleetFile == "" {
+		errs = append(errs, errors.New("fleet_file is required"))
+	}
+	if c.MQTT.Addr == "" && c.MQTT.TLSAddr == "" {
+		errs = append(errs, errors.New("mqtt: addr or tls_addr is required"))
+	}
+	if c.MQTT.TLSAddr != "" && (c.MQTT.CertFile == "" || c.MQTT.KeyFile == "") {
+		errs = append(errs, errors.New("mqtt: tls_addr needs cert_file and key_file"))
+	}
+	if (c.HTTP.CertFile == "") != (c.HTTP.KeyFile == "") {
+		errs = append(errs, errors.New("http: cert_file and key_file go together"))
+	}
+	if c.Influx.URL == "" || c.Influx.Bucket == "" {
+		errs = append(errs, errors.New("influx: url and bucket are required"))
+	}
+	if c.Spool.MaxBytes <= 0 {
+		errs = append(errs, errors.New("spool: max_bytes must be positive"))
+	}
+	return errors.Join(errs...)
+}

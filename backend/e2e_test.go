@@ -1,0 +1,232 @@
+package backend_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/semko/semko/backend"
+	"github.com/semko/semko/broker"
+	"github.com/semko/semko/firmware-sim/fleet"
+	"github.com/semko/semko/internal/influxlocal"
+)
+
+// TestEndToEnd drives a simulated fleet of 54 keypads, each behind a real
+// edge agent, through the real embedded broker and the backend into a real
+// InfluxDB, and checks that InfluxDB holds exactly what the customers did:
+// activations by site, valid votes by site and score, invalid presses.
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: starts InfluxDB and a 54-unit fleet")
+	}
+	db := influxlocal.StartForTest(t)
+	model := fleet.Generate(fleet.Spec{Seed: 7, Orgs: 3, SitesPerOrg: 3, CountersPerSite: 6})
+	if n := len(model.Devices); n < 50 {
+		t.Fatalf("fleet has %d units, want at least 50", n)
+	}
+	app, mqttAddr, httpAddr := startBackend(t, db, model)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	tally, err := fleet.Run(ctx, model, fleet.Options{
+		Broker: "tcp://" + mqttAddr, DataDir: t.TempDir(),
+		ServiceInterval: 150 * time.Millisecond, Window: 4 * time.Second,
+		Participation: 0.7, StrayPresses: 0.05, MaxActivations: 8,
+		Logger: testLogger(t),
+	})
+	if err != nil {
+		t.Fatalf("fleet run: %v", err)
+	}
+	total := tally.Total()
+	t.Logf("fleet pressed: %d activations, %d valid votes %v, %d invalid, %d unsure",
+		total.Activations, total.Votes, total.Scores, total.Invalid, total.Unsure)
+	if total.Unsure != 0 {
+		t.Fatalf("%d presses or activations with unknown outcome: the comparison would not be exact", total.Unsure)
+	}
+	if total.Activations != len(model.Devices)*8 {
+		t.Fatalf("fleet made %d activations, want %d", total.Activations, len(model.Devices)*8)
+	}
+	waitWritten(t, app)
+
+	// Activations by site: one point per activation (the closing record
+	// overwrote the opening one), all closed.
+	gotAct := countBySite(t, db, `SELECT count(voted) FROM activation GROUP BY site`)
+	gotClosed := countBySite(t, db, `SELECT sum(closed) FROM activation GROUP BY site`)
+	gotVoted := countBySite(t, db, `SELECT sum(voted) FROM activation GROUP BY site`)
+	for site, want := range tally.Sites() {
+		if gotAct[site] != int64(want.Activations) || gotClosed[site] != int64(want.Activations) {
+			t.Errorf("site %s: %d activation points (%d closed), fleet made %d", site, gotAct[site], gotClosed[site], want.Activations)
+		}
+		if gotVoted[site] != int64(want.Votes) {
+			t.Errorf("site %s: %d activations marked voted, fleet cast %d valid votes", site, gotVoted[site], want.Votes)
+		}
+	}
+
+	// Valid votes by site and score, and invalid presses by site.
+	for score := 1; score <= 5; score++ {
+		got := countBySite(t, db, fmt.Sprintf(`SELECT count(score) FROM vote WHERE valid='true' AND score=%d GROUP BY site`, score))
+		for site, want := range tally.Sites() {
+			if got[site] != int64(want.Scores[score-1]) {
+				t.Errorf("site %s score %d: %d in InfluxDB, fleet pressed %d", site, score, got[site], want.Scores[score-1])
+			}
+		}
+	}
+	invalid := countBySite(t, db, `SELECT count(score) FROM vote WHERE valid='false' GROUP BY site`)
+	for site, want := range tally.Sites() {
+		if invalid[site] != int64(want.Invalid) {
+			t.Errorf("site %s: %d invalid votes in InfluxDB, fleet pressed %d", site, invalid[site], want.Invalid)
+		}
+	}
+	if len(tally.Sites()) != 9 {
+		t.Errorf("tally has %d sites, want 9", len(tally.Sites()))
+	}
+
+	// The satisfied share InfluxDB computes is the one the fleet pressed.
+	series, err := db.Query(context.Background(), `SELECT mean(satisfied) FROM vote WHERE valid='true'`)
+	if err != nil || len(series) != 1 {
+		t.Fatalf("mean(satisfied): %v (%d series)", err, len(series))
+	}
+	share, err := series[0].Float(0, "mean")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := total.Satisfied(); abs(share-want) > 1e-9 {
+		t.Errorf("mean(satisfied) = %.6f, fleet pressed %.6f", share, want)
+	}
+
+	// The operational surface agrees.
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code := httpGet(t, "http://"+httpAddr+path); code != http.StatusOK {
+			t.Errorf("GET %s = %d", path, code)
+		}
+	}
+	body := httpBody(t, "http://"+httpAddr+"/metrics")
+	for _, series := range []string{"semko_ingest_messages_total", "semko_influx_points_written_total", "semko_spool_pending_records"} {
+		if !strings.Contains(body, series) {
+			t.Errorf("/metrics lacks %s", series)
+		}
+	}
+	t.Logf("InfluxDB holds %d activations and %d valid votes, exactly as pressed", sum(gotAct), int64(total.Votes))
+}
+
+// startBackend writes the fleet file and runs the backend on free loopback
+// ports until the test ends.
+func startBackend(t *testing.T, db *influxlocal.Server, model *fleet.Model) (*backend.App, string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := backend.DefaultConfig()
+	cfg.DataDir = filepath.Join(dir, "backend")
+	cfg.FleetFile = filepath.Join(dir, "fleet.yaml")
+	cfg.MQTT.Addr = "127.0.0.1:0"
+	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.HTTP.Token = "test-token"
+	cfg.Influx.URL = db.URL()
+	cfg.Influx.FlushInterval = 50 * time.Millisecond
+	if err := model.WriteFleetFile(cfg.FleetFile, broker.HashSecret); err != nil {
+		t.Fatal(err)
+	}
+	app, err := backend.New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("backend run: %v", err)
+		}
+	})
+	select {
+	case <-app.Started():
+	case err := <-done:
+		t.Fatalf("backend stopped at start: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("backend did not start in 30 s")
+	}
+	return app, app.MQTTAddr(), app.HTTPAddr()
+}
+
+// waitWritten waits until everything the broker acknowledged is in InfluxDB.
+func waitWritten(t *testing.T, app *backend.App) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for app.WriterStats().Backlog.PendingRecords > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("writer backlog still %d after 60 s", app.WriterStats().Backlog.PendingRecords)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func countBySite(t *testing.T, db *influxlocal.Server, q string) map[string]int64 {
+	t.Helper()
+	series, err := db.Query(context.Background(), q)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	out := map[string]int64{}
+	for _, s := range series {
+		col := s.Columns[1]
+		n, err := s.Int(0, col)
+		if err != nil {
+			t.Fatalf("%s: site %s: %v", q, s.Tags["site"], err)
+		}
+		out[s.Tags["site"]] = n
+	}
+	return out
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() && os.Getenv("SEMKO_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func httpGet(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func httpBody(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func abs(f float64) float64 {
+	if f < 0 {
+		return -f
+	}
+	return f
+}
+
+func sum(m map[string]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}

@@ -1,0 +1,210 @@
+// Command semko-dev is what `make run` starts: the whole system on one
+// machine with embedded defaults. It starts a local InfluxDB 1.8.10, the
+// backend with its embedded broker, and a simulated fleet, prints a status
+// line every few seconds, and stops all of it on Ctrl-C.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/semko/semko/backend"
+	"github.com/semko/semko/broker"
+	"github.com/semko/semko/firmware-sim/fleet"
+	"github.com/semko/semko/internal/cli"
+	"github.com/semko/semko/internal/influxlocal"
+)
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("semko-dev", flag.ContinueOnError)
+	varDir := fs.String("var", "var", "where everything this run produces lives")
+	seed := fs.Int64("seed", 1, "fleet seed: the same seed gives the same fleet")
+	orgs := fs.Int("orgs", 3, "organisations in the simulated fleet")
+	sites := fs.Int("sites", 2, "sites per organisation")
+	counters := fs.Int("counters", 4, "counters (one keypad each) per site")
+	interval := fs.Duration("service-interval", 15*time.Second, "mean time between services at one counter")
+	every := fs.Duration("status-every", 5*time.Second, "how often to print the status line")
+	influxAddr := fs.String("influx-addr", "127.0.0.1:8086", "local InfluxDB HTTP address")
+	logger := cli.LogFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log, err := logger()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := dev(ctx, log, devOptions{
+		varDir: *varDir, seed: *seed, orgs: *orgs, sites: *sites, counters: *counters,
+		interval: *interval, every: *every, influxAddr: *influxAddr,
+	}); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("semko-dev", "err", err)
+		return 1
+	}
+	return 0
+}
+
+type devOptions struct {
+	varDir                string
+	seed                  int64
+	orgs, sites, counters int
+	interval, every       time.Duration
+	influxAddr            string
+}
+
+func dev(ctx context.Context, log *slog.Logger, o devOptions) error {
+	if err := os.MkdirAll(o.varDir, 0o750); err != nil {
+		return fmt.Errorf("var dir: %w", err)
+	}
+
+	// 1. InfluxDB 1.8.10, built once from the module proxy.
+	if _, err := influxlocal.Ensure(ctx, log); err != nil {
+		return err
+	}
+	db, err := influxlocal.Start(ctx, influxlocal.Options{
+		Dir: filepath.Join(o.varDir, "influxdb"), HTTPAddr: o.influxAddr, Database: "semko",
+		Logger: log.With("part", "influxd"),
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := db.Stop(); err != nil {
+			log.Warn("stop influxd", "err", err)
+		}
+	}()
+
+	// 2. The fleet file, from a seeded simulated fleet.
+	model := fleet.Generate(fleet.Spec{Seed: o.seed, Orgs: o.orgs, SitesPerOrg: o.sites, CountersPerSite: o.counters})
+	cfg := backend.DefaultConfig()
+	cfg.DataDir = filepath.Join(o.varDir, "backend")
+	cfg.FleetFile = filepath.Join(o.varDir, "fleet.yaml")
+	cfg.Influx.URL = db.URL()
+	if err := model.WriteFleetFile(cfg.FleetFile, broker.HashSecret); err != nil {
+		return fmt.Errorf("write fleet file: %w", err)
+	}
+	cfg.HTTP.Token, err = apiToken(filepath.Join(o.varDir, "api-token"))
+	if err != nil {
+		return err
+	}
+
+	// 3. The backend with its embedded broker.
+	app, err := backend.New(cfg, log.With("part", "backend"))
+	if err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Go(func() { errc <- app.Run(runCtx) })
+	if err := waitHTTP(runCtx, "http://"+cfg.HTTP.Addr+"/healthz"); err != nil {
+		cancel()
+		wg.Wait()
+		return fmt.Errorf("backend did not come up: %w", errors.Join(err, <-errc))
+	}
+
+	// 4. The simulated fleet: keypads and real edge agents.
+	var tally *fleet.Tally
+	wg.Go(func() {
+		var err error
+		tally, err = fleet.Run(runCtx, model, fleet.Options{
+			Broker: "tcp://" + cfg.MQTT.Addr, DataDir: filepath.Join(o.varDir, "edges"),
+			ServiceInterval: o.interval, Window: 20 * time.Second, Participation: 0.7, StrayPresses: 0.02,
+			Logger: log.With("part", "fleet"),
+		})
+		if err != nil && !errors.Is(err, context.Canceled) {
+			errc <- fmt.Errorf("fleet: %w", err)
+		}
+	})
+	_ = tally
+
+	fmt.Printf(`
+Semko is running. Ctrl-C stops everything.
+  InfluxDB   %s  (database semko; try: curl -G %s/query --data-urlencode "db=semko" --data-urlencode "q=SELECT count(score) FROM vote GROUP BY site")
+  MQTT       tcp://%s  (devices authenticate with their secrets; the backend owns the broker)
+  HTTP API   http://%s  (/healthz, /readyz, /metrics; /api/v1/... with "Authorization: Bearer $(cat %s)")
+  Grafana    add an InfluxDB (InfluxQL) data source: URL %s, database semko; dashboards come with the Grafana issue.
+  Fleet      %d keypads at %d sites of %d organisations (seed %d), fleet file %s
+
+`, db.URL(), db.URL(), cfg.MQTT.Addr, cfg.HTTP.Addr, filepath.Join(o.varDir, "api-token"), db.URL(),
+		len(model.Devices), o.orgs*o.sites, o.orgs, o.seed, cfg.FleetFile)
+
+	tick := time.NewTicker(o.every)
+	defer tick.Stop()
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case runErr = <-errc:
+			break loop
+		case <-tick.C:
+			s := app.Summary()
+			w := app.WriterStats()
+			share := "-"
+			if s.VotesLastMinute > 0 {
+				share = fmt.Sprintf("%.0f%%", 100*s.SatisfiedShareLastMinute)
+			}
+			fmt.Printf("%s  online %d/%d  last minute: %d activations, %d votes, %s satisfied (4-5)  |  written %d points, backlog %d\n",
+				time.Now().Format("15:04:05"), s.UnitsOnline, s.UnitsKnown, s.ActivationsLastMinute, s.VotesLastMinute, share,
+				w.PointsWritten, w.Backlog.PendingRecords)
+		}
+	}
+	fmt.Println("\nstopping...")
+	cancel()
+	wg.Wait()
+	return runErr
+}
+
+// apiToken reads the dev API token, making one on the first run.
+func apiToken(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
+		return string(b), nil
+	}
+	buf := make([]byte, 16)
+	if _, err := rand.Read(buf); err != nil {
+		return "", fmt.Errorf("api token: %w", err)
+	}
+	tok := hex.EncodeToString(buf)
+	if err := os.WriteFile(path, []byte(tok), 0o600); err != nil {
+		return "", fmt.Errorf("api token: %w", err)
+	}
+	return tok, nil
+}
+
+func waitHTTP(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
