@@ -169,7 +169,7 @@ func (p *problems) zone(where, name string) *time.Location {
 }
 
 var (
-	sha256Hash = regexp.MustCompile(`^sha256\$[0-9a-fA-F]{2,128}\$[0-9a-fA-F]{64}$`)
+	sha256Hash = regexp.MustCompile(`^sha256\$(?:[0-9a-fA-F]{2}){1,64}\$[0-9a-fA-F]{64}$`)
 	bcryptHash = regexp.MustCompile(`^\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}$`)
 )
 

@@ -52,7 +52,7 @@ func TestExampleFleet(t *testing.T) {
 		t.Errorf("counter overrides responsible: %+v", c.Responsible)
 	}
 	creds := r.Credentials()
-	if len(creds) != 7 || creds[0].Device != "kp-0001" || !strings.HasPrefix(creds[0].Hash, "$2a$") {
+	if len(creds) != 7 || creds[0].Device != "kp-0001" || !strings.HasPrefix(creds[0].Hash, "sha256$") {
 		t.Errorf("credentials = %v", creds)
 	}
 	devs := r.Devices()
@@ -98,6 +98,8 @@ func TestParse(t *testing.T) {
 			wantErr: []string{"devices[0] (kp-1): secret_hash missing"}},
 		{name: "plain secret", old: `secret_hash: "sha256$00ff$0000000000000000000000000000000000000000000000000000000000000000"`, new: `secret_hash: "hunter2"`,
 			wantErr: []string{"secret_hash is neither"}},
+		{name: "odd salt", old: "sha256$00ff$", new: "sha256$00f$", wantErr: []string{"secret_hash is neither"}},
+		{name: "bcrypt", old: `"sha256$00ff$0000000000000000000000000000000000000000000000000000000000000000"`, new: `"$2a$10$55yihBoIMeRTmQ8L34ZRdON3l.hJtNmJfWphquahYqp7xZX9rFS2K"`},
 		{name: "bad zone", old: "Europe/Sofia", new: "Europe/Atlantis", wantErr: []string{"organisations[0] (org-1): timezone \"Europe/Atlantis\""}},
 		{name: "missing zone", old: "timezone: Europe/Sofia", new: "", wantErr: []string{"timezone \"\" is not"}},
 		{name: "bad site zone", old: "name: Site", new: "name: Site\n        timezone: Mars/Olympus", wantErr: []string{"sites[0] (site-1): timezone \"Mars/Olympus\""}},
