@@ -389,7 +389,7 @@ func (b *Broker) Stats() Stats {
 	s := Stats{
 		ClientsConnected: atomic.LoadInt64(&info.ClientsConnected),
 		Subscriptions:    atomic.LoadInt64(&info.Subscriptions),
-		Retained:         atomic.LoadInt64(&info.Retained),
+		Retained:         int64(b.server.Topics.Retained.Len()),
 		Inflight:         atomic.LoadInt64(&info.Inflight),
 		MessagesIn:       b.count.messagesIn.Load(),
 		IntakeAccepted:   b.count.intakeAccepted.Load(),

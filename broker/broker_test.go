@@ -2,10 +2,12 @@ package broker
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/semko/semko/protocol"
 )
@@ -59,6 +61,25 @@ func TestDevicePublishesOwnVote(t *testing.T) {
 	}
 	if s := b.Stats(); s.IntakeAccepted != 1 || s.MessagesIn != 1 {
 		t.Errorf("stats %+v", s)
+	}
+
+	// Only kinds retained by contract may be retained. (Retained also
+	// counts mochi's own $SYS entries, hence the deltas.)
+	retained := b.Stats().Retained
+	if tok := dev.Publish(protocol.DeviceTopic(dev1, protocol.KindVote), 1, true, votePayload(t, dev1, 2)); !tok.WaitTimeout(waitLong) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	in.next(t)
+	if got := b.Stats().Retained - retained; got != 0 {
+		t.Errorf("retained vote kept: Retained = %d", got)
+	}
+	birth, _ := protocol.Encode(protocol.SampleStatus())
+	if tok := dev.Publish(protocol.DeviceTopic(dev1, protocol.KindStatus), 1, true, birth); !tok.WaitTimeout(waitLong) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	in.next(t)
+	if got := b.Stats().Retained - retained; got != 1 {
+		t.Errorf("retained status: Retained = %d, want 1", got)
 	}
 }
 
@@ -384,4 +405,47 @@ func ExampleHashSecret() {
 	hash, _ := HashSecret("a-random-device-token")
 	fmt.Println(strings.HasPrefix(hash, "sha256$"), VerifySecret(hash, "a-random-device-token"), VerifySecret(hash, "guess"))
 	// Output: true true false
+}
+
+func TestCloseEndsBlockedIntakeAndSuppressesWills(t *testing.T) {
+	entered := make(chan Message, 10)
+	intake := IntakeFunc(func(ctx context.Context, m Message) error {
+		entered <- m
+		<-ctx.Done() // a stuck spool
+		return ctx.Err()
+	})
+	b := startBroker(t, Options{Intake: intake})
+	statusTopic := protocol.DeviceTopic(dev1, protocol.KindStatus)
+	dev := mustConnect(t, b.Addr(), dev1, dev1, dev1Secret, withWill(statusTopic, deathPayload(t, dev1)))
+	tok := dev.Publish(protocol.DeviceTopic(dev1, protocol.KindVote), 1, false, votePayload(t, dev1, 1))
+	select {
+	case <-entered:
+	case <-time.After(waitLong):
+		t.Fatal("intake not called")
+	}
+
+	closed := make(chan error, 1)
+	go func() { closed <- b.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(waitLong):
+		t.Fatal("Close blocked on a stuck intake")
+	}
+	if tok.WaitTimeout(waitShort) && tok.Error() == nil {
+		t.Error("the vote was acknowledged although intake never took it")
+	}
+	select {
+	case m := <-entered:
+		t.Fatalf("intake called after Close began: %s", m.Topic)
+	default:
+	}
+	if err := b.Publish(protocol.DeviceTopic(dev1, protocol.KindConfig), nil, true, 1); !errors.Is(err, ErrClosed) {
+		t.Errorf("Publish after Close = %v", err)
+	}
+	if err := b.Start(t.Context()); !errors.Is(err, ErrClosed) {
+		t.Errorf("Start after Close = %v", err)
+	}
 }

@@ -115,6 +115,11 @@ func (h *intakeHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		log.Warn("message outside the contract discarded")
 		return pk, packets.CodeSuccessIgnore
 	}
+	if pk.FixedHeader.Retain && !t.Kind.Retained() {
+		// Only status is retained by contract; a retained vote would sit in
+		// the store (and pebble) for every device, forever.
+		pk.FixedHeader.Retain = false
+	}
 	if h.b.opts.Intake == nil {
 		return pk, nil
 	}

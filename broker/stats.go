@@ -12,7 +12,7 @@ import (
 type Stats struct {
 	ClientsConnected int64 // gauge: network clients with an established session
 	Subscriptions    int64 // gauge
-	Retained         int64 // gauge: retained messages held
+	Retained         int64 // gauge: retained messages held, mochi's own $SYS entries (about 20) included
 	Inflight         int64 // gauge: outbound QoS>0 messages awaiting acknowledgement
 
 	MessagesIn     uint64 // PUBLISH packets from network clients that passed the ACL
