@@ -6,6 +6,22 @@
 // protocol.Permanent(err) means bad input (acknowledge, discard, count);
 // anything else is transient (withhold the acknowledgement, the device
 // resends).
+//
+// Per kind: votes and activation records become points and are
+// de-duplicated on (device, kind, seq); heartbeats become points and update
+// the live state; status messages become presence points and drive
+// Online, following Sparkplug: a death whose bdseq is below the last
+// birth's is late (its connection was already replaced) and is acknowledged
+// but neither recorded nor applied. A death takes the broker's receipt time,
+// because a will's own timestamp is from when the connection began.
+// config/applied and cmd/result update the live state and are logged; they
+// have no point.
+//
+// The wiring to the broker is one line:
+//
+//	broker.IntakeFunc(func(ctx context.Context, m broker.Message) error {
+//		return in.Accept(ctx, m.Topic, m.Payload, m.Received)
+//	})
 package ingest
 
 import (

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -484,5 +485,39 @@ func TestConcurrentAccept(t *testing.T) {
 	wg.Wait()
 	if n := len(f.spool.lines()); n != 1600 {
 		t.Fatalf("spooled %d, want 1600", n)
+	}
+}
+
+// TestRegistryReload: a device added to the fleet file is accepted as soon
+// as the store reloads, without a new Ingest.
+func TestRegistryReload(t *testing.T) {
+	path := t.TempDir() + "/fleet.yaml"
+	if err := os.WriteFile(path, []byte(fleet), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	store, err := registry.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := New(Options{Registry: store.Current, Spool: &memSpool{}, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := protocol.SampleVote()
+	v.Device = "kp-0003"
+	payload := mustJSON(t, v)
+	tp := protocol.Topic{Device: "kp-0003", Kind: protocol.KindVote}
+	if err := in.Accept(t.Context(), tp, payload, now); !errors.Is(err, ErrUnknownDevice) || !protocol.Permanent(err) {
+		t.Fatalf("before reload: %v", err)
+	}
+	grown := strings.Replace(fleet, "services:", "  - {id: kp-0003, secret_hash: \"sha256$00$0000000000000000000000000000000000000000000000000000000000000000\"}\nservices:", 1)
+	if err := os.WriteFile(path, []byte(grown), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Reload(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Accept(t.Context(), tp, payload, now); err != nil {
+		t.Fatalf("after reload: %v", err)
 	}
 }

@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -82,10 +81,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.messages, m.rejected, m.duplicates, m.lateDeaths, m.seconds, m.online} {
 		if err := reg.Register(c); err != nil {
-			var already prometheus.AlreadyRegisteredError
-			if errors.As(err, &already) {
-				return nil, fmt.Errorf("register metrics: %w (one Ingest per registerer)", err)
-			}
+			// Usually prometheus.AlreadyRegisteredError: one Ingest per registerer.
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
 	}
