@@ -97,8 +97,11 @@ type Writer struct {
 	httpc   *http.Client // nil when api was injected
 	metrics *metrics
 
-	mu    sync.Mutex
-	stats WriterStats
+	mu           sync.Mutex
+	stats        WriterStats
+	rejectWindow time.Time // start of the current minute of rejection logs
+	rejectLogged int       // rejections logged in it
+	rejectQuiet  int       // rejections counted but not logged in it
 }
 
 // NewWriter returns a writer from sp to the InfluxDB at opts.URL. It does
@@ -172,7 +175,14 @@ func (w *Writer) Run(ctx context.Context) error {
 		if len(batch) == 0 {
 			continue
 		}
-		err = w.deliver(ctx, batch)
+		done, err := w.deliver(ctx, batch)
+		if done > 0 {
+			// Commit what is done even if the rest failed, so a retry
+			// rewrites (and re-rejects) nothing twice.
+			if cerr := w.sp.Commit(batch[done-1].ID); cerr != nil && err == nil {
+				err = fmt.Errorf("commit spool: %w", cerr)
+			}
+		}
 		if ctx.Err() != nil {
 			return nil // the batch stays in the spool for the next Run
 		}
@@ -262,28 +272,30 @@ func (w *Writer) fill(ctx context.Context) ([]spool.Record, error) {
 	return batch, nil
 }
 
-// deliver writes recs and commits them. When InfluxDB refuses some points
-// of a batch, it halves the batch until each refused line stands alone,
-// rejects that line, and writes the rest; every part written is committed
-// at once, so a later failure rewrites nothing that is done. Any other
-// error is returned for a retry of what is left.
-func (w *Writer) deliver(ctx context.Context, recs []spool.Record) error {
+// deliver writes recs and returns how many leading records are done:
+// written, or refused for good. When InfluxDB refuses some points of a
+// batch, it halves the batch until each refused line stands alone, rejects
+// that line, and writes the rest. Any other error stops it, for a retry of
+// what is left.
+func (w *Writer) deliver(ctx context.Context, recs []spool.Record) (int, error) {
 	err := w.write(ctx, recs)
 	if err == nil {
-		return w.commit(recs)
+		return len(recs), nil
 	}
 	if !badPoints(err) {
-		return err
+		return 0, err
 	}
 	if len(recs) == 1 {
 		w.reject(recs[0], err)
-		return w.commit(recs)
+		return 1, nil
 	}
 	half := len(recs) / 2
-	if err := w.deliver(ctx, recs[:half]); err != nil {
-		return err
+	n, err := w.deliver(ctx, recs[:half])
+	if err != nil {
+		return n, err
 	}
-	return w.deliver(ctx, recs[half:])
+	m, err := w.deliver(ctx, recs[half:])
+	return half + m, err
 }
 
 func (w *Writer) write(ctx context.Context, recs []spool.Record) error {
@@ -317,13 +329,6 @@ func (w *Writer) write(ctx context.Context, recs []spool.Record) error {
 	return nil
 }
 
-func (w *Writer) commit(recs []spool.Record) error {
-	if err := w.sp.Commit(recs[len(recs)-1].ID); err != nil {
-		return fmt.Errorf("commit spool: %w", err)
-	}
-	return nil
-}
-
 // reject logs a line InfluxDB will never take, and counts it.
 func (w *Writer) reject(r spool.Record, err error) {
 	points := 1 + bytes.Count(r.Data, []byte{'\n'})
@@ -338,8 +343,31 @@ func (w *Writer) reject(r spool.Record, err error) {
 	if len(line) > show {
 		line = line[:show] + "..."
 	}
-	w.log.Error("influxdb rejected a point, skipping it", "reason", errText(err), "line", line, "spool_seq", r.ID.Seq)
+	// A batch of hopeless points (say, all beyond the retention policy)
+	// would log thousands of lines: show the first few each minute and
+	// count the rest, which the metric has anyway.
+	now := time.Now()
+	w.mu.Lock()
+	if now.Sub(w.rejectWindow) >= time.Minute {
+		if w.rejectQuiet > 0 {
+			w.log.Error("influxdb rejected more points, not logged one by one", "points", w.rejectQuiet, "since", w.rejectWindow)
+		}
+		w.rejectWindow, w.rejectLogged, w.rejectQuiet = now, 0, 0
+	}
+	loud := w.rejectLogged < maxRejectLogs
+	if loud {
+		w.rejectLogged++
+	} else {
+		w.rejectQuiet += points
+	}
+	w.mu.Unlock()
+	if loud {
+		w.log.Error("influxdb rejected a point, skipping it", "reason", errText(err), "line", line, "spool_seq", r.ID.Seq)
+	}
 }
+
+// maxRejectLogs bounds the rejected points logged one by one per minute.
+const maxRejectLogs = 20
 
 // badPointMarkers are phrases InfluxDB 1.8, 2.x and 3.x use when they
 // refuse points themselves rather than the request.

@@ -435,6 +435,26 @@ func TestErrorClassification(t *testing.T) {
 			}
 			return nil
 		}, 2, false},
+		{"outage while isolating a bad line", func(call int, lines []string) error {
+			if call == 5 {
+				return httpErr(503, "unavailable")
+			}
+			for _, l := range lines {
+				if strings.Contains(l, "bad") {
+					return httpErr(400, "partial write: field type conflict dropped=1")
+				}
+			}
+			return nil
+		}, 2, true},
+		{"every line refused", func(int, []string) error {
+			return httpErr(400, "partial write: points beyond retention policy dropped=1")
+		}, 50, false},
+		{"bad request that is not about points is retried", func(call int, _ []string) error {
+			if call <= 2 {
+				return httpErr(400, "missing bucket")
+			}
+			return nil
+		}, 0, true},
 		{"unprocessable (2.x)", func(_ int, lines []string) error {
 			for _, l := range lines {
 				if strings.Contains(l, "bad") {
