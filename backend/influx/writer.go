@@ -184,7 +184,7 @@ func (w *Writer) Run(ctx context.Context) error {
 			}
 		}
 		if ctx.Err() != nil {
-			return nil // the batch stays in the spool for the next Run
+			return nil // what is not committed stays in the spool for the next Run
 		}
 		if err == nil {
 			if failures > 0 {
