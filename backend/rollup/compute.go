@@ -2,7 +2,9 @@ package rollup
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
+	"time"
 )
 
 // Levels of the rollup measurement, from the whole population down.
@@ -12,6 +14,9 @@ const (
 	LevelSite     = "site"
 	LevelCounter  = "counter"
 	LevelOperator = "operator"
+	// LevelHourOfWeek holds satisfaction by weekday and hour of day, per
+	// organisation and (without org tag) over all of them.
+	LevelHourOfWeek = "hour_of_week"
 )
 
 // levels lists every level in the order points are written.
@@ -170,4 +175,31 @@ func (f figure) tags(window string) map[string]string {
 		}
 	}
 	return out
+}
+
+// hourFigure is one hour-of-week cell: org empty means all organisations.
+type hourFigure struct {
+	org              string
+	weekday, hour    int // ISO weekday 1 (Monday) .. 7, hour 0..23
+	votes, satisfied int64
+}
+
+func (h hourFigure) tags(window string) map[string]string {
+	out := map[string]string{
+		"level": LevelHourOfWeek, "window": window,
+		// Zero-padded and prefixed so that Grafana sorts them as text.
+		"weekday": fmt.Sprintf("%d-%s", h.weekday, time.Weekday(h.weekday % 7).String()[:3]),
+		"hour":    fmt.Sprintf("%02d", h.hour),
+	}
+	if h.org != "" {
+		out["org"] = h.org
+	}
+	return out
+}
+
+func (h hourFigure) fields() map[string]any {
+	return map[string]any{
+		"votes": h.votes, "satisfied": h.satisfied,
+		"satisfied_share": float64(h.satisfied) / float64(h.votes),
+	}
 }

@@ -12,7 +12,7 @@
 //
 // Tags:
 //
-//	level     all | org | site | counter | operator
+//	level     all | org | site | counter | operator | hour_of_week
 //	org       organisation (absent for level=all)
 //	site      site         (levels site and counter)
 //	counter   counter      (level counter)
@@ -20,6 +20,8 @@
 //	          whole population but identified by org+operator, since one
 //	          person may serve at several sites of an organisation)
 //	window    the look-back period, e.g. "30d"
+//	weekday   level hour_of_week: "1-Mon" .. "7-Sun" (Options.Location)
+//	hour      level hour_of_week: "00" .. "23"
 //
 // Fields (each present only when it is defined):
 //
@@ -34,6 +36,10 @@
 //	participation    voted activations / activations, 0..1
 //	nps_votes        valid NPS (nps11) votes, int
 //	nps              %promoters - %detractors, -100..100
+//
+// Level hour_of_week carries only votes, satisfied and satisfied_share, one
+// point per weekday and hour with votes, per org and (without org tag) for
+// all organisations together: InfluxQL cannot group by hour of day.
 //
 // Votes are told apart by the vote tag `scale`: a vote whose scale is
 // "nps11" is an NPS answer, any other (or none) a keypad rating.

@@ -62,6 +62,9 @@ type Options struct {
 	PriorWeight float64
 	// Clock drives the scheduler and stamps the points. Default the real one.
 	Clock clockwork.Clock
+	// Location is the time zone of the hour-of-week figures (managers read
+	// "Monday 09:00" in their own zone). Default time.Local.
+	Location *time.Location
 	// Timeout bounds one run (its queries and the write). Default one minute.
 	Timeout time.Duration
 	// Logger receives one line per run. Default: discard.
@@ -109,6 +112,9 @@ func New(opts Options) (*Job, error) {
 	opts.Timeout = cmpOr(opts.Timeout, defaultTimeout)
 	if opts.Clock == nil {
 		opts.Clock = clockwork.NewRealClock()
+	}
+	if opts.Location == nil {
+		opts.Location = time.Local
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -195,13 +201,20 @@ func (j *Job) run(ctx context.Context, now time.Time) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	figs := compute(cells, j.opts.PriorWeight)
-	if len(figs) == 0 {
-		return 0, nil
+	hours, err := j.readHours(ctx, now)
+	if err != nil {
+		return 0, err
 	}
-	pts := make([]*write.Point, 0, len(figs))
+	figs := compute(cells, j.opts.PriorWeight)
+	pts := make([]*write.Point, 0, len(figs)+len(hours))
 	for _, f := range figs {
 		pts = append(pts, write.NewPoint(Measurement, f.tags(j.window), f.fields(), now))
+	}
+	for _, h := range hours {
+		pts = append(pts, write.NewPoint(Measurement, h.tags(j.window), h.fields(), now))
+	}
+	if len(pts) == 0 {
+		return 0, nil
 	}
 	if err := j.writer.WritePoint(ctx, pts...); err != nil {
 		return 0, fmt.Errorf("write rollup: %w", err)
@@ -213,10 +226,56 @@ func (j *Job) run(ctx context.Context, now time.Time) (int, error) {
 // is summed from them in Go, so one query per measurement serves all.
 const groupBy = ` GROUP BY "org", "site", "counter", "operator"`
 
+// span is the WHERE condition of the window ending at now.
+func (j *Job) span(now time.Time) string {
+	return fmt.Sprintf(`time > '%s' AND time <= '%s'`,
+		now.Add(-j.opts.Window).Format(time.RFC3339Nano), now.Format(time.RFC3339Nano))
+}
+
+// readHours reads hourly keypad ratings per organisation and folds them
+// into hour-of-week cells in Options.Location. InfluxQL cannot group by
+// hour of day or weekday, so the dashboards' heatmap reads these.
+func (j *Job) readHours(ctx context.Context, now time.Time) ([]hourFigure, error) {
+	res, err := j.reader.query(ctx, `SELECT count("score") AS "n", sum("satisfied") AS "sat" FROM "vote"`+
+		` WHERE "valid" = 'true' AND "scale" != 'nps11' AND `+j.span(now)+` GROUP BY time(1h), "org" fill(none)`)
+	if err != nil {
+		return nil, fmt.Errorf("read hours: %w", err)
+	}
+	type key struct {
+		org           string
+		weekday, hour int
+	}
+	cells := map[key]*tally{}
+	for _, s := range res {
+		for row := range s.Values {
+			ns, ok := s.number(row, "time")
+			n, _ := s.number(row, "n")
+			if !ok || n == 0 {
+				continue
+			}
+			sat, _ := s.number(row, "sat")
+			at := time.Unix(0, int64(ns)).In(j.opts.Location)
+			wd := int(at.Weekday()+6)%7 + 1 // ISO: Monday 1 .. Sunday 7
+			for _, org := range []string{s.Tags["org"], ""} {
+				k := key{org, wd, at.Hour()}
+				if cells[k] == nil {
+					cells[k] = &tally{}
+				}
+				cells[k].votes += int64(n)
+				cells[k].satisfied += int64(sat)
+			}
+		}
+	}
+	out := make([]hourFigure, 0, len(cells))
+	for k, t := range cells {
+		out = append(out, hourFigure{org: k.org, weekday: k.weekday, hour: k.hour, votes: t.votes, satisfied: t.satisfied})
+	}
+	return out, nil
+}
+
 // read runs the three InfluxQL reads and merges them into cells.
 func (j *Job) read(ctx context.Context, now time.Time) (map[entity]tally, error) {
-	span := fmt.Sprintf(`time > '%s' AND time <= '%s'`,
-		now.Add(-j.opts.Window).Format(time.RFC3339Nano), now.Format(time.RFC3339Nano))
+	span := j.span(now)
 	reads := []struct {
 		name string
 		stmt string

@@ -107,7 +107,7 @@ func TestRunOnceAgainstInfluxDB(t *testing.T) {
 	fleet(t, srv)
 	reg := prometheus.NewRegistry()
 	job, err := New(Options{URL: srv.URL(), Bucket: srv.Database(), Window: 30 * 24 * time.Hour,
-		PriorWeight: 20, Clock: clockwork.NewFakeClockAt(t0), Registerer: reg})
+		PriorWeight: 20, Clock: clockwork.NewFakeClockAt(t0), Registerer: reg, Location: time.UTC})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +158,21 @@ func TestRunOnceAgainstInfluxDB(t *testing.T) {
 				t.Errorf("point time %v, want the clock's %v", ts, t0)
 			}
 		})
+	}
+	// t0 is a Tuesday noon: every rating in the seed is from 11:xx.
+	res, err := srv.Query(t.Context(), `SELECT "votes", "satisfied_share" FROM "rollup" WHERE "level" = 'hour_of_week' GROUP BY "org", "weekday", "hour"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{"a/2-Tue/11": 33, "b/2-Tue/11": 10, "/2-Tue/11": 43}
+	if len(res) != len(want) {
+		t.Errorf("hour_of_week series %d, want %d: %+v", len(res), len(want), res)
+	}
+	for _, s := range res {
+		k := s.Tags["org"] + "/" + s.Tags["weekday"] + "/" + s.Tags["hour"]
+		if n, _ := s.Int(0, "votes"); n != want[k] {
+			t.Errorf("hour_of_week %s: %d votes, want %d", k, n, want[k])
+		}
 	}
 	if n := testutilCount(t, reg, "semko_rollup_runs_total"); n != 1 {
 		t.Errorf("runs metric %v, want 1", n)
