@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,7 +27,6 @@ import (
 	"github.com/semko/semko/backend/registry"
 	"github.com/semko/semko/backend/spool"
 	"github.com/semko/semko/broker"
-	"github.com/semko/semko/protocol"
 )
 
 // App is one backend process.
@@ -120,7 +118,7 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 		Token:     cfg.HTTP.Token,
 		Ready:     a.Ready,
 		Gatherer:  a.metrics,
-		Activator: activator{a},
+		Activator: api.PublishActivator{Registry: reg.Current, Publisher: a.broker},
 		Devices:   a.ingest.Devices,
 		Summary:   a.ingest.Snapshot,
 		Logger:    log.With("part", "api"),
@@ -250,26 +248,6 @@ func (a *App) ReloadRegistry() error {
 		return err
 	}
 	return a.creds.Replace(credentialsOf(a.registry.Current()))
-}
-
-// activator publishes activations from the HTTP API to the device.
-type activator struct{ a *App }
-
-// ErrUnknownDevice is returned when an activation names no registered device.
-var ErrUnknownDevice = errors.New("unknown device")
-
-func (ac activator) Activate(ctx context.Context, device string, act protocol.Activate) error {
-	if _, ok := ac.a.registry.Current().Device(device); !ok {
-		return fmt.Errorf("%w: %s", ErrUnknownDevice, device)
-	}
-	if err := act.Validate(); err != nil {
-		return err
-	}
-	payload, err := json.Marshal(act)
-	if err != nil {
-		return fmt.Errorf("encode activation: %w", err)
-	}
-	return ac.a.broker.Publish(protocol.DeviceTopic(device, protocol.KindActivate), payload, false, 1)
 }
 
 func serverTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {

@@ -16,14 +16,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/semko/semko/backend"
 	"github.com/semko/semko/broker"
 	"github.com/semko/semko/firmware-sim/fleet"
-	"github.com/semko/semko/internal/cli"
 	"github.com/semko/semko/internal/influxlocal"
 )
 
@@ -39,20 +37,37 @@ func run(args []string) int {
 	interval := fs.Duration("service-interval", 15*time.Second, "mean time between services at one counter")
 	every := fs.Duration("status-every", 5*time.Second, "how often to print the status line")
 	influxAddr := fs.String("influx-addr", "127.0.0.1:8086", "local InfluxDB HTTP address")
-	logger := cli.LogFlags(fs)
+	logLevel := fs.String("log-level", "info", "level of the log file: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	log, err := logger()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+	// The terminal is for the status line: the full log goes to a file, and
+	// only errors also reach the terminal.
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintln(os.Stderr, "-log-level:", err)
 		return 2
 	}
+	if err := os.MkdirAll(*varDir, 0o750); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	logPath := filepath.Join(*varDir, "semko-dev.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer logFile.Close()
+	log := slog.New(slog.NewMultiHandler(
+		slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: level}),
+		slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}),
+	))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := dev(ctx, log, devOptions{
 		varDir: *varDir, seed: *seed, orgs: *orgs, sites: *sites, counters: *counters,
-		interval: *interval, every: *every, influxAddr: *influxAddr,
+		interval: *interval, every: *every, influxAddr: *influxAddr, logPath: logPath,
 	}); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("semko-dev", "err", err)
 		return 1
@@ -66,6 +81,7 @@ type devOptions struct {
 	orgs, sites, counters int
 	interval, every       time.Duration
 	influxAddr            string
+	logPath               string
 }
 
 func dev(ctx context.Context, log *slog.Logger, o devOptions) error {
@@ -109,31 +125,30 @@ func dev(ctx context.Context, log *slog.Logger, o devOptions) error {
 	if err != nil {
 		return err
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, 2)
-	wg.Go(func() { errc <- app.Run(runCtx) })
-	if err := waitHTTP(runCtx, "http://"+cfg.HTTP.Addr+"/healthz"); err != nil {
-		cancel()
-		wg.Wait()
-		return fmt.Errorf("backend did not come up: %w", errors.Join(err, <-errc))
+	// The backend and the fleet get their own contexts: on Ctrl-C the fleet
+	// stops first, so the edges hand over what they hold before the broker
+	// goes away.
+	backendCtx, stopBackend := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBackend()
+	backendDone := make(chan error, 1)
+	go func() { backendDone <- app.Run(backendCtx) }()
+	if err := waitHTTP(ctx, "http://"+cfg.HTTP.Addr+"/healthz"); err != nil {
+		stopBackend()
+		return fmt.Errorf("backend did not come up: %w", errors.Join(err, <-backendDone))
 	}
 
 	// 4. The simulated fleet: keypads and real edge agents.
-	var tally *fleet.Tally
-	wg.Go(func() {
-		var err error
-		tally, err = fleet.Run(runCtx, model, fleet.Options{
+	fleetCtx, stopFleet := context.WithCancel(ctx)
+	defer stopFleet()
+	fleetDone := make(chan error, 1)
+	go func() {
+		_, err := fleet.Run(fleetCtx, model, fleet.Options{
 			Broker: "tcp://" + cfg.MQTT.Addr, DataDir: filepath.Join(o.varDir, "edges"),
 			ServiceInterval: o.interval, Window: 20 * time.Second, Participation: 0.7, StrayPresses: 0.02,
-			Logger: log.With("part", "fleet"),
+			DrainTimeout: 5 * time.Second, Logger: log.With("part", "fleet"),
 		})
-		if err != nil && !errors.Is(err, context.Canceled) {
-			errc <- fmt.Errorf("fleet: %w", err)
-		}
-	})
-	_ = tally
+		fleetDone <- err
+	}()
 
 	fmt.Printf(`
 Semko is running. Ctrl-C stops everything.
@@ -142,19 +157,29 @@ Semko is running. Ctrl-C stops everything.
   HTTP API   http://%s  (/healthz, /readyz, /metrics; /api/v1/... with "Authorization: Bearer $(cat %s)")
   Grafana    add an InfluxDB (InfluxQL) data source: URL %s, database semko; dashboards come with the Grafana issue.
   Fleet      %d keypads at %d sites of %d organisations (seed %d), fleet file %s
+  Log        %s
 
 `, db.URL(), db.URL(), cfg.MQTT.Addr, cfg.HTTP.Addr, filepath.Join(o.varDir, "api-token"), db.URL(),
-		len(model.Devices), o.orgs*o.sites, o.orgs, o.seed, cfg.FleetFile)
+		len(model.Devices), o.orgs*o.sites, o.orgs, o.seed, cfg.FleetFile, o.logPath)
 
 	tick := time.NewTicker(o.every)
 	defer tick.Stop()
 	var runErr error
+	fleetRunning, backendRunning := true, true
 loop:
 	for {
 		select {
 		case <-ctx.Done():
 			break loop
-		case runErr = <-errc:
+		case err := <-fleetDone:
+			fleetRunning = false
+			if err != nil && !errors.Is(err, context.Canceled) {
+				runErr = fmt.Errorf("fleet: %w", err)
+			}
+			break loop
+		case err := <-backendDone:
+			backendRunning = false
+			runErr = fmt.Errorf("backend stopped: %w", err)
 			break loop
 		case <-tick.C:
 			s := app.Summary()
@@ -168,9 +193,19 @@ loop:
 				w.PointsWritten, w.Backlog.PendingRecords)
 		}
 	}
-	fmt.Println("\nstopping...")
-	cancel()
-	wg.Wait()
+	fmt.Println("\nstopping: fleet, then backend, then InfluxDB...")
+	stopFleet()
+	if fleetRunning {
+		if err := <-fleetDone; err != nil && !errors.Is(err, context.Canceled) {
+			log.Warn("fleet stopped", "err", err)
+		}
+	}
+	stopBackend()
+	if backendRunning {
+		if err := <-backendDone; err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("backend: %w", err))
+		}
+	}
 	return runErr
 }
 
