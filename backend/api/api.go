@@ -55,6 +55,16 @@ type Options struct {
 	Devices   func() []ingest.DeviceState
 	Summary   func() ingest.Summary
 	Logger    *slog.Logger
+	// Routes are further endpoints other backend parts serve (alerts,
+	// device management, configuration). Each is mounted behind the bearer
+	// token; patterns use net/http's syntax, e.g. "GET /api/v1/alerts".
+	Routes []Route
+}
+
+// Route is one endpoint mounted under the token.
+type Route struct {
+	Pattern string
+	Handler http.Handler
 }
 
 // maxBody bounds request bodies: an activation is far below a payload.
@@ -96,6 +106,12 @@ func New(opts Options) (http.Handler, error) {
 	mux.Handle("POST /api/v1/devices/{id}/activate", s.auth(http.HandlerFunc(s.activate)))
 	mux.Handle("GET /api/v1/devices", s.auth(http.HandlerFunc(s.devices)))
 	mux.Handle("GET /api/v1/summary", s.auth(http.HandlerFunc(s.summary)))
+	for _, rt := range opts.Routes {
+		if !strings.Contains(rt.Pattern, " /api/") && !strings.HasPrefix(rt.Pattern, "/api/") {
+			return nil, fmt.Errorf("%w: route %q is not under /api/", ErrOptions, rt.Pattern)
+		}
+		mux.Handle(rt.Pattern, s.auth(rt.Handler))
+	}
 	// Anything else under /api/ answers in JSON, after authentication so
 	// that the API's shape is not visible without the token.
 	mux.Handle("/api/", s.auth(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

@@ -256,3 +256,23 @@ devices:
 		t.Fatalf("invalid activation: %v", err)
 	}
 }
+
+func TestExtraRoutes(t *testing.T) {
+	extra := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "alerts:"+r.PathValue("id")) })
+	h, err := New(Options{Token: token, Routes: []Route{{Pattern: "GET /api/v1/alerts/{id}", Handler: extra}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	e := &env{url: srv.URL}
+	if code, _, body := e.do(t, "GET", "/api/v1/alerts/a-1", "Bearer "+token, ""); code != 200 || body != "alerts:a-1" {
+		t.Errorf("with token: %d %q", code, body)
+	}
+	if code, _, _ := e.do(t, "GET", "/api/v1/alerts/a-1", "", ""); code != http.StatusUnauthorized {
+		t.Errorf("without token: %d, want 401", code)
+	}
+	if _, err := New(Options{Token: token, Routes: []Route{{Pattern: "GET /debug", Handler: extra}}}); !errors.Is(err, ErrOptions) {
+		t.Errorf("route outside /api/: %v, want ErrOptions", err)
+	}
+}

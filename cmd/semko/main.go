@@ -1,103 +1,56 @@
-// Command semko is the Semko backend: the embedded MQTT broker, ingest, the
-// durable spool, the InfluxDB writer and the HTTP API in one process.
+// Command semko is the Semko backend and its command-line client.
+//
+//	semko [serve] [flags]     run the backend: embedded MQTT broker, ingest,
+//	                          durable spool, InfluxDB writer, HTTP API
+//	semko <command> ...       talk to a running backend's HTTP API
+//
+// Client commands find the backend with -server (default
+// http://127.0.0.1:8080) and the token in SEMKO_API_TOKEN or -token-file.
 package main
 
 import (
-	"context"
-	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
-
-	"github.com/semko/semko/backend"
-	"github.com/semko/semko/internal/cli"
+	"sort"
+	"strings"
 )
 
-func main() { os.Exit(run(os.Args[1:])) }
+// commands are the subcommands besides serve. Each lives in its own file.
+var commands = map[string]struct {
+	run     func(args []string) int
+	summary string
+}{
+	"serve":   {serve, "run the backend (the default when the first argument is a flag)"},
+	"summary": {summaryCmd, "print the intake summary (units online, votes in the last minute)"},
+}
 
-func run(args []string) int {
-	fs := flag.NewFlagSet("semko", flag.ContinueOnError)
-	configFile := fs.String("config", "", "YAML config file (optional; flags override it)")
-	def := backend.DefaultConfig()
-	dataDir := fs.String("data", def.DataDir, "data directory (spool, broker sessions)")
-	fleet := fs.String("fleet", def.FleetFile, "fleet file: organisations, sites, counters, devices")
-	mqttAddr := fs.String("mqtt", def.MQTT.Addr, "MQTT listen address")
-	httpAddr := fs.String("http", def.HTTP.Addr, "HTTP API listen address")
-	influxURL := fs.String("influx-url", def.Influx.URL, "InfluxDB URL")
-	influxBucket := fs.String("influx-bucket", def.Influx.Bucket, "InfluxDB bucket (1.8: database)")
-	influxOrg := fs.String("influx-org", def.Influx.Org, "InfluxDB organisation (empty for 1.8)")
-	logger := cli.LogFlags(fs)
-	if err := fs.Parse(args); err != nil {
+func main() { os.Exit(dispatch(os.Args[1:])) }
+
+func dispatch(args []string) int {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return serve(args)
+	}
+	if args[0] == "help" {
+		usage()
+		return 0
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "semko: unknown command %q\n", args[0])
+		usage()
 		return 2
 	}
-	log, err := logger()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
+	return cmd.run(args[1:])
+}
 
-	cfg := def
-	if *configFile != "" {
-		if cfg, err = backend.LoadConfig(*configFile); err != nil {
-			log.Error("config", "err", err)
-			return 2
-		}
+func usage() {
+	names := make([]string, 0, len(commands))
+	for name := range commands {
+		names = append(names, name)
 	}
-	// Flags given on the command line win over the file.
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "data":
-			cfg.DataDir = *dataDir
-		case "fleet":
-			cfg.FleetFile = *fleet
-		case "mqtt":
-			cfg.MQTT.Addr = *mqttAddr
-		case "http":
-			cfg.HTTP.Addr = *httpAddr
-		case "influx-url":
-			cfg.Influx.URL = *influxURL
-		case "influx-bucket":
-			cfg.Influx.Bucket = *influxBucket
-		case "influx-org":
-			cfg.Influx.Org = *influxOrg
-		}
-	})
-	// Secrets come from the environment, never from flags (visible in ps).
-	if v := os.Getenv("SEMKO_INFLUX_TOKEN"); v != "" {
-		cfg.Influx.Token = v
+	sort.Strings(names)
+	fmt.Fprintln(os.Stderr, "usage: semko [serve] [flags] | semko <command> [args]\ncommands:")
+	for _, name := range names {
+		fmt.Fprintf(os.Stderr, "  %-10s %s\n", name, commands[name].summary)
 	}
-	if v := os.Getenv("SEMKO_API_TOKEN"); v != "" {
-		cfg.HTTP.Token = v
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	app, err := backend.New(cfg, log)
-	if err != nil {
-		log.Error("start", "err", err)
-		return 1
-	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				if err := app.ReloadRegistry(); err != nil {
-					log.Error("reload fleet file: keeping the previous one", "err", err)
-				} else {
-					log.Info("fleet file reloaded", "file", cfg.FleetFile)
-				}
-			}
-		}
-	}()
-	if err := app.Run(ctx); err != nil {
-		log.Error("run", "err", err)
-		return 1
-	}
-	return 0
 }
