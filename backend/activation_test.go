@@ -1,0 +1,107 @@
+package backend_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/semko/semko/edge"
+	"github.com/semko/semko/firmware-sim/fleet"
+	"github.com/semko/semko/firmware-sim/keypad"
+	"github.com/semko/semko/internal/influxlocal"
+)
+
+// TestActivationThroughAPI follows the queue-system path: an activation
+// posted to the backend's HTTP API travels over MQTT to the edge agent,
+// which arms the keypad; the customer's press lands in InfluxDB carrying the
+// service, operator and activation id the queue system sent.
+func TestActivationThroughAPI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: starts InfluxDB")
+	}
+	db := influxlocal.StartForTest(t)
+	model := fleet.Generate(fleet.Spec{Seed: 3, Orgs: 1, SitesPerOrg: 1, CountersPerSite: 1})
+	app, mqttAddr, httpAddr := startBackend(t, db, model)
+	dev := model.Devices[0]
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	hostEnd, keypadEnd := net.Pipe()
+	kp := keypad.New(keypadEnd, keypad.Options{Serial: dev.Serial})
+	agent, err := edge.New(edge.Config{
+		Device: dev.ID, Secret: dev.Secret, Broker: "tcp://" + mqttAddr, DataDir: t.TempDir(),
+		ReconnectMin: 50 * time.Millisecond, Logger: testLogger(t),
+	}, hostEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); kp.Run(ctx) }()
+	agentDone := make(chan error, 1)
+	go func() { agentDone <- agent.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-agentDone
+		<-done
+	}()
+	waitFor(t, "edge connected", func() bool { return agent.Stats().Connected })
+
+	body := `{"v":1,"id":"ticket-A113-done","ticket":"A113","service":"passport","operator":"op-api","service_s":245,"window_s":30}`
+	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+httpAddr+"/api/v1/devices/"+dev.ID+"/activate", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer test-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST activate: %s", resp.Status)
+	}
+	waitFor(t, "keypad armed", func() bool { return kp.State().Armed })
+	if err := kp.Press(ctx, 5); err != nil {
+		t.Fatalf("press: %v", err)
+	}
+	waitFor(t, "outbox drained", func() bool { return agent.Stats().Outbox == 0 })
+	waitWritten(t, app)
+
+	series, err := db.Query(ctx, `SELECT score, activation, service_s, operator, service FROM vote WHERE valid='true'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(series) != 1 || len(series[0].Values) != 1 {
+		t.Fatalf("want one valid vote, got %+v", series)
+	}
+	s := series[0]
+	if score, _ := s.Int(0, "score"); score != 5 {
+		t.Errorf("score = %d, want 5", score)
+	}
+	for col, want := range map[string]string{"activation": "ticket-A113-done", "operator": "op-api", "service": "passport"} {
+		if got, _ := s.Text(0, col); got != want {
+			t.Errorf("%s = %q, want %q", col, got, want)
+		}
+	}
+	if got, _ := s.Int(0, "service_s"); got != 245 {
+		t.Errorf("service_s = %d, want 245", got)
+	}
+	act, err := db.Query(ctx, `SELECT voted, closed, ticket FROM activation`)
+	if err != nil || len(act) != 1 || len(act[0].Values) != 1 {
+		t.Fatalf("activation points: %v %+v", err, act)
+	}
+	if voted, _ := act[0].Int(0, "voted"); voted != 1 {
+		t.Errorf("activation voted = %d, want 1", voted)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
