@@ -64,6 +64,9 @@ func (a *Agent) newClient(bdseq uint64, lost chan<- error, subs chan<- paho.Toke
 		SetUsername(a.cfg.Device).
 		SetPassword(a.cfg.Secret).
 		SetCleanSession(true).
+		// MQTT 3.1.1 only: without it paho retries a refused CONNECT as 3.1,
+		// doubling every failed login in the broker's counters.
+		SetProtocolVersion(4).
 		SetAutoReconnect(false).
 		SetConnectRetry(false).
 		SetOrderMatters(false).
