@@ -146,3 +146,42 @@ func ParseTopic(topic string) (Topic, error) {
 	}
 	return Topic{}, fmt.Errorf("%w: %q", ErrUnknownKind, kind)
 }
+
+// alertsLevel is the second level of the topics where the backend publishes
+// alert notices for people's apps (a technician's phone, a wall display).
+const alertsLevel = "alerts"
+
+// AlertNone stands for an empty or unusable level of an alert topic (an
+// organisation-wide alert has no site), so every alert topic has exactly
+// three levels below semko/v1/alerts and a filter like .../<org>/+/offline
+// matches predictably.
+const AlertNone = "_"
+
+// AlertTopic is where the backend publishes notices about alerts of one kind
+// at one site: semko/v1/alerts/<org>/<site>/<kind>. A level that is empty or
+// not a valid id (wildcards, slashes) becomes AlertNone, so a notice can
+// never be published on a wildcard or a deeper topic.
+func AlertTopic(org, site, kind string) string {
+	return Root + "/" + alertsLevel + "/" + alertLevel(org) + "/" + alertLevel(site) + "/" + alertLevel(kind)
+}
+
+func alertLevel(s string) string {
+	if ValidateDeviceID(s) != nil {
+		return AlertNone
+	}
+	return s
+}
+
+// AlertFilter is the subscription filter for alert notices: all of them
+// when org is empty, one organisation's when site is empty, else one site's.
+// Observer accounts may subscribe to it.
+func AlertFilter(org, site string) string {
+	f := Root + "/" + alertsLevel + "/"
+	if org == "" {
+		return f + "#"
+	}
+	if site == "" {
+		return f + alertLevel(org) + "/#"
+	}
+	return f + alertLevel(org) + "/" + alertLevel(site) + "/#"
+}

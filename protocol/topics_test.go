@@ -186,3 +186,32 @@ func TestFilters(t *testing.T) {
 		}
 	}
 }
+
+func TestAlertTopic(t *testing.T) {
+	tests := []struct {
+		org, site, kind string
+		want            string
+	}{
+		{"sofia", "centre", "negative_vote", "semko/v1/alerts/sofia/centre/negative_vote"},
+		{"sofia", "", "satisfaction_drop", "semko/v1/alerts/sofia/_/satisfaction_drop"},
+		{"", "", "offline", "semko/v1/alerts/_/_/offline"},
+		{"so/fia", "c+", "#", "semko/v1/alerts/_/_/_"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			if got := AlertTopic(tt.org, tt.site, tt.kind); got != tt.want {
+				t.Fatalf("AlertTopic(%q, %q, %q) = %q, want %q", tt.org, tt.site, tt.kind, got, tt.want)
+			}
+		})
+	}
+	filters := map[[2]string]string{
+		{"", ""}:            "semko/v1/alerts/#",
+		{"sofia", ""}:       "semko/v1/alerts/sofia/#",
+		{"sofia", "centre"}: "semko/v1/alerts/sofia/centre/#",
+	}
+	for in, want := range filters {
+		if got := AlertFilter(in[0], in[1]); got != want {
+			t.Errorf("AlertFilter(%q, %q) = %q, want %q", in[0], in[1], got, want)
+		}
+	}
+}
