@@ -32,7 +32,7 @@ type Placement struct {
 }
 
 // VoteLine appends the vote as one line (no trailing newline) of measurement
-// vote to dst. Tags: channel, counter, device, operator, org, service, site,
+// vote to dst. Tags: channel, counter, device, operator, org, scale, service, site,
 // valid. Fields: score, satisfied, negative, latency_ms, service_s, seq
 // (integers) and activation (string, omitted when empty). The timestamp is
 // the press, so a redelivered vote overwrites itself.
@@ -46,6 +46,9 @@ func VoteLine(dst []byte, v protocol.Vote, p Placement) []byte {
 	l.tag("device", v.Device)
 	l.tag("operator", or(v.Operator, p.Operator))
 	l.tag("org", p.Org)
+	// scale keeps 0..10 NPS answers apart from 1..5 keypad ratings, so
+	// mean(score) never mixes the two.
+	l.tag("scale", string(v.Scale))
 	l.tag("service", or(v.Service, p.Service))
 	l.tag("site", p.Site)
 	l.tag("valid", strconv.FormatBool(v.Valid))
