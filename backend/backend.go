@@ -25,6 +25,7 @@ import (
 	"github.com/semko/semko/backend/influx"
 	"github.com/semko/semko/backend/ingest"
 	"github.com/semko/semko/backend/registry"
+	"github.com/semko/semko/backend/rollup"
 	"github.com/semko/semko/backend/spool"
 	"github.com/semko/semko/broker"
 )
@@ -40,6 +41,7 @@ type App struct {
 	writer   *influx.Writer
 	ingest   *ingest.Ingest
 	broker   *broker.Broker
+	rollup   *rollup.Job // nil when disabled
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -114,6 +116,11 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 	}
 	a.metrics.MustRegister(newBrokerCollector(a.broker))
 
+	if a.rollup, err = a.newRollup(); err != nil {
+		a.spool.Close()
+		return nil, fmt.Errorf("rollup: %w", err)
+	}
+
 	handler, err := api.New(api.Options{
 		Token:     cfg.HTTP.Token,
 		Ready:     a.Ready,
@@ -184,12 +191,23 @@ func (a *App) Run(ctx context.Context) error {
 		}
 	})
 
+	if a.rollup != nil {
+		if err := a.rollup.Start(ctx); err != nil {
+			a.log.Error("rollup job not started", "err", err)
+		}
+	}
+
 	var runErr error
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
 	}
 	a.log.Info("backend stopping")
+	if a.rollup != nil {
+		if err := a.rollup.Close(); err != nil {
+			a.log.Warn("rollup close", "err", err)
+		}
+	}
 	if err := a.broker.Close(); err != nil {
 		a.log.Warn("broker close", "err", err)
 	}

@@ -22,6 +22,7 @@ type Config struct {
 	Influx InfluxConfig `yaml:"influx"`
 	Spool  SpoolConfig  `yaml:"spool"`
 	Ingest IngestConfig `yaml:"ingest"`
+	Rollup RollupConfig `yaml:"rollup"`
 }
 
 // MQTTConfig configures the embedded broker.
