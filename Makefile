@@ -13,7 +13,7 @@ BENCHTIME     ?= 1s
 
 export SEMKO_INFLUXD := $(INFLUXD)
 
-.PHONY: all build run test lint vet fmt-check staticcheck fuzz bench tidy influxd clean
+.PHONY: all build run grafana test lint vet fmt-check staticcheck fuzz bench tidy influxd clean
 
 all: build
 
@@ -24,6 +24,11 @@ build:
 # backend with the embedded broker (MQTT :1883, HTTP :8080), simulated fleet.
 run: influxd build
 	./bin/semko-dev
+
+# Grafana on 127.0.0.1:3000 with Semko's datasource and dashboards, when
+# grafana-server (or grafana) is installed; otherwise it says how to get it.
+grafana:
+	./grafana/run.sh
 
 # InfluxDB 1.8.10, built once from the module proxy and cached.
 influxd: $(INFLUXD)
