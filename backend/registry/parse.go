@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/semko/semko/backend/devconfig"
 	"github.com/semko/semko/protocol"
 )
 
@@ -19,64 +20,75 @@ import (
 // few megabytes; anything far larger is a mistake.
 const MaxFileSize = 64 << 20
 
-// The file's shape. Field names are the contract with firmware-sim, which
-// writes fleet files; README.md documents each one.
-type fileFleet struct {
-	Organisations []fileOrg      `yaml:"organisations"`
-	Devices       []fileDevice   `yaml:"devices"`
-	Operators     []fileOperator `yaml:"operators"`
-	Services      []fileService  `yaml:"services"`
+// File is the fleet file's shape: what Parse reads and what a fleet
+// database exports. Field names are the contract with firmware-sim, which
+// writes fleet files; README.md documents each one. Build turns a File into
+// a validated Registry.
+type File struct {
+	Organisations []FileOrg      `yaml:"organisations" json:"organisations"`
+	Devices       []FileDevice   `yaml:"devices" json:"devices"`
+	Operators     []FileOperator `yaml:"operators,omitempty" json:"operators,omitempty"`
+	Services      []FileService  `yaml:"services,omitempty" json:"services,omitempty"`
 }
 
-type fileOrg struct {
-	ID       string     `yaml:"id"`
-	Name     string     `yaml:"name"`
-	Timezone string     `yaml:"timezone"`
-	Sites    []fileSite `yaml:"sites"`
+// FileOrg is one organisation with its sites.
+type FileOrg struct {
+	ID       string              `yaml:"id" json:"id"`
+	Name     string              `yaml:"name,omitempty" json:"name,omitempty"`
+	Timezone string              `yaml:"timezone" json:"timezone"`
+	Config   *devconfig.Override `yaml:"config,omitempty" json:"config,omitempty"`
+	Sites    []FileSite          `yaml:"sites,omitempty" json:"sites,omitempty"`
 }
 
-type fileSite struct {
-	ID          string        `yaml:"id"`
-	Name        string        `yaml:"name"`
-	Timezone    string        `yaml:"timezone"`
-	Responsible *Responsible  `yaml:"responsible"`
-	Counters    []fileCounter `yaml:"counters"`
+// FileSite is one site with its counters.
+type FileSite struct {
+	ID          string              `yaml:"id" json:"id"`
+	Name        string              `yaml:"name,omitempty" json:"name,omitempty"`
+	Timezone    string              `yaml:"timezone,omitempty" json:"timezone,omitempty"`
+	Responsible *Responsible        `yaml:"responsible,omitempty" json:"responsible,omitempty"`
+	Config      *devconfig.Override `yaml:"config,omitempty" json:"config,omitempty"`
+	Counters    []FileCounter       `yaml:"counters,omitempty" json:"counters,omitempty"`
 }
 
-type fileCounter struct {
-	ID          string       `yaml:"id"`
-	Name        string       `yaml:"name"`
-	Device      string       `yaml:"device"`
-	Operator    string       `yaml:"operator"`
-	Service     string       `yaml:"service"`
-	Responsible *Responsible `yaml:"responsible"`
+// FileCounter is one counter and the keypad installed there.
+type FileCounter struct {
+	ID          string       `yaml:"id" json:"id"`
+	Name        string       `yaml:"name,omitempty" json:"name,omitempty"`
+	Device      string       `yaml:"device,omitempty" json:"device,omitempty"`
+	Operator    string       `yaml:"operator,omitempty" json:"operator,omitempty"`
+	Service     string       `yaml:"service,omitempty" json:"service,omitempty"`
+	Responsible *Responsible `yaml:"responsible,omitempty" json:"responsible,omitempty"`
 }
 
-type fileDevice struct {
-	ID         string `yaml:"id"`
-	SecretHash string `yaml:"secret_hash"`
-	Model      string `yaml:"model"`
-	Serial     string `yaml:"serial"`
-	FW         string `yaml:"fw"`
-	Installed  date   `yaml:"installed"`
+// FileDevice is one keypad.
+type FileDevice struct {
+	ID         string              `yaml:"id" json:"id"`
+	SecretHash string              `yaml:"secret_hash" json:"secret_hash"`
+	Model      string              `yaml:"model,omitempty" json:"model,omitempty"`
+	Serial     string              `yaml:"serial,omitempty" json:"serial,omitempty"`
+	FW         string              `yaml:"fw,omitempty" json:"fw,omitempty"`
+	Installed  Date                `yaml:"installed,omitempty" json:"installed,omitzero"`
+	Config     *devconfig.Override `yaml:"config,omitempty" json:"config,omitempty"`
 }
 
-type fileOperator struct {
-	ID   string `yaml:"id"`
-	Name string `yaml:"name"`
-	Org  string `yaml:"org"`
+// FileOperator is one operator.
+type FileOperator struct {
+	ID   string `yaml:"id" json:"id"`
+	Name string `yaml:"name,omitempty" json:"name,omitempty"`
+	Org  string `yaml:"org" json:"org"`
 }
 
-type fileService struct {
-	ID   string `yaml:"id"`
-	Name string `yaml:"name"`
+// FileService is one service.
+type FileService struct {
+	ID   string `yaml:"id" json:"id"`
+	Name string `yaml:"name,omitempty" json:"name,omitempty"`
 }
 
-// date reads "2026-01-15" whether YAML resolved it as a timestamp or the
+// Date reads "2026-01-15" whether YAML resolved it as a timestamp or the
 // author quoted it as a string.
-type date struct{ time.Time }
+type Date struct{ time.Time }
 
-func (d *date) UnmarshalYAML(n *yaml.Node) error {
+func (d *Date) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
 		return fmt.Errorf("line %d: installed must be a date YYYY-MM-DD", n.Line)
 	}
@@ -86,6 +98,18 @@ func (d *date) UnmarshalYAML(n *yaml.Node) error {
 	}
 	d.Time = t
 	return nil
+}
+
+// MarshalYAML writes the date as YYYY-MM-DD, so an exported file reads back.
+func (d Date) MarshalYAML() (any, error) { return d.Format(time.DateOnly), nil }
+
+// Marshal renders f as a fleet file that Parse reads back.
+func (f File) Marshal() ([]byte, error) {
+	b, err := yaml.Marshal(f)
+	if err != nil {
+		return nil, fmt.Errorf("marshal fleet file: %w", err)
+	}
+	return b, nil
 }
 
 // Load reads and validates the fleet file at path.
@@ -113,7 +137,7 @@ func Parse(r io.Reader) (*Registry, error) {
 	if len(data) > MaxFileSize {
 		return nil, fmt.Errorf("%w: larger than %d bytes", ErrInvalidFleet, MaxFileSize)
 	}
-	var ff fileFleet
+	var ff File
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&ff); err != nil && !errors.Is(err, io.EOF) {
@@ -124,7 +148,7 @@ func Parse(r io.Reader) (*Registry, error) {
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%w: more than one YAML document", ErrInvalidFleet)
 	}
-	return build(ff)
+	return Build(ff)
 }
 
 // problems collects every validation failure with the path to the entry.
@@ -143,6 +167,13 @@ func (p *problems) id(where, id string) bool {
 		return false
 	}
 	return true
+}
+
+// config checks one level's override on its own, over the defaults.
+func (p *problems) config(where string, o *devconfig.Override) {
+	if err := devconfig.Check(o); err != nil {
+		p.add(where, "config: %v", err)
+	}
 }
 
 func (p *problems) unique(seen map[string]string, where, kind, id string) {
@@ -173,7 +204,9 @@ var (
 	bcryptHash = regexp.MustCompile(`^\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}$`)
 )
 
-func build(ff fileFleet) (*Registry, error) {
+// Build validates a fleet as a whole and returns its snapshot. All problems
+// found are reported together, each wrapping ErrInvalidFleet.
+func Build(ff File) (*Registry, error) {
 	var p problems
 	r := &Registry{}
 
@@ -193,9 +226,10 @@ func build(ff fileFleet) (*Registry, error) {
 			// Never echo the value: it is a credential, even if hashed.
 			p.add(where, "secret_hash is neither sha256$<salt hex>$<hash hex> nor bcrypt")
 		}
+		p.config(where, d.Config)
 		r.devices = append(r.devices, Device{
 			ID: d.ID, SecretHash: d.SecretHash, Model: d.Model, Serial: d.Serial, FW: d.FW,
-			Installed: d.Installed.Time,
+			Installed: d.Installed.Time, Config: d.Config,
 		})
 	}
 
@@ -209,7 +243,8 @@ func build(ff fileFleet) (*Registry, error) {
 			p.unique(orgWhere, where, "organisation", o.ID)
 		}
 		loc := p.zone(where, o.Timezone)
-		r.orgs = append(r.orgs, Organisation{ID: o.ID, Name: o.Name, Timezone: o.Timezone, Location: loc})
+		p.config(where, o.Config)
+		r.orgs = append(r.orgs, Organisation{ID: o.ID, Name: o.Name, Timezone: o.Timezone, Location: loc, Config: o.Config})
 	}
 
 	opWhere := map[string]string{}
@@ -253,7 +288,8 @@ func build(ff fileFleet) (*Registry, error) {
 			if p.id(where, s.ID) {
 				p.unique(siteWhere, where, "site", s.ID)
 			}
-			site := Site{ID: s.ID, Org: o.ID, Name: s.Name, Timezone: o.Timezone}
+			p.config(where, s.Config)
+			site := Site{ID: s.ID, Org: o.ID, Name: s.Name, Timezone: o.Timezone, Config: s.Config}
 			if s.Timezone != "" {
 				site.Timezone = s.Timezone
 				site.Location = p.zone(where, s.Timezone)
@@ -319,6 +355,16 @@ func build(ff fileFleet) (*Registry, error) {
 		if c.Device != "" {
 			r.devices[r.deviceByID[c.Device]].Counter = c.ID
 		}
+	}
+	// Each level's override is fine on its own; their combination must be
+	// too (a site's panel lang may need a text only the org declares).
+	for _, d := range r.devices {
+		if _, err := r.Config(d.ID); err != nil {
+			p.add(fmt.Sprintf("devices (%s)", d.ID), "effective config: %v", err)
+		}
+	}
+	if len(p) > 0 {
+		return nil, errors.Join(p...)
 	}
 	return r, nil
 }

@@ -7,8 +7,12 @@ package registry
 
 import (
 	"errors"
+	"fmt"
 	"sort"
 	"time"
+
+	"github.com/semko/semko/backend/devconfig"
+	"github.com/semko/semko/protocol"
 )
 
 // Errors of this package. Match them with errors.Is.
@@ -46,6 +50,7 @@ type Organisation struct {
 	Name     string
 	Timezone string
 	Location *time.Location
+	Config   *devconfig.Override // nil when the organisation overrides nothing
 }
 
 // Site is one service point of an organisation. Timezone is the effective
@@ -57,6 +62,7 @@ type Site struct {
 	Timezone    string
 	Location    *time.Location
 	Responsible Responsible
+	Config      *devconfig.Override // the site's own override, nil for none
 }
 
 // Counter is one service desk. Responsible is the effective person: the
@@ -81,6 +87,7 @@ type Device struct {
 	FW         string
 	Installed  time.Time // zero when unknown; UTC midnight of the date
 	Counter    string
+	Config     *devconfig.Override // the device's own override, nil for none
 }
 
 // Operator is a person serving customers.
@@ -207,4 +214,46 @@ func indexByID[T any](items []T, id func(*T) string) map[string]int {
 		m[id(&items[i])] = i
 	}
 	return m
+}
+
+// Overrides returns the configuration overrides that apply to device, from
+// the most general: its organisation's, its site's and its own (each nil
+// when absent; org and site are nil for a device at no counter).
+func (r *Registry) Overrides(device string) (org, site, dev *devconfig.Override, ok bool) {
+	d, ok := r.Device(device)
+	if !ok {
+		return nil, nil, nil, false
+	}
+	if c, placed := r.Counter(d.Counter); placed {
+		if o, found := r.Organisation(c.Org); found {
+			org = o.Config
+		}
+		if s, found := r.Site(c.Site); found {
+			site = s.Config
+		}
+	}
+	return org, site, d.Config, true
+}
+
+// Config resolves the configuration device should run (see devconfig for
+// the precedence). The error wraps ErrUnknownDevice or
+// devconfig.ErrInvalidOverride.
+func (r *Registry) Config(device string) (protocol.Config, error) {
+	org, site, dev, ok := r.Overrides(device)
+	if !ok {
+		return protocol.Config{}, fmt.Errorf("%w: %q", ErrUnknownDevice, device)
+	}
+	return devconfig.Resolve(org, site, dev)
+}
+
+// Configs resolves the configuration of every device. Build has checked
+// that each resolves, so none is missing from a built Registry.
+func (r *Registry) Configs() map[string]protocol.Config {
+	out := make(map[string]protocol.Config, len(r.devices))
+	for _, d := range r.devices {
+		if c, err := r.Config(d.ID); err == nil {
+			out[d.ID] = c
+		}
+	}
+	return out
 }

@@ -50,3 +50,14 @@ func (s *Store) Reload(path string) error {
 	s.current.Store(r)
 	return nil
 }
+
+// Set makes r current, for sources other than the fleet file (a fleet
+// database builds its snapshots itself). A nil r is ignored.
+func (s *Store) Set(r *Registry) {
+	if r == nil {
+		return
+	}
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	s.current.Store(r)
+}
