@@ -100,7 +100,11 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 		Intake: broker.IntakeFunc(func(ctx context.Context, m broker.Message) error {
 			return a.ingest.Accept(ctx, m.Topic, m.Payload, m.Received)
 		}),
-		Logger: log.With("part", "broker"),
+		Logger:           log.With("part", "broker"),
+		MaxInflight:      cfg.MQTT.MaxInflight,
+		MaxPendingWrites: cfg.MQTT.MaxPendingWrites,
+		PublishRate:      cfg.MQTT.PublishRate,
+		PublishBurst:     cfg.MQTT.PublishBurst,
 	}
 	if cfg.MQTT.TLSAddr != "" {
 		tc, err := serverTLS(cfg.MQTT.CertFile, cfg.MQTT.KeyFile, cfg.MQTT.ClientCAFile)

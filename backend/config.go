@@ -34,6 +34,12 @@ type MQTTConfig struct {
 	CertFile     string `yaml:"cert_file"`
 	KeyFile      string `yaml:"key_file"`
 	ClientCAFile string `yaml:"client_ca_file"`
+	// Broker limits; zero keeps the broker's defaults (see broker.Options).
+	// The fleet benchmark tunes them (docs/performance.md).
+	MaxInflight      uint16  `yaml:"max_inflight"`
+	MaxPendingWrites int32   `yaml:"max_pending_writes"`
+	PublishRate      float64 `yaml:"publish_rate"`
+	PublishBurst     int     `yaml:"publish_burst"`
 }
 
 // HTTPConfig configures the HTTP API.
