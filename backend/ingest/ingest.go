@@ -248,7 +248,11 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 		if added && a.Closed {
 			i.window.addActivation(now)
 		}
-		i.heard(t.Device, received, nil)
+		i.heard(t.Device, received, func(s *liveState) {
+			if added {
+				s.activation(a, received)
+			}
+		})
 
 	case protocol.KindHeartbeat:
 		h, reason, err := decode[protocol.Heartbeat](payload)
@@ -263,16 +267,7 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 		if err := i.opts.Spool.Append(ctx, heartbeatLine(nil, h, place)); err != nil {
 			return "", fmt.Errorf("spool heartbeat: %w", err)
 		}
-		i.heard(t.Device, received, func(s *liveState) {
-			if h.Time.Before(s.LastHeartbeat) {
-				return // an older heartbeat, redelivered late
-			}
-			s.LastHeartbeat = h.Time
-			s.FW, s.BootID, s.Outbox = h.FW, h.BootID, h.Outbox
-			if h.Config != "" {
-				s.ConfigVersion = h.Config
-			}
-		})
+		i.heard(t.Device, received, func(s *liveState) { s.heartbeat(h, received) })
 
 	case protocol.KindStatus:
 		st, reason, err := decode[protocol.Status](payload)
@@ -333,7 +328,7 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 		if err != nil {
 			return reason, err
 		}
-		i.heard(t.Device, received, func(s *liveState) { s.LastCommand, s.LastCommandOK = c.ID, c.OK })
+		i.heard(t.Device, received, func(s *liveState) { s.commandResult(c, received) })
 		i.log.Info("ingest: command result", "device", t.Device, "id", c.ID, "ok", c.OK,
 			"err", truncate(c.Error, maxDeviceText), "detail_keys", len(c.Detail))
 

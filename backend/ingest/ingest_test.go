@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -385,8 +386,12 @@ func TestLiveState(t *testing.T) {
 		Device: "kp-0001", Placement: registry.Placement{Org: "org-1", Site: "site-1", Counter: "c-1", Service: "passport"},
 		Online: true, LastSeen: now, LastHeartbeat: h.Time, FW: h.FW, BootID: h.BootID, BDSeq: 7, Outbox: h.Outbox,
 		ConfigVersion: "org-3", ConfigError: "panel text too long", LastCommand: "cmd-19", LastCommandOK: true,
+		HeartbeatReceived: now,
+		Health: Health{UptimeS: h.UptimeS, RSSI: h.RSSI, TempC: h.TempC, SupplyV: h.SupplyV, ClockOffsetMS: h.ClockOffsetMS,
+			Presses: h.Presses, PanelOK: true, BacklightOK: true},
+		Commands: []CommandOutcome{{ID: "cmd-19", OK: true, Detail: protocol.SampleCommandResult().Detail, Received: now}},
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("state\n got %+v\nwant %+v", got, want)
 	}
 	if devs[1].Device != "kp-0002" || devs[1].Online || !devs[1].LastSeen.IsZero() {
