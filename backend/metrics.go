@@ -16,6 +16,8 @@ type brokerCollector struct {
 	messagesIn, intakeAccepted, authFailures     *prometheus.Desc
 	aclDenied, rejected, intakeRetries, willFail *prometheus.Desc
 	rateLimited, dropped                         *prometheus.Desc
+	connLimited, connectTimeouts, badConnects    *prometheus.Desc
+	oversized                                    *prometheus.Desc
 }
 
 func newBrokerCollector(b *broker.Broker) *brokerCollector {
@@ -23,20 +25,24 @@ func newBrokerCollector(b *broker.Broker) *brokerCollector {
 		return prometheus.NewDesc("semko_broker_"+name, help, labels, nil)
 	}
 	return &brokerCollector{
-		b:              b,
-		clients:        d("clients_connected", "MQTT clients with an established session."),
-		subscriptions:  d("subscriptions", "Active subscriptions."),
-		retained:       d("retained_messages", "Retained messages held."),
-		inflight:       d("inflight_messages", "Outbound QoS 1/2 messages awaiting acknowledgement."),
-		messagesIn:     d("messages_in_total", "PUBLISH packets from network clients that passed the ACL."),
-		intakeAccepted: d("intake_accepted_total", "Device messages made durable before their PUBACK."),
-		authFailures:   d("auth_failures_total", "Refused connections (wrong or missing credentials)."),
-		aclDenied:      d("acl_denied_total", "Refused publishes, subscriptions and wills."),
-		rejected:       d("rejected_total", "Device messages acknowledged and discarded as bad input.", "reason"),
-		intakeRetries:  d("intake_retries_total", "Device messages whose PUBACK was withheld (transient failure); the device resends."),
-		willFail:       d("will_intake_failures_total", "Wills the intake could not take."),
-		rateLimited:    d("rate_limited_total", "Publishes refused by the per-client rate limit."),
-		dropped:        d("dropped_total", "Outbound messages mochi discarded because a client's queue was full."),
+		b:               b,
+		clients:         d("clients_connected", "MQTT clients with an established session."),
+		subscriptions:   d("subscriptions", "Active subscriptions."),
+		retained:        d("retained_messages", "Retained messages held."),
+		inflight:        d("inflight_messages", "Outbound QoS 1/2 messages awaiting acknowledgement."),
+		messagesIn:      d("messages_in_total", "PUBLISH packets from network clients that passed the ACL."),
+		intakeAccepted:  d("intake_accepted_total", "Device messages made durable before their PUBACK."),
+		authFailures:    d("auth_failures_total", "Refused connections (wrong or missing credentials)."),
+		aclDenied:       d("acl_denied_total", "Refused publishes, subscriptions and wills."),
+		rejected:        d("rejected_total", "Device messages acknowledged and discarded as bad input.", "reason"),
+		intakeRetries:   d("intake_retries_total", "Device messages whose PUBACK was withheld (transient failure); the device resends."),
+		willFail:        d("will_intake_failures_total", "Wills the intake could not take."),
+		rateLimited:     d("rate_limited_total", "Publishes refused by the per-client rate limit."),
+		dropped:         d("dropped_total", "Outbound messages mochi discarded because a client's queue was full."),
+		connLimited:     d("conn_limited_total", "Connections refused because their address had the maximum open."),
+		connectTimeouts: d("connect_timeouts_total", "Connections closed because no CONNECT arrived in time (half-open)."),
+		badConnects:     d("bad_connects_total", "Connections closed because the first packet was not a valid CONNECT."),
+		oversized:       d("oversized_packets_total", "Connections closed for a packet over the size limit."),
 	}
 }
 
@@ -44,6 +50,7 @@ func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.clients, c.subscriptions, c.retained, c.inflight, c.messagesIn, c.intakeAccepted, c.authFailures,
 		c.aclDenied, c.rejected, c.intakeRetries, c.willFail, c.rateLimited, c.dropped,
+		c.connLimited, c.connectTimeouts, c.badConnects, c.oversized,
 	} {
 		ch <- d
 	}
@@ -72,4 +79,8 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.willFail, s.WillIntakeFails)
 	counter(c.rateLimited, s.RateLimited)
 	counter(c.dropped, s.Dropped)
+	counter(c.connLimited, s.ConnLimited)
+	counter(c.connectTimeouts, s.ConnectTimeouts)
+	counter(c.badConnects, s.BadConnects)
+	counter(c.oversized, s.Oversized)
 }

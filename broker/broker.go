@@ -22,7 +22,6 @@ import (
 	pebbledb "github.com/cockroachdb/pebble"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/pebble"
-	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"github.com/semko/semko/protocol"
 )
@@ -115,6 +114,21 @@ type Options struct {
 	PublishRate  float64
 	PublishBurst int
 
+	// MaxConnsPerAddr bounds the connections open at once from one remote
+	// address (an IPv4 address, or an IPv6 /64), counting those not yet
+	// authenticated (default 1024: the keypads of a site behind one NAT
+	// share an address). Connections past it are closed at once
+	// (Stats.ConnLimited). A negative value disables the limit.
+	MaxConnsPerAddr int
+	// ConnectTimeout closes a connection that has not delivered its
+	// CONNECT packet, TLS handshake included, within this time (default
+	// 10 s; Stats.ConnectTimeouts). mochi itself would wait forever.
+	ConnectTimeout time.Duration
+	// WarnPerSecond bounds the warnings of one kind logged per second, so
+	// a hostile client cannot flood the log (default DefaultWarnPerSecond).
+	// The counters in Stats count every event.
+	WarnPerSecond int
+
 	// Now is the clock, for tests (default time.Now).
 	Now func() time.Time
 }
@@ -142,16 +156,20 @@ const (
 	DefaultIntakeTimeout    = 10 * time.Second
 	DefaultPublishRate      = 50
 	DefaultPublishBurst     = 200
+	DefaultMaxConnsPerAddr  = 1024
+	DefaultConnectTimeout   = 10 * time.Second
 )
 
 // Broker is an MQTT broker enforcing Semko's contract.
 type Broker struct {
-	opts    Options
-	log     *slog.Logger
-	now     func() time.Time
-	server  *mqtt.Server
-	limiter *rateLimiter
-	count   counters
+	opts     Options
+	log      *slog.Logger
+	now      func() time.Time
+	server   *mqtt.Server
+	limiter  *rateLimiter
+	addrs    *addrLimiter
+	logLimit *logLimiter
+	count    counters
 
 	// ctx bounds Intake calls; Close cancels it so that calls in progress
 	// end (as transient failures: the devices resend) instead of holding
@@ -187,6 +205,8 @@ func New(opts Options) (*Broker, error) {
 	b := &Broker{opts: opts, log: opts.Logger, now: opts.Now}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.limiter = newRateLimiter(opts.PublishRate, opts.PublishBurst, opts.Now)
+	b.addrs = newAddrLimiter(opts.MaxConnsPerAddr)
+	b.logLimit = newLogLimiter(opts.WarnPerSecond)
 
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = opts.MaxPacketSize
@@ -200,7 +220,7 @@ func New(opts Options) (*Broker, error) {
 	caps.TopicAliasMaximum = 0
 	b.server = mqtt.New(&mqtt.Options{
 		Capabilities: caps,
-		Logger:       opts.Logger.With("component", "mochi"),
+		Logger:       slog.New(&mochiHandler{next: opts.Logger.Handler(), limit: b.logLimit}).With("component", "mochi"),
 		InlineClient: true,
 	})
 
@@ -245,6 +265,15 @@ func setDefaults(o *Options) {
 	}
 	if o.PublishBurst <= 0 {
 		o.PublishBurst = DefaultPublishBurst
+	}
+	if o.MaxConnsPerAddr == 0 {
+		o.MaxConnsPerAddr = DefaultMaxConnsPerAddr
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	if o.WarnPerSecond <= 0 {
+		o.WarnPerSecond = DefaultWarnPerSecond
 	}
 }
 
@@ -292,7 +321,7 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 			return fmt.Errorf("listen tcp: %w", err)
 		}
 		b.tcpAddr = ln.Addr().String()
-		if err := b.server.AddListener(listeners.NewNet("tcp", ln)); err != nil {
+		if err := b.server.AddListener(newGuardListener("tcp", ln, nil, b)); err != nil {
 			ln.Close()
 			return fmt.Errorf("add tcp listener: %w", err)
 		}
@@ -303,7 +332,7 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 			return fmt.Errorf("listen tls: %w", err)
 		}
 		b.tlsAddr = ln.Addr().String()
-		if err := b.server.AddListener(listeners.NewNet("tls", tls.NewListener(ln, b.opts.TLSConfig))); err != nil {
+		if err := b.server.AddListener(newGuardListener("tls", ln, b.opts.TLSConfig, b)); err != nil {
 			ln.Close()
 			return fmt.Errorf("add tls listener: %w", err)
 		}
@@ -398,6 +427,10 @@ func (b *Broker) Stats() Stats {
 		IntakeRetries:    b.count.intakeRetries.Load(),
 		WillIntakeFails:  b.count.willIntakeFails.Load(),
 		RateLimited:      b.count.rateLimited.Load(),
+		ConnLimited:      b.count.connLimited.Load(),
+		ConnectTimeouts:  b.count.connectTimeouts.Load(),
+		BadConnects:      b.count.badConnects.Load(),
+		Oversized:        b.count.oversized.Load(),
 		Dropped:          uint64(atomic.LoadInt64(&info.MessagesDropped) + atomic.LoadInt64(&info.InflightDropped)),
 		RejectedInvalid:  make(map[string]uint64, len(rejectReasons)),
 	}

@@ -32,7 +32,7 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 	refuse := func(reason string) bool {
 		h.b.count.authFailures.Add(1)
 		// Never log the password, not even its length.
-		h.b.log.Warn("connection refused", "reason", reason, "user", user, "client", cl.ID, "remote", cl.Net.Remote)
+		h.b.warn("mqtt connection refused", "reason", reason, "user", truncate(user), "client", truncate(cl.ID), "remote", cl.Net.Remote)
 		return false
 	}
 	if !pk.Connect.UsernameFlag || user == "" {
@@ -74,7 +74,7 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		return true
 	}
 	h.b.count.aclDenied.Add(1)
-	h.b.log.Warn("access denied", "user", user, "client", cl.ID, "topic", topic, "write", write)
+	h.b.warn("mqtt access denied", "user", user, "client", cl.ID, "topic", truncate(topic), "write", write)
 	return false
 }
 
@@ -101,18 +101,19 @@ func (h *intakeHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	if !ok || cr.Role != RoleDevice {
 		return pk, nil
 	}
-	log := h.b.log.With("device", cr.Username, "topic", pk.TopicName)
 	if !h.b.limiter.allow(cl.ID) {
 		h.b.count.rateLimited.Add(1)
-		log.Debug("publish over rate limit, PUBACK withheld")
+		h.b.warn("mqtt publish over the rate limit, PUBACK withheld", "device", cr.Username,
+			"rate", h.b.opts.PublishRate, "burst", h.b.opts.PublishBurst)
 		return pk, packets.ErrRejectPacket
 	}
+	topicAttrs := []any{"device", cr.Username, "topic", truncate(pk.TopicName)}
 	t, err := protocol.ParseTopic(pk.TopicName)
 	if err != nil || t.Device != cr.Username || !t.Kind.Upstream() {
 		// The ACL already refuses these; this guards against a hook order
 		// change. Acknowledge and drop: resending cannot fix a topic.
 		h.b.count.reject(reasonTopic)
-		log.Warn("message outside the contract discarded")
+		h.b.warn("mqtt message outside the contract discarded", topicAttrs...)
 		return pk, packets.CodeSuccessIgnore
 	}
 	if pk.FixedHeader.Retain && !t.Kind.Retained() {
@@ -130,11 +131,11 @@ func (h *intakeHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	case protocol.Permanent(err):
 		reason := rejectReason(err)
 		h.b.count.reject(reason)
-		log.Warn("invalid message acknowledged and discarded", "reason", reason, "error", err)
+		h.b.warn("mqtt invalid message acknowledged and discarded", append(topicAttrs, "reason", reason, "error", err)...)
 		return pk, packets.CodeSuccessIgnore
 	default:
 		h.b.count.intakeRetries.Add(1)
-		log.Warn("intake failed, PUBACK withheld so the device resends", "error", err)
+		h.b.warn("mqtt intake failed, PUBACK withheld so the device resends", append(topicAttrs, "error", err)...)
 		return pk, packets.ErrRejectPacket
 	}
 }
@@ -248,4 +249,13 @@ func (b *Broker) presence(clientID string, online bool) {
 	if fn := b.onPresence.Load(); fn != nil {
 		(*fn)(clientID, online)
 	}
+}
+
+// truncate bounds a client-chosen string before it is logged.
+func truncate(s string) string {
+	const limit = 200
+	if len(s) <= limit {
+		return s
+	}
+	return s[:limit] + "..."
 }

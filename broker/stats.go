@@ -26,6 +26,10 @@ type Stats struct {
 	IntakeRetries   uint64 // transient Intake failures: PUBACK withheld, the device resends
 	WillIntakeFails uint64 // wills Intake failed to take (a will cannot be resent); still delivered
 	RateLimited     uint64 // publishes refused (no PUBACK) by the per-client rate limit
+	ConnLimited     uint64 // connections refused: their address had MaxConnsPerAddr open
+	ConnectTimeouts uint64 // connections closed: no CONNECT within ConnectTimeout (half-open)
+	BadConnects     uint64 // connections closed: the first packet was not a valid CONNECT (or TLS failed)
+	Oversized       uint64 // connections closed for a packet over MaxPacketSize
 	// Dropped counts outbound messages mochi discarded because a client's
 	// write queue or inflight window was full (QoS 1 included).
 	Dropped uint64
@@ -45,9 +49,10 @@ var rejectReasons = []string{reasonInvalid, reasonVersion, reasonTooLarge, reaso
 // counters are the broker's own counts, updated from hooks on many
 // goroutines.
 type counters struct {
-	messagesIn, intakeAccepted, authFailures, aclDenied atomic.Uint64
-	intakeRetries, willIntakeFails, rateLimited         atomic.Uint64
-	rejected                                            [5]atomic.Uint64 // indexed like rejectReasons
+	messagesIn, intakeAccepted, authFailures, aclDenied  atomic.Uint64
+	intakeRetries, willIntakeFails, rateLimited          atomic.Uint64
+	connLimited, connectTimeouts, badConnects, oversized atomic.Uint64
+	rejected                                             [5]atomic.Uint64 // indexed like rejectReasons
 }
 
 func (c *counters) reject(reason string) {

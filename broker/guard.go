@@ -1,0 +1,224 @@
+package broker
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// guardListener is a mochi listener that defends the broker before MQTT
+// begins, which mochi's own listeners do not:
+//
+//   - it refuses a remote address's connections past MaxConnsPerAddr, so one
+//     host cannot use up the broker's memory and file descriptors;
+//   - it closes a connection that has not delivered its CONNECT packet
+//     (TLS handshake included) within ConnectTimeout. mochi waits for it
+//     forever, holding two goroutines and a write queue per connection;
+//   - it counts and logs connections that end before a session for a
+//     reason worth knowing (timeout, oversized or malformed CONNECT) and
+//     every connection closed for an oversized packet;
+//   - it survives Accept errors such as EMFILE, after which mochi's Net
+//     listener would stop accepting for good.
+type guardListener struct {
+	id    string
+	ln    net.Listener
+	tls   *tls.Config // nil for plain MQTT
+	b     *Broker
+	addrs *addrLimiter
+
+	closed  atomic.Bool
+	mu      sync.Mutex
+	pending map[*guardedConn]struct{} // accepted, CONNECT not yet read
+}
+
+var _ listeners.Listener = (*guardListener)(nil)
+
+func newGuardListener(id string, ln net.Listener, tc *tls.Config, b *Broker) *guardListener {
+	return &guardListener{id: id, ln: ln, tls: tc, b: b, addrs: b.addrs, pending: make(map[*guardedConn]struct{})}
+}
+
+func (l *guardListener) ID() string                { return l.id }
+func (l *guardListener) Address() string           { return l.ln.Addr().String() }
+func (l *guardListener) Protocol() string          { return l.ln.Addr().Network() }
+func (l *guardListener) Init(_ *slog.Logger) error { return nil }
+
+// Serve accepts until Close. mochi runs it on a goroutine of its own.
+func (l *guardListener) Serve(establish listeners.EstablishFn) {
+	var backoff time.Duration
+	for {
+		conn, err := l.ln.Accept()
+		if err != nil {
+			if l.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors, or a similar passing trouble: wait
+			// and go on, as net/http does, rather than stop serving.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.b.warn("mqtt accept failed", "listener", l.id, "error", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		l.serveConn(conn, establish)
+	}
+}
+
+func (l *guardListener) serveConn(conn net.Conn, establish listeners.EstablishFn) {
+	key := addrKey(conn.RemoteAddr())
+	if !l.addrs.acquire(key) {
+		l.b.count.connLimited.Add(1)
+		l.b.warn("mqtt connection refused: too many from one address",
+			"remote", conn.RemoteAddr().String(), "limit", l.b.opts.MaxConnsPerAddr)
+		conn.Close()
+		return
+	}
+	// The deadline is set on the raw connection, not through guardedConn,
+	// so that it does not count as mochi having read the CONNECT.
+	_ = conn.SetDeadline(time.Now().Add(l.b.opts.ConnectTimeout))
+	gc := &guardedConn{Conn: conn}
+	var c net.Conn = gc
+	if l.tls != nil {
+		c = tls.Server(gc, l.tls)
+	}
+	l.mu.Lock()
+	if l.closed.Load() {
+		l.mu.Unlock()
+		l.addrs.release(key)
+		conn.Close()
+		return
+	}
+	l.pending[gc] = struct{}{}
+	l.mu.Unlock()
+
+	go func() {
+		defer l.addrs.release(key)
+		err := establish(l.id, c)
+		c.Close() // mochi has closed it already; this is for the paths where it has not
+		l.mu.Lock()
+		delete(l.pending, gc)
+		l.mu.Unlock()
+		l.b.connectionEnded(conn.RemoteAddr(), gc.sessionStarted(), err)
+	}()
+}
+
+// Close stops accepting, closes the clients mochi knows (closeClients) and
+// the connections still waiting for their CONNECT, which mochi does not
+// know and would otherwise keep its Close waiting.
+func (l *guardListener) Close(closeClients listeners.CloseFn) {
+	if !l.closed.CompareAndSwap(false, true) {
+		return
+	}
+	l.ln.Close()
+	closeClients(l.id)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for gc := range l.pending {
+		if !gc.sessionStarted() {
+			gc.Conn.Close()
+		}
+	}
+}
+
+// guardedConn notes when mochi first sets a deadline on the connection,
+// which it does right after it has read and validated the CONNECT packet:
+// from then on the keepalive governs, and a timeout is no longer a
+// half-open connection.
+type guardedConn struct {
+	net.Conn
+	started atomic.Bool
+}
+
+func (c *guardedConn) SetDeadline(t time.Time) error {
+	c.started.Store(true)
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *guardedConn) sessionStarted() bool { return c.started.Load() }
+
+// connectionEnded counts and logs why a connection ended, when the reason
+// is the client's fault and not already counted elsewhere (refused
+// credentials are counted by the auth hook).
+func (b *Broker) connectionEnded(remote net.Addr, started bool, err error) {
+	if err == nil || b.closing.Load() {
+		return
+	}
+	var timeout net.Error
+	switch {
+	case errors.Is(err, packets.ErrPacketTooLarge):
+		b.count.oversized.Add(1)
+		b.warn("mqtt connection closed: packet larger than the limit",
+			"remote", remote.String(), "limit", b.opts.MaxPacketSize)
+	case started:
+		// A session (or an attempt refused by auth) ended: mochi and the
+		// hooks have said what there is to say.
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &timeout) && timeout.Timeout():
+		b.count.connectTimeouts.Add(1)
+		b.warn("mqtt connection closed: no CONNECT within the connect timeout",
+			"remote", remote.String(), "timeout", b.opts.ConnectTimeout)
+	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
+		// Opened and closed without a word: a port probe or a health
+		// check. Not worth a warning.
+		b.log.Debug("mqtt connection closed before CONNECT", "remote", remote.String())
+	default:
+		b.count.badConnects.Add(1)
+		b.warn("mqtt connection closed: no valid CONNECT", "remote", remote.String(), "error", err)
+	}
+}
+
+// addrKey is the unit the per-address limit counts: the IPv4 address, or
+// the /64 of an IPv6 address (one host commonly holds a whole /64).
+func addrKey(a net.Addr) netip.Addr {
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{} // not IP (a pipe in tests): one shared key
+	}
+	ip := ap.Addr().Unmap()
+	if ip.Is6() {
+		if p, err := ip.Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return ip
+}
+
+// addrLimiter counts open connections per address key. It holds an entry
+// only for keys with connections open, so it is bounded by them.
+type addrLimiter struct {
+	limit int // <= 0: no limit
+	mu    sync.Mutex
+	open  map[netip.Addr]int
+}
+
+func newAddrLimiter(limit int) *addrLimiter {
+	return &addrLimiter{limit: limit, open: make(map[netip.Addr]int)}
+}
+
+func (l *addrLimiter) acquire(k netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.limit > 0 && l.open[k] >= l.limit {
+		return false
+	}
+	l.open[k]++
+	return true
+}
+
+func (l *addrLimiter) release(k netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open[k] <= 1 {
+		delete(l.open, k)
+		return
+	}
+	l.open[k]--
+}

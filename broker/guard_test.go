@@ -1,0 +1,269 @@
+package broker
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/semko/semko/protocol"
+)
+
+// connectPacket encodes an MQTT 3.1.1 CONNECT.
+func connectPacket(t testing.TB, clientID, user, secret string) []byte {
+	t.Helper()
+	pk := packets.Packet{
+		FixedHeader:     packets.FixedHeader{Type: packets.Connect},
+		ProtocolVersion: 4,
+		Connect: packets.ConnectParams{
+			ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 30, ClientIdentifier: clientID,
+			UsernameFlag: user != "", Username: []byte(user), PasswordFlag: secret != "", Password: []byte(secret),
+		},
+	}
+	var buf bytes.Buffer
+	if err := pk.ConnectEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// dialFrom opens a raw TCP connection to addr from the loopback address
+// local ("" lets the kernel choose).
+func dialFrom(t *testing.T, local, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: waitLong}
+	if local != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
+	}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial %s from %q: %v", addr, local, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// closedWithin reports whether the broker closes c within d (reading
+// anything before the close, a CONNACK say, is allowed).
+func closedWithin(c net.Conn, d time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	_, err := io.Copy(io.Discard, c)
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
+}
+
+func TestHalfOpenConnectionsClosedAfterConnectTimeout(t *testing.T) {
+	cases := []struct {
+		name string
+		send []byte
+	}{
+		{"silent", nil},
+		// The fixed header of a CONNECT promising 40 bytes, then nothing.
+		{"partial CONNECT", []byte{0x10, 40, 0, 4, 'M'}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := startBroker(t, Options{ConnectTimeout: 200 * time.Millisecond})
+			c := dialFrom(t, "", b.Addr())
+			if _, err := c.Write(tc.send); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			if !closedWithin(c, waitLong) {
+				t.Fatal("half-open connection not closed")
+			}
+			if took := time.Since(start); took < 100*time.Millisecond {
+				t.Errorf("closed after %v, before the connect timeout", took)
+			}
+			eventually(t, "ConnectTimeouts = 1", func() bool { return b.Stats().ConnectTimeouts == 1 })
+			// A device that connects properly keeps its session past
+			// the connect timeout: the keepalive governs from CONNECT on.
+			dev := mustConnect(t, b.Addr(), dev1, dev1, dev1Secret)
+			time.Sleep(400 * time.Millisecond) // longer than the connect timeout, on purpose
+			if !dev.IsConnectionOpen() {
+				t.Fatal("an authenticated device was cut by the connect timeout")
+			}
+		})
+	}
+}
+
+func TestConnectionLimitPerAddress(t *testing.T) {
+	b := startBroker(t, Options{MaxConnsPerAddr: 3})
+	const hostile = "127.0.0.3"
+	var held []net.Conn
+	for range 3 {
+		held = append(held, dialFrom(t, hostile, b.Addr()))
+	}
+	extra := dialFrom(t, hostile, b.Addr())
+	if !closedWithin(extra, waitLong) {
+		t.Fatal("connection past the per-address limit stayed open")
+	}
+	if got := b.Stats().ConnLimited; got != 1 {
+		t.Errorf("ConnLimited = %d, want 1", got)
+	}
+	// Other addresses are not affected.
+	mustConnect(t, b.Addr(), dev1, dev1, dev1Secret)
+	// A slot is freed when a connection ends.
+	held[0].Close()
+	eventually(t, "a freed slot", func() bool {
+		c := dialFrom(t, hostile, b.Addr())
+		defer c.Close()
+		if _, err := c.Write(connectPacket(t, dev2, dev2, dev2Secret)); err != nil {
+			return false
+		}
+		var connack [4]byte
+		_ = c.SetReadDeadline(time.Now().Add(waitLong))
+		_, err := io.ReadFull(c, connack[:])
+		return err == nil && connack[0] == 0x20 && connack[3] == 0
+	})
+}
+
+func TestConnectionsEndingBeforeASessionAreCounted(t *testing.T) {
+	cases := []struct {
+		name  string
+		send  []byte
+		stat  func(Stats) uint64
+		other func(Stats) uint64
+	}{
+		{"first packet not CONNECT", []byte{0x30, 2, 0, 0},
+			func(s Stats) uint64 { return s.BadConnects }, func(s Stats) uint64 { return s.Oversized }},
+		{"oversized CONNECT", []byte{0x10, 0xff, 0xff, 0x03},
+			func(s Stats) uint64 { return s.Oversized }, func(s Stats) uint64 { return s.BadConnects }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := startBroker(t, Options{})
+			c := dialFrom(t, "", b.Addr())
+			if _, err := c.Write(tc.send); err != nil {
+				t.Fatal(err)
+			}
+			if !closedWithin(c, waitLong) {
+				t.Fatal("connection stayed open")
+			}
+			eventually(t, "the counter", func() bool { return tc.stat(b.Stats()) == 1 })
+			if n := tc.other(b.Stats()); n != 0 {
+				t.Errorf("the other counter is %d", n)
+			}
+		})
+	}
+}
+
+func TestOversizedPublishCounted(t *testing.T) {
+	b := startBroker(t, Options{MaxPacketSize: 4 << 10})
+	dev := mustConnect(t, b.Addr(), dev1, dev1, dev1Secret)
+	big := []byte(`{"pad":"` + strings.Repeat("x", 5<<10) + `"}`)
+	if acked, _ := publish(t, dev, protocol.DeviceTopic(dev1, protocol.KindVote), big, waitShort); acked {
+		t.Fatal("oversize publish acknowledged")
+	}
+	eventually(t, "Oversized = 1", func() bool { return b.Stats().Oversized == 1 })
+}
+
+func TestCloseDoesNotWaitForHalfOpenConnections(t *testing.T) {
+	b := startBroker(t, Options{ConnectTimeout: time.Hour})
+	c := dialFrom(t, "", b.Addr())
+	if _, err := c.Write([]byte{0x10}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(waitLong):
+		t.Fatal("Close waited for a half-open connection")
+	}
+	if !closedWithin(c, waitLong) {
+		t.Fatal("half-open connection survived Close")
+	}
+}
+
+// syncBuffer is a log sink the broker's goroutines can share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+func TestSecretsNeverLogged(t *testing.T) {
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	b := startBroker(t, Options{Logger: log, ConnectTimeout: time.Second})
+	const wrong = "wrong-secret-5f1d2c9e7a"
+	const stranger = "stranger-secret-0b8e44d1"
+
+	if _, err := connect(t, b.Addr(), dev1, dev1, wrong); err == nil {
+		t.Fatal("wrong secret accepted")
+	}
+	if _, err := connect(t, b.Addr(), "nobody", "nobody", stranger); err == nil {
+		t.Fatal("unknown user accepted")
+	}
+	// An authenticated device sends a second CONNECT: mochi logs the
+	// offending packet whole, password included, unless it is redacted.
+	c := dialFrom(t, "", b.Addr())
+	if _, err := c.Write(connectPacket(t, dev2, dev2, dev2Secret)); err != nil {
+		t.Fatal(err)
+	}
+	var connack [4]byte
+	if _, err := io.ReadFull(c, connack[:]); err != nil || connack[3] != 0 {
+		t.Fatalf("connack %v, %v", connack, err)
+	}
+	if _, err := c.Write(connectPacket(t, dev2, dev2, dev2Secret)); err != nil {
+		t.Fatal(err)
+	}
+	if !closedWithin(c, waitLong) {
+		t.Fatal("second CONNECT did not end the connection")
+	}
+	eventually(t, "the refusals and the protocol error logged", func() bool {
+		s := logs.String()
+		return strings.Count(s, "mqtt connection refused") >= 2 && strings.Contains(s, "error processing packet")
+	})
+	out := logs.String()
+	for _, secret := range []string{wrong, stranger, dev1Secret, dev2Secret} {
+		// As text, and as a logged []byte renders: numbers or base64.
+		for _, form := range []string{
+			secret, strings.Trim(fmt.Sprint([]byte(secret)), "[]"), base64.StdEncoding.EncodeToString([]byte(secret)),
+		} {
+			if strings.Contains(out, form) {
+				t.Errorf("log contains the secret %q as %q:\n%s", secret, form, out)
+			}
+		}
+	}
+}
+
+func TestLogLimiter(t *testing.T) {
+	l := newLogLimiter(3)
+	var passed int
+	for range 10 {
+		if ok, _ := l.allow("flood"); ok {
+			passed++
+		}
+	}
+	if ok, _ := l.allow("other"); !ok {
+		t.Error("one message's flood silenced another")
+	}
+	if passed > 6 { // the loop may straddle a second boundary
+		t.Errorf("%d of 10 lines passed a limit of 3 per second", passed)
+	}
+}

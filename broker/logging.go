@@ -1,0 +1,137 @@
+package broker
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// DefaultWarnPerSecond bounds the warnings of one kind logged per second.
+const DefaultWarnPerSecond = 10
+
+// logLimiter bounds log lines per message, per second, so that one hostile
+// client (a flood, a connection storm) cannot flood the log or hide the
+// other kinds of warning. Lines over the bound are counted and the count is
+// reported on the next line of the same message that passes. Messages are
+// constant strings, so the map stays small.
+type logLimiter struct {
+	perSecond int
+	mu        sync.Mutex
+	windows   map[string]*logWindow
+}
+
+type logWindow struct {
+	second     int64
+	n          int
+	suppressed int
+}
+
+func newLogLimiter(perSecond int) *logLimiter {
+	return &logLimiter{perSecond: perSecond, windows: make(map[string]*logWindow)}
+}
+
+// allow reports whether a line of msg may be logged now, and how many were
+// suppressed since the last one that was.
+func (l *logLimiter) allow(msg string) (ok bool, suppressed int) {
+	now := time.Now().Unix()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w := l.windows[msg]
+	if w == nil {
+		w = &logWindow{}
+		l.windows[msg] = w
+	}
+	if w.second != now {
+		w.second, w.n = now, 0
+	}
+	if w.n >= l.perSecond {
+		w.suppressed++
+		return false, 0
+	}
+	w.n++
+	suppressed, w.suppressed = w.suppressed, 0
+	return true, suppressed
+}
+
+// warn logs a warning about a client, bounded by the log limiter.
+func (b *Broker) warn(msg string, attrs ...any) {
+	ok, suppressed := b.logLimit.allow(msg)
+	if !ok {
+		return
+	}
+	if suppressed > 0 {
+		attrs = append(attrs, "suppressed_before", suppressed)
+	}
+	b.log.Warn(msg, attrs...)
+}
+
+// mochiHandler is the slog handler mochi logs through. mochi logs whole
+// packets on some errors ("error processing packet", with a second CONNECT
+// and its password in it): packets are reduced to their type, topic and
+// size, so no secret and no payload reaches the log. Warnings and errors
+// are bounded per message like the broker's own ("client store quota
+// reached" comes once per dropped message).
+type mochiHandler struct {
+	next  slog.Handler
+	limit *logLimiter
+}
+
+func (h *mochiHandler) Enabled(ctx context.Context, level slog.Level) bool {
+	return h.next.Enabled(ctx, level)
+}
+
+func (h *mochiHandler) Handle(ctx context.Context, r slog.Record) error {
+	suppressed := 0
+	if r.Level >= slog.LevelWarn {
+		var ok bool
+		if ok, suppressed = h.limit.allow("mochi: " + r.Message); !ok {
+			return nil
+		}
+	}
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(redactPacket(a))
+		return true
+	})
+	if suppressed > 0 {
+		out.AddAttrs(slog.Int("suppressed_before", suppressed))
+	}
+	return h.next.Handle(ctx, out)
+}
+
+func (h *mochiHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	red := make([]slog.Attr, len(attrs))
+	for i, a := range attrs {
+		red[i] = redactPacket(a)
+	}
+	return &mochiHandler{next: h.next.WithAttrs(red), limit: h.limit}
+}
+
+func (h *mochiHandler) WithGroup(name string) slog.Handler {
+	return &mochiHandler{next: h.next.WithGroup(name), limit: h.limit}
+}
+
+// redactPacket replaces a logged mochi packet by a summary without
+// credentials or payload.
+func redactPacket(a slog.Attr) slog.Attr {
+	if a.Value.Kind() != slog.KindAny {
+		return a
+	}
+	var pk packets.Packet
+	switch v := a.Value.Any().(type) {
+	case packets.Packet:
+		pk = v
+	case *packets.Packet:
+		if v == nil {
+			return a
+		}
+		pk = *v
+	default:
+		return a
+	}
+	return slog.Group(a.Key,
+		"type", int(pk.FixedHeader.Type), "topic", truncate(pk.TopicName), "id", pk.PacketID, "payload_bytes", len(pk.Payload))
+}
