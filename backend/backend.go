@@ -105,6 +105,8 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 		MaxPendingWrites: cfg.MQTT.MaxPendingWrites,
 		PublishRate:      cfg.MQTT.PublishRate,
 		PublishBurst:     cfg.MQTT.PublishBurst,
+		MaxConnsPerAddr:  cfg.MQTT.MaxConnsPerAddr,
+		ConnectTimeout:   cfg.MQTT.ConnectTimeout,
 	}
 	if cfg.MQTT.TLSAddr != "" {
 		tc, err := serverTLS(cfg.MQTT.CertFile, cfg.MQTT.KeyFile, cfg.MQTT.ClientCAFile)

@@ -40,6 +40,10 @@ type MQTTConfig struct {
 	MaxPendingWrites int32   `yaml:"max_pending_writes"`
 	PublishRate      float64 `yaml:"publish_rate"`
 	PublishBurst     int     `yaml:"publish_burst"`
+	// MaxConnsPerAddr bounds open connections per remote address (negative:
+	// no limit); ConnectTimeout closes connections that send no CONNECT.
+	MaxConnsPerAddr int           `yaml:"max_conns_per_addr"`
+	ConnectTimeout  time.Duration `yaml:"connect_timeout"`
 }
 
 // HTTPConfig configures the HTTP API.
