@@ -134,21 +134,35 @@ func Parse(r io.Reader) (*Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read fleet file: %w", err)
 	}
-	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("%w: larger than %d bytes", ErrInvalidFleet, MaxFileSize)
+	f, err := ParseFile(data)
+	if err != nil {
+		return nil, err
 	}
+	return Build(f)
+}
+
+// ParseFile decodes a fleet file strictly and checks it as Parse does, but
+// returns its declarations rather than a snapshot: a fleet database applies
+// them to what it holds.
+func ParseFile(data []byte) (File, error) {
 	var ff File
+	if len(data) > MaxFileSize {
+		return ff, fmt.Errorf("%w: larger than %d bytes", ErrInvalidFleet, MaxFileSize)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&ff); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidFleet, err)
+		return ff, fmt.Errorf("%w: %w", ErrInvalidFleet, err)
 	}
 	// A second document would be ignored silently: refuse it instead.
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w: more than one YAML document", ErrInvalidFleet)
+		return ff, fmt.Errorf("%w: more than one YAML document", ErrInvalidFleet)
 	}
-	return Build(ff)
+	if _, err := Build(ff); err != nil {
+		return ff, err
+	}
+	return ff, nil
 }
 
 // problems collects every validation failure with the path to the entry.
