@@ -28,6 +28,9 @@ const (
 	KindOutdatedFirmware Kind = "outdated_firmware" // older than the fleet's target version
 	KindWarrantyEnd      Kind = "warranty_end"      // warranty ends soon (lifecycle reminder)
 	KindReplacementDue   Kind = "replacement_due"   // three-year service life reached or near
+	// KindSiteOffline is raised by the manager when every device of a site
+	// is offline; it inhibits the devices' own offline alerts.
+	KindSiteOffline Kind = "site_offline"
 )
 
 // Ratings.
