@@ -72,7 +72,7 @@ func TestChecks(t *testing.T) {
 					f.edit(id, func(s *ingest.DeviceState) { s.HeartbeatReceived = now })
 				}
 			},
-			want:   []string{"kp-3 offline"}},
+			want: []string{"kp-3 offline"}},
 		{name: "stuck key rising without activations", check: CheckStuckKey, after: 30 * time.Minute,
 			before: func(f *fakeFleet, _ time.Time) {
 				f.edit("kp-2", func(s *ingest.DeviceState) { s.Activity.Closed = 5 })
@@ -271,7 +271,6 @@ func TestSelfTestRound(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
-
 
 func TestCompareVersions(t *testing.T) {
 	tests := []struct {
