@@ -434,12 +434,11 @@ func TestExpire(t *testing.T) {
 
 // flaky fails with a recoverable error the first fails times.
 type recorder struct {
-	mu      sync.Mutex
-	fails   int
-	perm    bool
-	calls   int
-	got     chan Notice
-	retries bool
+	mu    sync.Mutex
+	fails int
+	perm  bool
+	calls int
+	got   chan Notice
 }
 
 func (r *recorder) Notify(_ context.Context, n Notice) (bool, error) {
