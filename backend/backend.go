@@ -42,6 +42,7 @@ type App struct {
 	ingest   *ingest.Ingest
 	broker   *broker.Broker
 	rollup   *rollup.Job // nil when disabled
+	fleet    fleetParts  // fleet database and config pusher (wire_fleet.go)
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -57,7 +58,7 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 	a := &App{cfg: cfg, log: log, metrics: prometheus.NewRegistry(), started: make(chan struct{})}
 	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	reg, err := registry.Open(cfg.FleetFile)
+	reg, err := a.openFleet()
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
@@ -135,6 +136,7 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 		Devices:   a.ingest.Devices,
 		Summary:   a.ingest.Snapshot,
 		Logger:    log.With("part", "api"),
+		Routes:    a.fleetRoutes(),
 	})
 	if err != nil {
 		a.spool.Close()
@@ -175,6 +177,7 @@ func (a *App) Run(ctx context.Context) error {
 		return fmt.Errorf("broker: %w", err)
 	}
 	close(a.started)
+	a.startFleet()
 	a.log.Info("backend up", "mqtt", a.broker.Addr(), "http", a.httpLn.Addr().String(), "influx", a.cfg.Influx.URL)
 
 	writerCtx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
@@ -226,6 +229,9 @@ func (a *App) Run(ctx context.Context) error {
 	if err := a.spool.Close(); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("spool close: %w", err))
 	}
+	if err := a.fleet.db.Close(); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("fleet db close: %w", err))
+	}
 	a.log.Info("backend stopped")
 	return runErr
 }
@@ -265,14 +271,10 @@ func (a *App) Summary() ingest.Summary { return a.ingest.Snapshot() }
 // WriterStats reports the InfluxDB writer's progress and backlog.
 func (a *App) WriterStats() influx.WriterStats { return a.writer.Stats() }
 
-// ReloadRegistry rereads the fleet file and swaps credentials; on error the
-// old registry stays in force.
-func (a *App) ReloadRegistry() error {
-	if err := a.registry.Reload(a.cfg.FleetFile); err != nil {
-		return err
-	}
-	return a.creds.Replace(credentialsOf(a.registry.Current()))
-}
+// ReloadRegistry applies the fleet file to the fleet database if the file
+// changed (see backend/fleetdb); the new snapshot replaces the registry,
+// credentials and configs. On error the current fleet stays in force.
+func (a *App) ReloadRegistry() error { return a.reloadFleet() }
 
 func serverTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)

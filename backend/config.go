@@ -16,6 +16,9 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// FleetFile is the registry: organisations, sites, counters, devices.
 	FleetFile string `yaml:"fleet_file"`
+	// FleetDB is the fleet database the file is applied to and the API
+	// edits; default <data_dir>/fleet.db.
+	FleetDB string `yaml:"fleet_db"`
 
 	MQTT   MQTTConfig   `yaml:"mqtt"`
 	HTTP   HTTPConfig   `yaml:"http"`

@@ -1,0 +1,223 @@
+package backend_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/semko/semko/backend"
+	"github.com/semko/semko/backend/devconfig"
+	"github.com/semko/semko/backend/fleetdb/fleetapi"
+	"github.com/semko/semko/backend/registry"
+	"github.com/semko/semko/broker"
+	"github.com/semko/semko/edge"
+	"github.com/semko/semko/firmware-sim/fleet"
+	"github.com/semko/semko/firmware-sim/keypad"
+)
+
+// TestRemoteConfig runs the backend with its embedded broker and four real
+// edge agents, each with a simulated keypad, and checks that configuration
+// resolves org < site < device, reaches the keypads' fronts, is confirmed
+// back (desired = applied in the API), follows a change made through the
+// API, and that an invalid override is refused with a clear error.
+func TestRemoteConfig(t *testing.T) {
+	model := fleet.Generate(fleet.Spec{Seed: 11, Orgs: 1, SitesPerOrg: 2, CountersPerSite: 2})
+	org := model.Orgs[0].ID
+	siteA, siteB := model.Orgs[0].Sites[0], model.Orgs[0].Sites[1]
+	special := siteB.Counters[1].Device // has its own device-level override
+
+	dir := t.TempDir()
+	cfg := backend.DefaultConfig()
+	cfg.DataDir = filepath.Join(dir, "backend")
+	cfg.FleetFile = filepath.Join(dir, "fleet.yaml")
+	cfg.MQTT.Addr = "127.0.0.1:0"
+	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.HTTP.Token = "test-token"
+	cfg.Influx.URL = "http://127.0.0.1:1" // no InfluxDB needed: nothing here is written
+	writeFleetWithConfig(t, model, cfg.FleetFile, map[string]*devconfig.Override{
+		org:              {Panel: &devconfig.PanelOverride{Lang: ptr("bg"), Texts: map[string]string{"bg": "Org text", "en": "Org text en"}}, Backlight: &devconfig.BacklightOverride{Level: ptr(70)}},
+		siteA.ID:         {Panel: &devconfig.PanelOverride{Texts: map[string]string{"bg": "Site A text"}}},
+		"dev:" + special: {Backlight: &devconfig.BacklightOverride{Level: ptr(33)}, Panel: &devconfig.PanelOverride{Lang: ptr("en")}},
+	})
+
+	app, err := backend.New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	<-app.Started()
+	base := "http://" + app.HTTPAddr()
+
+	pads := startUnits(t, ctx, model, "tcp://"+app.MQTTAddr())
+
+	want := func(panel string, light int) struct {
+		panel string
+		light int
+	} {
+		return struct {
+			panel string
+			light int
+		}{panel, light}
+	}
+	expect := map[string]struct {
+		panel string
+		light int
+	}{
+		siteA.Counters[0].Device: want("Site A text", 70), // site over org
+		siteA.Counters[1].Device: want("Site A text", 70),
+		siteB.Counters[0].Device: want("Org text", 70),    // org only
+		special:                  want("Org text en", 33), // device over org
+	}
+	checkFronts(t, base, pads, expect)
+
+	// A change pushed through the API reaches the units that inherit it.
+	// PUT replaces the level's whole override.
+	apiDo(t, http.MethodPut, base+"/api/v1/fleet/config/org/"+org,
+		`{"panel":{"lang":"bg","texts":{"bg":"New org text","en":"Org text en"}},"backlight":{"level":90}}`, http.StatusOK, nil)
+	expect[siteB.Counters[0].Device] = want("New org text", 90)
+	expect[siteA.Counters[0].Device] = want("Site A text", 90)
+	expect[siteA.Counters[1].Device] = want("Site A text", 90)
+	checkFronts(t, base, pads, expect)
+
+	// Invalid overrides are refused, naming the rule; nothing changes.
+	for _, tc := range []struct{ path, body, msg string }{
+		{"/api/v1/fleet/config/device/" + special, `{"vote_window_s":0}`, "vote_window_s 0 outside 1..3600"},
+		{"/api/v1/fleet/config/site/" + siteB.ID, `{"panel":{"lang":"fr"}}`, `panel lang "fr" has no text`},
+		{"/api/v1/fleet/config/site/" + siteB.ID, `{"mode":"sometimes"}`, `mode "sometimes"`},
+		{"/api/v1/fleet/config/site/" + siteB.ID, `{"backlight":{"on":"25:00"}}`, `"25:00" is not HH:MM`},
+	} {
+		var e struct{ Error string }
+		apiDo(t, http.MethodPut, base+tc.path, tc.body, http.StatusUnprocessableEntity, &e)
+		if !strings.Contains(e.Error, tc.msg) {
+			t.Errorf("PUT %s %s: error %q does not say %q", tc.path, tc.body, e.Error, tc.msg)
+		}
+	}
+	// An unknown key is a typo, not a silent no-op.
+	apiDo(t, http.MethodPut, base+"/api/v1/fleet/config/org/"+org, `{"vote_windows":30}`, http.StatusBadRequest, nil)
+	checkFronts(t, base, pads, expect)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// writeFleetWithConfig writes model's fleet file with config blocks: keys
+// are org or site ids, or "dev:<id>".
+func writeFleetWithConfig(t *testing.T, model *fleet.Model, path string, cfg map[string]*devconfig.Override) {
+	t.Helper()
+	if err := model.WriteFleetFile(path, broker.HashSecret); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := registry.ParseFile(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range f.Organisations {
+		o := &f.Organisations[i]
+		o.Config = cfg[o.ID]
+		for j := range o.Sites {
+			o.Sites[j].Config = cfg[o.Sites[j].ID]
+		}
+	}
+	for i := range f.Devices {
+		f.Devices[i].Config = cfg["dev:"+f.Devices[i].ID]
+	}
+	out, err := f.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startUnits runs one real edge agent with a simulated keypad per device,
+// until ctx ends or the test does.
+func startUnits(t *testing.T, ctx context.Context, model *fleet.Model, brokerURL string) map[string]*keypad.Keypad {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	pads := map[string]*keypad.Keypad{}
+	for _, d := range model.Devices {
+		hostEnd, padEnd := net.Pipe()
+		kp := keypad.New(padEnd, keypad.Options{Serial: d.Serial})
+		ag, err := edge.New(edge.Config{
+			Device: d.ID, Secret: d.Secret, Broker: brokerURL,
+			DataDir: filepath.Join(t.TempDir(), d.ID), Logger: testLogger(t),
+			ReconnectMin: 50 * time.Millisecond, ReconnectMax: time.Second,
+		}, hostEnd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pads[d.ID] = kp
+		wg.Go(func() { _ = kp.Run(ctx) })
+		wg.Go(func() { _ = ag.Run(ctx) })
+	}
+	return pads
+}
+
+// checkFronts waits until every keypad shows the expected panel text and
+// backlight level, and the API reports its configuration applied.
+func checkFronts(t *testing.T, base string, pads map[string]*keypad.Keypad, expect map[string]struct {
+	panel string
+	light int
+}) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for dev, w := range expect {
+		for {
+			st := pads[dev].State()
+			var dc fleetapi.DeviceConfig
+			apiDo(t, http.MethodGet, base+"/api/v1/fleet/devices/"+dev+"/config", "", http.StatusOK, &dc)
+			if st.Panel == w.panel && st.Light == w.light && dc.Status.InSync {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s shows panel %q light %d, config %+v; want panel %q light %d, in sync",
+					dev, st.Panel, st.Light, dc.Status, w.panel, w.light)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+func apiDo(t *testing.T, method, url, body string, wantCode int, out any) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewBufferString(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer test-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	var raw json.RawMessage
+	_ = json.NewDecoder(resp.Body).Decode(&raw)
+	if resp.StatusCode != wantCode {
+		t.Fatalf("%s %s = %d %s, want %d", method, url, resp.StatusCode, raw, wantCode)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: decode %s: %v", method, url, raw, err)
+		}
+	}
+}
