@@ -212,7 +212,7 @@ type Consumer struct {
 
 	current atomic.Pointer[conn]
 
-	connects, forced                       atomic.Uint64
+	connects, forced                        atomic.Uint64
 	received, accepted, rejected, transient atomic.Uint64
 
 	runMu sync.Mutex // one Run at a time

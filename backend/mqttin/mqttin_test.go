@@ -132,7 +132,7 @@ func startConsumer(t *testing.T, opts mqttin.Options) (*mqttin.Consumer, func())
 
 func deviceClient(t *testing.T, addr string) paho.Client {
 	t.Helper()
-	o := paho.NewClientOptions().AddBroker("tcp://"+addr).SetClientID(device).
+	o := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(device).
 		SetUsername(device).SetPassword(deviceSecret).SetProtocolVersion(4).SetCleanSession(false)
 	c := paho.NewClient(o)
 	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
