@@ -47,6 +47,27 @@ type MQTTConfig struct {
 	// no limit); ConnectTimeout closes connections that send no CONNECT.
 	MaxConnsPerAddr int           `yaml:"max_conns_per_addr"`
 	ConnectTimeout  time.Duration `yaml:"connect_timeout"`
+	// External, when its URL is set, replaces the embedded broker: the
+	// backend connects as a client to a broker running alone
+	// (cmd/semko-broker, or a cluster). The settings above are then unused.
+	External ExternalMQTTConfig `yaml:"external"`
+}
+
+// ExternalMQTTConfig is the backend's client account on an external
+// broker. The secret comes from the environment (SEMKO_MQTT_SECRET),
+// never from the file.
+type ExternalMQTTConfig struct {
+	URL      string `yaml:"url"`       // tcp://host:1883 or ssl://host:8883
+	ClientID string `yaml:"client_id"` // fixed, keeps the persistent session; default semko-backend
+	Username string `yaml:"username"`  // an account with role backend
+	Secret   string `yaml:"-"`
+	// CAFile verifies the broker's certificate (ssl://); empty uses the
+	// system roots. CertFile and KeyFile present a client certificate.
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// SharedGroup subscribes as $share/<group>/..., for several replicas.
+	SharedGroup string `yaml:"shared_group"`
 }
 
 // HTTPConfig configures the HTTP API.
@@ -129,8 +150,11 @@ func (c Config) Validate() error {
 	if c.FleetFile == "" {
 		errs = append(errs, errors.New("fleet_file is required"))
 	}
-	if c.MQTT.Addr == "" && c.MQTT.TLSAddr == "" {
-		errs = append(errs, errors.New("mqtt: addr or tls_addr is required"))
+	if c.MQTT.External.URL == "" && c.MQTT.Addr == "" && c.MQTT.TLSAddr == "" {
+		errs = append(errs, errors.New("mqtt: addr, tls_addr or external.url is required"))
+	}
+	if c.MQTT.External.URL != "" && c.MQTT.External.Username == "" {
+		errs = append(errs, errors.New("mqtt: external.url needs external.username"))
 	}
 	if c.MQTT.TLSAddr != "" && (c.MQTT.CertFile == "" || c.MQTT.KeyFile == "") {
 		errs = append(errs, errors.New("mqtt: tls_addr needs cert_file and key_file"))
