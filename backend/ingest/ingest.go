@@ -91,6 +91,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// OnVote, when set, sees each vote once, after it is durably spooled
+	// (never a duplicate, never a rejected one). It runs on the broker's
+	// intake path before the device's acknowledgement, so it must not
+	// block: hand the vote off (bounded) and return.
+	OnVote func(v protocol.Vote, p registry.Placement)
 }
 
 // Ingest accepts upstream messages. It is safe for concurrent use and has
@@ -228,6 +233,9 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 		}
 		if added && v.Valid {
 			i.window.addVote(now, v.Satisfied())
+		}
+		if added && i.opts.OnVote != nil {
+			i.opts.OnVote(v, place)
 		}
 		i.heard(t.Device, received, nil)
 
