@@ -13,7 +13,7 @@ BENCHTIME     ?= 1s
 
 export SEMKO_INFLUXD := $(INFLUXD)
 
-.PHONY: all build run grafana test lint vet fmt-check staticcheck fuzz bench tidy influxd clean
+.PHONY: all build run grafana test lint vet fmt-check staticcheck fuzz bench bench-quick tidy influxd clean
 
 all: build
 
@@ -68,8 +68,17 @@ fuzz:
 		done; \
 	done
 
+# Go benchmarks of the hot paths, then the fleet benchmark (issue 7's six
+# targets against the real backend and InfluxDB; about 10 minutes, see
+# docs/performance.md). bench-quick is the small CI variant of the latter.
 bench: influxd
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+	$(GO) build -o bin/ ./cmd/semko-bench
+	./bin/semko-bench -log-level warn $(BENCHFLAGS)
+
+bench-quick: influxd
+	$(GO) build -o bin/ ./cmd/semko-bench
+	./bin/semko-bench -quick -log-level warn $(BENCHFLAGS)
 
 # Fails when go.mod or go.sum are not tidy.
 tidy:
