@@ -12,7 +12,11 @@
 //   - When applied, every entity the file declares takes exactly the file's
 //     values, config blocks and counter assignments included. Entities only
 //     in the database (added through the API) stay as they are. A retired
-//     device the file declares again becomes active again.
+//     device the file declares again becomes active again; a device an
+//     earlier file declared and this one leaves out is retired (removing a
+//     device from the file removes it from service, as before the database).
+//     Organisations, sites and counters are never deleted by a file: leave
+//     a counter without a device instead.
 //   - Export writes the current fleet as a fleet file; saving it as the fleet
 //     file makes file and database agree.
 //
@@ -94,7 +98,7 @@ CREATE TABLE IF NOT EXISTS counters (
 CREATE TABLE IF NOT EXISTS devices (
 	id TEXT PRIMARY KEY, secret_hash TEXT NOT NULL, model TEXT NOT NULL DEFAULT '',
 	serial TEXT NOT NULL DEFAULT '', fw TEXT NOT NULL DEFAULT '', installed TEXT NOT NULL DEFAULT '',
-	config TEXT, retired TEXT NOT NULL DEFAULT '');
+	config TEXT, retired TEXT NOT NULL DEFAULT '', from_file INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS operators (id TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '', org TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS services (id TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS events (
@@ -220,7 +224,7 @@ func (db *DB) ApplyFile(ctx context.Context, path string, force bool) (bool, err
 		return false, fmt.Errorf("%s: %w", path, err)
 	}
 	err = db.change(ctx, func(tx *sql.Tx) error {
-		if err := declare(ctx, tx, f); err != nil {
+		if err := declare(ctx, tx, db.opts.Now(), f); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES('file_sha256', ?)
@@ -234,13 +238,36 @@ func (db *DB) ApplyFile(ctx context.Context, path string, force bool) (bool, err
 	return true, nil
 }
 
-// declare upserts every entity of f with exactly f's values.
-func declare(ctx context.Context, tx *sql.Tx, f registry.File) error {
+// declare upserts every entity of f with exactly f's values, and retires
+// the devices an earlier file declared that f leaves out.
+func declare(ctx context.Context, tx *sql.Tx, now time.Time, f registry.File) error {
+	inFile := map[string]bool{}
 	for _, d := range f.Devices {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO devices(id, secret_hash, model, serial, fw, installed, config, retired)
-			VALUES(?,?,?,?,?,?,?, '')
+		inFile[d.ID] = true
+	}
+	var gone []string
+	err := eachRow(ctx, tx, `SELECT id FROM devices WHERE from_file=1 AND retired=''`, func(r *sql.Rows) error {
+		var id string
+		err := r.Scan(&id)
+		if !inFile[id] {
+			gone = append(gone, id)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("devices from the previous file: %w", err)
+	}
+	for _, id := range gone {
+		if err := retire(ctx, tx, now, id); err != nil {
+			return fmt.Errorf("retire %s, left out of the file: %w", id, err)
+		}
+	}
+	for _, d := range f.Devices {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO devices(id, secret_hash, model, serial, fw, installed, config, retired, from_file)
+			VALUES(?,?,?,?,?,?,?, '', 1)
 			ON CONFLICT(id) DO UPDATE SET secret_hash=excluded.secret_hash, model=excluded.model,
-			serial=excluded.serial, fw=excluded.fw, installed=excluded.installed, config=excluded.config, retired=''`,
+			serial=excluded.serial, fw=excluded.fw, installed=excluded.installed, config=excluded.config,
+			retired='', from_file=1`,
 			d.ID, d.SecretHash, d.Model, d.Serial, d.FW, dateText(d.Installed.Time), overrideText(d.Config)); err != nil {
 			return fmt.Errorf("declare device %s: %w", d.ID, err)
 		}
