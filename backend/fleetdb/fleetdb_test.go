@@ -134,7 +134,10 @@ func TestDeviceLifecycle(t *testing.T) {
 	}{
 		{"add twice", func() error { _, err := h.db.AddDevice(ctx, fleetdb.NewDevice{ID: "kp-3"}); return err }, fleetdb.ErrExists, nil},
 		{"add bad id", func() error { _, err := h.db.AddDevice(ctx, fleetdb.NewDevice{ID: "kp 4"}); return err }, fleetdb.ErrInvalid, nil},
-		{"add at unknown counter", func() error { _, err := h.db.AddDevice(ctx, fleetdb.NewDevice{ID: "kp-4", Counter: "nope"}); return err }, fleetdb.ErrNotFound,
+		{"add at unknown counter", func() error {
+			_, err := h.db.AddDevice(ctx, fleetdb.NewDevice{ID: "kp-4", Counter: "nope"})
+			return err
+		}, fleetdb.ErrNotFound,
 			map[string]string{"kp-4": "<unknown>"}},
 		{"move", func() error { c := "c3"; return h.db.UpdateDevice(ctx, "kp-1", fleetdb.DevicePatch{Counter: &c}) }, nil,
 			map[string]string{"kp-1": "c3", "kp-3": "", "kp-2": "c2"}},
