@@ -40,9 +40,10 @@ type App struct {
 	spool    *spool.Spool
 	writer   *influx.Writer
 	ingest   *ingest.Ingest
-	broker   *broker.Broker
-	rollup   *rollup.Job // nil when disabled
-	fleet    fleetParts  // fleet database and config pusher (wire_fleet.go)
+	broker   *broker.Broker // nil with an external broker
+	ext      externalMQTT   // the client of an external broker (wire_mqttin.go)
+	rollup   *rollup.Job    // nil when disabled
+	fleet    fleetParts     // fleet database and config pusher (wire_fleet.go)
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -94,34 +95,41 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 
-	bopts := broker.Options{
-		TCPAddr:     cfg.MQTT.Addr,
-		DataDir:     filepath.Join(cfg.DataDir, "broker"),
-		Credentials: a.creds,
-		Intake: broker.IntakeFunc(func(ctx context.Context, m broker.Message) error {
-			return a.ingest.Accept(ctx, m.Topic, m.Payload, m.Received)
-		}),
-		Logger:           log.With("part", "broker"),
-		MaxInflight:      cfg.MQTT.MaxInflight,
-		MaxPendingWrites: cfg.MQTT.MaxPendingWrites,
-		PublishRate:      cfg.MQTT.PublishRate,
-		PublishBurst:     cfg.MQTT.PublishBurst,
-		MaxConnsPerAddr:  cfg.MQTT.MaxConnsPerAddr,
-		ConnectTimeout:   cfg.MQTT.ConnectTimeout,
-	}
-	if cfg.MQTT.TLSAddr != "" {
-		tc, err := serverTLS(cfg.MQTT.CertFile, cfg.MQTT.KeyFile, cfg.MQTT.ClientCAFile)
-		if err != nil {
+	if cfg.MQTT.External.URL != "" {
+		if err := a.newExternalMQTT(); err != nil {
 			a.spool.Close()
-			return nil, fmt.Errorf("mqtt tls: %w", err)
+			return nil, fmt.Errorf("mqtt: %w", err)
 		}
-		bopts.TLSAddr, bopts.TLSConfig = cfg.MQTT.TLSAddr, tc
+	} else {
+		bopts := broker.Options{
+			TCPAddr:     cfg.MQTT.Addr,
+			DataDir:     filepath.Join(cfg.DataDir, "broker"),
+			Credentials: a.creds,
+			Intake: broker.IntakeFunc(func(ctx context.Context, m broker.Message) error {
+				return a.ingest.Accept(ctx, m.Topic, m.Payload, m.Received)
+			}),
+			Logger:           log.With("part", "broker"),
+			MaxInflight:      cfg.MQTT.MaxInflight,
+			MaxPendingWrites: cfg.MQTT.MaxPendingWrites,
+			PublishRate:      cfg.MQTT.PublishRate,
+			PublishBurst:     cfg.MQTT.PublishBurst,
+			MaxConnsPerAddr:  cfg.MQTT.MaxConnsPerAddr,
+			ConnectTimeout:   cfg.MQTT.ConnectTimeout,
+		}
+		if cfg.MQTT.TLSAddr != "" {
+			tc, err := serverTLS(cfg.MQTT.CertFile, cfg.MQTT.KeyFile, cfg.MQTT.ClientCAFile)
+			if err != nil {
+				a.spool.Close()
+				return nil, fmt.Errorf("mqtt tls: %w", err)
+			}
+			bopts.TLSAddr, bopts.TLSConfig = cfg.MQTT.TLSAddr, tc
+		}
+		if a.broker, err = broker.New(bopts); err != nil {
+			a.spool.Close()
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+		a.metrics.MustRegister(newBrokerCollector(a.broker))
 	}
-	if a.broker, err = broker.New(bopts); err != nil {
-		a.spool.Close()
-		return nil, fmt.Errorf("broker: %w", err)
-	}
-	a.metrics.MustRegister(newBrokerCollector(a.broker))
 
 	if a.rollup, err = a.newRollup(); err != nil {
 		a.spool.Close()
@@ -132,7 +140,7 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 		Token:     cfg.HTTP.Token,
 		Ready:     a.Ready,
 		Gatherer:  a.metrics,
-		Activator: api.PublishActivator{Registry: reg.Current, Publisher: a.broker},
+		Activator: api.PublishActivator{Registry: reg.Current, Publisher: a.publisher()},
 		Devices:   a.ingest.Devices,
 		Summary:   a.ingest.Snapshot,
 		Logger:    log.With("part", "api"),
@@ -171,14 +179,14 @@ func (a *App) Run(ctx context.Context) error {
 		a.spool.Close()
 		return fmt.Errorf("http listen: %w", err)
 	}
-	if err := a.broker.Start(ctx); err != nil {
+	if err := a.startMQTT(ctx); err != nil {
 		a.httpLn.Close()
 		a.spool.Close()
 		return fmt.Errorf("broker: %w", err)
 	}
 	close(a.started)
 	a.startFleet()
-	a.log.Info("backend up", "mqtt", a.broker.Addr(), "http", a.httpLn.Addr().String(), "influx", a.cfg.Influx.URL)
+	a.log.Info("backend up", "mqtt", a.MQTTAddr(), "http", a.httpLn.Addr().String(), "influx", a.cfg.Influx.URL)
 
 	writerCtx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
@@ -217,7 +225,7 @@ func (a *App) Run(ctx context.Context) error {
 			a.log.Warn("rollup close", "err", err)
 		}
 	}
-	if err := a.broker.Close(); err != nil {
+	if err := a.stopMQTT(); err != nil {
 		a.log.Warn("broker close", "err", err)
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -250,6 +258,9 @@ func (a *App) drainWriter(limit time.Duration) {
 
 // Ready says whether the backend can take and store votes now.
 func (a *App) Ready() error {
+	if err := a.mqttReady(); err != nil {
+		return err
+	}
 	if st := a.spool.Stats(); st.Full {
 		return errors.New("spool full: new messages are not acknowledged until InfluxDB catches up")
 	}
@@ -260,7 +271,12 @@ func (a *App) Ready() error {
 func (a *App) Started() <-chan struct{} { return a.started }
 
 // MQTTAddr is the broker's actual listening address (useful with port 0).
-func (a *App) MQTTAddr() string { return a.broker.Addr() }
+func (a *App) MQTTAddr() string {
+	if a.broker == nil {
+		return a.cfg.MQTT.External.URL
+	}
+	return a.broker.Addr()
+}
 
 // HTTPAddr is the API's actual listening address, once Started is closed.
 func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }

@@ -68,7 +68,7 @@ func (a *App) fleetChanged(r *registry.Registry) {
 // device's config; the broker's retained store makes this idempotent.
 func (a *App) startFleet() {
 	a.fleet.mu.Lock()
-	a.fleet.pusher = devconfig.NewPusher(a.broker, a.log.With("part", "devconfig"))
+	a.fleet.pusher = devconfig.NewPusher(a.publisher(), a.log.With("part", "devconfig"))
 	a.fleet.mu.Unlock()
 	a.pushConfigs(a.registry.Current())
 }

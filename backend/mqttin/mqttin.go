@@ -130,6 +130,11 @@ type Options struct {
 	// KeepAlive is the MQTT keep-alive (default DefaultKeepAlive).
 	KeepAlive time.Duration
 
+	// OnConnect, if set, runs after each connection is up and subscribed,
+	// on Run's goroutine (it may Publish); Run serves the connection once
+	// it returns.
+	OnConnect func()
+
 	// Logger; default discards. Registerer receives semko_mqttin_*
 	// metrics; nil registers none. Now stamps receipt (default time.Now).
 	Logger     *slog.Logger
@@ -312,6 +317,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 			c.log.Warn("mqttin: connect failed", "url", c.opts.URL, "err", err, "retry_in", backoff)
 		} else {
 			up := time.Now()
+			if c.opts.OnConnect != nil {
+				c.opts.OnConnect()
+			}
 			c.serve(ctx, cn)
 			if ctx.Err() != nil {
 				return nil
