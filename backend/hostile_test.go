@@ -1,0 +1,768 @@
+package backend_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/semko/semko/backend"
+	"github.com/semko/semko/broker"
+	"github.com/semko/semko/firmware-sim/fleet"
+	"github.com/semko/semko/internal/influxlocal"
+	"github.com/semko/semko/protocol"
+)
+
+// Loopback source addresses: the honest fleet connects from 127.0.0.1,
+// hostile clients from the others, so the per-address limit can be shown
+// to stop one host without touching the rest.
+const (
+	hostileAddr  = "127.0.0.2" // hostile devices with valid credentials
+	stormAddr    = "127.0.0.3" // the connection storm
+	hostileLimit = 24          // mqtt.max_conns_per_addr in this test
+	stormConns   = 40
+	// The honest fleet's edges keep at most one connection each.
+	hostileConnectTimeout = 2 * time.Second
+	hostileMaxInflight    = 64
+	hostileAPIToken       = "hostile-test-api-token-7c1f"
+)
+
+// TestHostileClients runs the real backend, a real InfluxDB and a small
+// honest fleet, and while the fleet works, hostile clients try every kind
+// of bad input and abuse. Each attempt must move its counter in /metrics,
+// and when the fleet is done InfluxDB must hold exactly what the honest
+// customers pressed, device by device and score by score.
+func TestHostileClients(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: starts InfluxDB and a fleet")
+	}
+	db := influxlocal.StartForTest(t)
+	full := fleet.Generate(fleet.Spec{Seed: 31, Orgs: 2, SitesPerOrg: 2, CountersPerSite: 4})
+	// The last three keypads are registered (they have credentials) but
+	// run no honest edge: they are the hostile devices.
+	n := len(full.Devices)
+	evil, flooder, slow := full.Devices[n-1], full.Devices[n-2], full.Devices[n-3]
+	honest := withoutDevices(full, evil.ID, flooder.ID, slow.ID)
+	victim := honest.Devices[0]
+
+	logs := &lockedBuffer{}
+	app, mqttAddr, httpAddr := startHostileBackend(t, db, full, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	m := &metricsReader{url: "http://" + httpAddr + "/metrics"}
+
+	// The honest fleet, in the background.
+	fleetCtx, cancelFleet := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancelFleet()
+	tally := fleet.NewTally(honest)
+	fleetDone := make(chan error, 1)
+	fleetStart := time.Now()
+	var fleetTook atomic.Int64
+	go func() {
+		err := fleet.RunWithTally(fleetCtx, honest, fleet.Options{
+			Broker: "tcp://" + mqttAddr, DataDir: t.TempDir(),
+			ServiceInterval: 200 * time.Millisecond, Window: 3 * time.Second,
+			Participation: 0.7, StrayPresses: 0.1, MaxActivations: 10,
+			// The honest fleet must drain as fast as without the attack.
+			DrainTimeout: 10 * time.Second,
+			Logger:       testLogger(t),
+		}, tally)
+		fleetTook.Store(int64(time.Since(fleetStart)))
+		fleetDone <- err
+	}()
+	waitUntil(t, "the fleet's first activation", 30*time.Second, func() bool { return tally.Total().Activations > 0 })
+
+	// A flooding device, for as long as the fleet runs.
+	stopFlood := make(chan struct{})
+	floodDone := make(chan floodResult, 1)
+	go func() { floodDone <- flood(mqttAddr, flooder, stopFlood) }()
+
+	t.Run("bad payloads are acknowledged, discarded and counted", func(t *testing.T) {
+		c := dialMQTT(t, mqttAddr, hostileAddr, evil.ID, evil.ID, evil.Secret)
+		topic := protocol.DeviceTopic(evil.ID, protocol.KindVote)
+		vote := func(change func(v *protocol.Vote)) []byte {
+			v := protocol.SampleVote()
+			v.Device, v.Time = evil.ID, time.Now().UTC()
+			change(&v)
+			b, err := json.Marshal(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+		cases := []struct {
+			name, reason, brokerReason string
+			payload                    []byte
+		}{
+			{"malformed JSON", "decode", "invalid", []byte(`{"v":1,"device":"` + evil.ID + `","seq":`)},
+			// Valid JSON, so ingest files it under "invalid", not "decode".
+			{"not an object", "invalid", "invalid", []byte(`[1,2,3]`)},
+			{"wrong payload version", "version", "version", vote(func(v *protocol.Vote) { v.V = 2 })},
+			{"score out of range", "invalid", "invalid", vote(func(v *protocol.Vote) { v.Score = 9 })},
+			{"timestamp far in the future", "clock", "clock", vote(func(v *protocol.Vote) { v.Time = v.Time.Add(2 * time.Hour) })},
+			{"timestamp far in the past", "clock", "clock", vote(func(v *protocol.Vote) { v.Time = v.Time.AddDate(0, 0, -90) })},
+			{"payload over protocol.MaxPayload", "too_large", "too_large",
+				[]byte(`{"v":1,"pad":"` + strings.Repeat("x", protocol.MaxPayload) + `"}`)},
+			{"payload device differs from topic device", "spoofed", "invalid", vote(func(v *protocol.Vote) { v.Device = victim.ID })},
+		}
+		for _, tc := range cases {
+			ingest := series("semko_ingest_rejected_total", "kind", "vote", "reason", tc.reason)
+			brk := series("semko_broker_rejected_total", "reason", tc.brokerReason)
+			before := m.read(t)
+			// The device gets its PUBACK: resending bad input cannot help.
+			if err := c.publish(topic, tc.payload); err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			after := m.read(t)
+			if d := after.get(ingest) - before.get(ingest); d != 1 {
+				t.Errorf("%s: %s moved by %v, want 1", tc.name, ingest, d)
+			}
+			if d := after.get(brk) - before.get(brk); d != 1 {
+				t.Errorf("%s: %s moved by %v, want 1", tc.name, brk, d)
+			}
+		}
+	})
+
+	t.Run("outside the ACL", func(t *testing.T) {
+		denied := series("semko_broker_acl_denied_total")
+		// A denied QoS 1 publish ends a 3.1.1 connection: one client each.
+		for _, tc := range []struct {
+			name, topic string
+		}{
+			{"topic outside the contract", "factory/line1/cmd"},
+			{"kind devices may not publish", protocol.DeviceTopic(evil.ID, protocol.KindConfig)},
+			{"another device's vote topic", protocol.DeviceTopic(victim.ID, protocol.KindVote)},
+		} {
+			c := dialMQTT(t, mqttAddr, hostileAddr, evil.ID, evil.ID, evil.Secret)
+			v := protocol.SampleVote()
+			v.Device, v.Time, v.Seq = victim.ID, time.Now().UTC(), 1<<40
+			payload, _ := json.Marshal(v)
+			before := m.read(t).get(denied)
+			if err := c.publish(tc.topic, payload); err == nil {
+				t.Errorf("%s: publish acknowledged", tc.name)
+			}
+			if d := m.read(t).get(denied) - before; d != 1 {
+				t.Errorf("%s: %s moved by %v, want 1", tc.name, denied, d)
+			}
+		}
+		c := dialMQTT(t, mqttAddr, hostileAddr, evil.ID, evil.ID, evil.Secret)
+		for _, filter := range []string{
+			protocol.DeviceTopic(victim.ID, protocol.KindCommand),
+			protocol.UpstreamFilter(protocol.KindVote),
+			"#",
+		} {
+			before := m.read(t).get(denied)
+			if code := c.subscribe(filter); code != 0x80 {
+				t.Errorf("subscribe %q: SUBACK code %#x, want 0x80 (refused)", filter, code)
+			}
+			if d := m.read(t).get(denied) - before; d != 1 {
+				t.Errorf("subscribe %q: %s moved by %v, want 1", filter, denied, d)
+			}
+		}
+	})
+
+	t.Run("wrong and missing credentials", func(t *testing.T) {
+		failures := series("semko_broker_auth_failures_total")
+		for _, tc := range []struct{ name, clientID, user, secret string }{
+			{"wrong secret for a real device", victim.ID, victim.ID, "guessed-secret-3b9d0f"},
+			{"another device's secret", victim.ID, victim.ID, evil.Secret},
+			{"unknown user", "intruder", "intruder", "intruder-secret-88aa"},
+			{"no credentials", "anonymous-1", "", ""},
+			{"device secret under another client id", "not-" + evil.ID, evil.ID, evil.Secret},
+		} {
+			before := m.read(t).get(failures)
+			opts := paho.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID(tc.clientID).
+				SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(10 * time.Second).
+				SetDialer(&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(hostileAddr)}})
+			if tc.user != "" {
+				opts.SetUsername(tc.user).SetPassword(tc.secret)
+			}
+			cl := paho.NewClient(opts)
+			tok := cl.Connect()
+			if !tok.WaitTimeout(10*time.Second) || tok.Error() == nil {
+				cl.Disconnect(0)
+				t.Errorf("%s: connected", tc.name)
+				continue
+			}
+			if d := m.read(t).get(failures) - before; d != 1 {
+				t.Errorf("%s: %s moved by %v, want 1", tc.name, failures, d)
+			}
+		}
+	})
+
+	t.Run("oversized packet and garbage instead of CONNECT", func(t *testing.T) {
+		oversized := series("semko_broker_oversized_packets_total")
+		before := m.read(t).get(oversized)
+		c := dialMQTT(t, mqttAddr, hostileAddr, evil.ID, evil.ID, evil.Secret)
+		if err := c.publish(protocol.DeviceTopic(evil.ID, protocol.KindVote), bytes.Repeat([]byte("x"), 20<<10)); err == nil {
+			t.Error("a 20 KiB packet was acknowledged")
+		}
+		waitUntil(t, "oversized counted", 10*time.Second, func() bool { return m.read(t).get(oversized)-before == 1 })
+
+		bad := series("semko_broker_bad_connects_total")
+		before = m.read(t).get(bad)
+		conn := dialTCP(t, mqttAddr, hostileAddr)
+		conn.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+		if !closedBy(conn, 10*time.Second) {
+			t.Error("garbage connection stayed open")
+		}
+		waitUntil(t, "bad connect counted", 10*time.Second, func() bool { return m.read(t).get(bad)-before == 1 })
+	})
+
+	t.Run("connection storm from one address, half-open", func(t *testing.T) {
+		limited := series("semko_broker_conn_limited_total")
+		timeouts := series("semko_broker_connect_timeouts_total")
+		before := m.read(t)
+		conns := make([]net.Conn, stormConns)
+		for i := range conns {
+			conns[i] = dialTCP(t, mqttAddr, stormAddr)
+		}
+		start := time.Now()
+		var closed sync.WaitGroup
+		for _, c := range conns {
+			closed.Go(func() { closedBy(c, 30*time.Second) })
+		}
+		closed.Wait()
+		took := time.Since(start)
+		after := m.read(t)
+		if d := after.get(limited) - before.get(limited); d != stormConns-hostileLimit {
+			t.Errorf("%s moved by %v, want %d", limited, d, stormConns-hostileLimit)
+		}
+		if d := after.get(timeouts) - before.get(timeouts); d != hostileLimit {
+			t.Errorf("%s moved by %v, want %d", timeouts, d, hostileLimit)
+		}
+		if took < hostileConnectTimeout/2 || took > 3*hostileConnectTimeout {
+			t.Errorf("half-open connections closed after %v, connect timeout %v", took, hostileConnectTimeout)
+		}
+	})
+
+	t.Run("slow reader", func(t *testing.T) {
+		// A device subscribes to its activations and never reads or
+		// acknowledges again. Its queue stays bounded (MaxInflight); what
+		// does not fit is dropped and counted, and publishing is not held.
+		c := dialMQTT(t, mqttAddr, hostileAddr, slow.ID, slow.ID, slow.Secret)
+		if code := c.subscribe(protocol.DeviceTopic(slow.ID, protocol.KindActivate)); code != 1 {
+			t.Fatalf("subscribe own activate: SUBACK %#x", code)
+		}
+		dropped := series("semko_broker_dropped_total")
+		before := m.read(t).get(dropped)
+		const sent = 4 * hostileMaxInflight
+		var slowest time.Duration
+		for i := range sent {
+			start := time.Now()
+			activate(t, httpAddr, slow.ID, fmt.Sprintf("slow-%d", i))
+			slowest = max(slowest, time.Since(start))
+		}
+		waitUntil(t, "drops counted", 10*time.Second, func() bool {
+			return m.read(t).get(dropped)-before >= sent-hostileMaxInflight
+		})
+		if slowest > 2*time.Second {
+			t.Errorf("an activation took %v while a subscriber did not read", slowest)
+		}
+	})
+
+	t.Run("API needs a token beyond health and metrics", func(t *testing.T) {
+		base := "http://" + httpAddr
+		for _, tc := range []struct {
+			path, token string
+			want        int
+		}{
+			{"/healthz", "", http.StatusOK},
+			{"/metrics", "", http.StatusOK},
+			{"/api/v1/devices", "", http.StatusUnauthorized},
+			{"/api/v1/devices", "wrong-token", http.StatusUnauthorized},
+			{"/api/v1/summary", strings.ToUpper(hostileAPIToken), http.StatusUnauthorized},
+			{"/api/v1/devices", hostileAPIToken, http.StatusOK},
+		} {
+			req, _ := http.NewRequest(http.MethodGet, base+tc.path, nil)
+			if tc.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("GET %s with token %q: %d, want %d", tc.path, tc.token, resp.StatusCode, tc.want)
+			}
+		}
+		req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/devices/"+victim.ID+"/activate",
+			strings.NewReader(`{"v":1,"id":"forged"}`))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("activation without a token: %d", resp.StatusCode)
+		}
+	})
+
+	// The fleet finishes; the flood stops with it.
+	var fleetErr error
+	select {
+	case fleetErr = <-fleetDone:
+	case <-time.After(3 * time.Minute):
+		t.Fatal("fleet did not finish")
+	}
+	close(stopFlood)
+	fr := <-floodDone
+	if fleetErr != nil {
+		t.Fatalf("honest fleet: %v", fleetErr)
+	}
+	t.Logf("honest fleet of %d ran %v alongside the attacks", len(honest.Devices), time.Duration(fleetTook.Load()))
+
+	t.Run("flood rate-limited per client", func(t *testing.T) {
+		if fr.err != nil {
+			t.Fatalf("flood: %v", fr.err)
+		}
+		name := series("semko_broker_rate_limited_total")
+		// Wait for the broker to have read the whole flood: the counter
+		// stops moving.
+		limited := m.read(t).get(name)
+		waitUntil(t, "the flood read to its end", 30*time.Second, func() bool {
+			time.Sleep(300 * time.Millisecond)
+			prev := limited
+			limited = m.read(t).get(name)
+			return limited == prev
+		})
+		// The bucket's burst plus its rate over the time the broker has
+		// been reading the flood may pass; everything else is refused and
+		// every refusal counted.
+		allowed := float64(broker.DefaultPublishBurst) + broker.DefaultPublishRate*time.Since(fr.start).Seconds()
+		t.Logf("flood: %d publishes in %v (%.0f/s), %v rate-limited, at most %.0f allowed", fr.sent,
+			fr.took.Round(time.Millisecond), float64(fr.sent)/fr.took.Seconds(), limited, allowed)
+		if fr.sent < 2000 {
+			t.Errorf("flood sent only %d messages", fr.sent)
+		}
+		if limited < float64(fr.sent)-allowed || limited > float64(fr.sent) {
+			t.Errorf("%v rate-limited of %d sent; at most %.0f may pass", limited, fr.sent, allowed)
+		}
+	})
+
+	// Exactly what the honest customers pressed, device by device.
+	waitWritten(t, app)
+	total := tally.Total()
+	if total.Unsure != 0 {
+		t.Fatalf("%d presses with unknown outcome: the comparison would not be exact", total.Unsure)
+	}
+	byDevice := tally.Devices()
+	acts := countByDevice(t, db, `SELECT count(voted) FROM activation GROUP BY device`)
+	invalid := countByDevice(t, db, `SELECT count(score) FROM vote WHERE valid='false' GROUP BY device`)
+	var scores [5]map[string]int64
+	for s := range scores {
+		scores[s] = countByDevice(t, db, fmt.Sprintf(`SELECT count(score) FROM vote WHERE valid='true' AND score=%d GROUP BY device`, s+1))
+	}
+	for _, d := range honest.Devices {
+		want := byDevice[d.ID]
+		if acts[d.ID] != int64(want.Activations) {
+			t.Errorf("%s: %d activations in InfluxDB, fleet made %d", d.ID, acts[d.ID], want.Activations)
+		}
+		if invalid[d.ID] != int64(want.Invalid) {
+			t.Errorf("%s: %d invalid votes in InfluxDB, fleet pressed %d", d.ID, invalid[d.ID], want.Invalid)
+		}
+		for s := range scores {
+			if scores[s][d.ID] != int64(want.Scores[s]) {
+				t.Errorf("%s score %d: %d in InfluxDB, fleet pressed %d", d.ID, s+1, scores[s][d.ID], want.Scores[s])
+			}
+		}
+	}
+	for _, id := range []string{evil.ID, flooder.ID, slow.ID} {
+		for s := range scores {
+			if n := scores[s][id]; n != 0 {
+				t.Errorf("hostile device %s has %d votes of score %d in InfluxDB", id, n, s+1)
+			}
+		}
+		if invalid[id] != 0 {
+			t.Errorf("hostile device %s has %d invalid votes in InfluxDB", id, invalid[id])
+		}
+	}
+	if total.Activations != len(honest.Devices)*10 {
+		t.Errorf("fleet made %d activations, want %d", total.Activations, len(honest.Devices)*10)
+	}
+	t.Logf("InfluxDB holds exactly the honest fleet's %d activations, %d votes %v and %d invalid presses",
+		total.Activations, total.Votes, total.Scores, total.Invalid)
+
+	// No secret reached the log: not the devices' (right or wrong), not
+	// the API token.
+	out := logs.String()
+	secrets := []string{"guessed-secret-3b9d0f", "intruder-secret-88aa", hostileAPIToken}
+	for _, d := range full.Devices {
+		secrets = append(secrets, d.Secret)
+	}
+	for _, s := range secrets {
+		if strings.Contains(out, s) {
+			t.Errorf("the backend log contains the secret %q", s)
+		}
+	}
+	for _, line := range []string{
+		"mqtt connection refused", "mqtt access denied", "ingest: message rejected",
+		"mqtt publish over the rate limit", "mqtt connection closed: no CONNECT within the connect timeout",
+		"mqtt connection refused: too many from one address", "mqtt connection closed: packet larger than the limit",
+		"mqtt connection closed: no valid CONNECT",
+	} {
+		if !strings.Contains(out, line) {
+			t.Errorf("the backend log has no %q line", line)
+		}
+	}
+}
+
+// startHostileBackend is startBackend with the limits this test exercises
+// and its own logger.
+func startHostileBackend(t *testing.T, db *influxlocal.Server, model *fleet.Model, log *slog.Logger) (*backend.App, string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := backend.DefaultConfig()
+	cfg.DataDir = filepath.Join(dir, "backend")
+	cfg.FleetFile = filepath.Join(dir, "fleet.yaml")
+	cfg.MQTT.Addr = "127.0.0.1:0"
+	cfg.MQTT.MaxConnsPerAddr = hostileLimit
+	cfg.MQTT.ConnectTimeout = hostileConnectTimeout
+	cfg.MQTT.MaxInflight = hostileMaxInflight
+	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.HTTP.Token = hostileAPIToken
+	cfg.Influx.URL = db.URL()
+	cfg.Influx.FlushInterval = 50 * time.Millisecond
+	if err := model.WriteFleetFile(cfg.FleetFile, broker.HashSecret); err != nil {
+		t.Fatal(err)
+	}
+	app, err := backend.New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("backend run: %v", err)
+		}
+	})
+	select {
+	case <-app.Started():
+	case err := <-done:
+		t.Fatalf("backend stopped at start: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("backend did not start in 30 s")
+	}
+	return app, app.MQTTAddr(), app.HTTPAddr()
+}
+
+// withoutDevices returns a copy of m without the given devices and their
+// counters.
+func withoutDevices(m *fleet.Model, ids ...string) *fleet.Model {
+	out := *m
+	out.Devices = slices.DeleteFunc(slices.Clone(m.Devices), func(d fleet.Device) bool { return slices.Contains(ids, d.ID) })
+	out.Orgs = slices.Clone(m.Orgs)
+	for i := range out.Orgs {
+		out.Orgs[i].Sites = slices.Clone(out.Orgs[i].Sites)
+		for j := range out.Orgs[i].Sites {
+			s := &out.Orgs[i].Sites[j]
+			s.Counters = slices.DeleteFunc(slices.Clone(s.Counters), func(c fleet.Counter) bool { return slices.Contains(ids, c.Device) })
+		}
+	}
+	return &out
+}
+
+type floodResult struct {
+	sent  int
+	start time.Time
+	took  time.Duration
+	err   error
+}
+
+// flood publishes valid heartbeats at QoS 0 as fast as a paced loop allows
+// (a few thousand per second) until stop closes.
+func flood(addr string, dev fleet.Device, stop <-chan struct{}) floodResult {
+	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(dev.ID).
+		SetUsername(dev.ID).SetPassword(dev.Secret).SetProtocolVersion(4).SetAutoReconnect(false).
+		SetDialer(&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(hostileAddr)}})
+	cl := paho.NewClient(opts)
+	if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		return floodResult{err: fmt.Errorf("connect: %v", tok.Error())}
+	}
+	defer cl.Disconnect(100)
+	topic := protocol.DeviceTopic(dev.ID, protocol.KindHeartbeat)
+	hb := protocol.SampleHeartbeat()
+	hb.Device = dev.ID
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	start := time.Now()
+	r := floodResult{start: start}
+	for {
+		select {
+		case <-stop:
+			r.took = time.Since(start)
+			return r
+		case <-tick.C:
+		}
+		// 15 per 5 ms: 3000 per second.
+		for range 15 {
+			hb.Time = time.Now().UTC()
+			payload, _ := json.Marshal(hb)
+			tok := cl.Publish(topic, 0, false, payload)
+			if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+				r.err = fmt.Errorf("publish %d: %v", r.sent, tok.Error())
+				r.took = time.Since(start)
+				return r
+			}
+			r.sent++
+		}
+	}
+}
+
+// rawMQTT is a hand-driven MQTT 3.1.1 client: it does exactly what the
+// test says, nothing more (no retries, no automatic acknowledgements).
+type rawMQTT struct {
+	t    *testing.T
+	conn net.Conn
+	r    *bufio.Reader
+	id   uint16
+}
+
+func dialTCP(t *testing.T, addr, local string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial %s from %s: %v", addr, local, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// dialMQTT connects and expects the CONNACK to accept.
+func dialMQTT(t *testing.T, addr, local, clientID, user, secret string) *rawMQTT {
+	t.Helper()
+	c := &rawMQTT{t: t, conn: dialTCP(t, addr, local)}
+	c.r = bufio.NewReader(c.conn)
+	c.send(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
+		Connect: packets.ConnectParams{
+			ProtocolName: []byte("MQTT"), Clean: true, ClientIdentifier: clientID,
+			UsernameFlag: true, Username: []byte(user), PasswordFlag: true, Password: []byte(secret),
+		},
+	})
+	typ, body, err := c.read()
+	if err != nil || typ != packets.Connack || len(body) != 2 || body[1] != 0 {
+		t.Fatalf("connect %s: CONNACK type %d body %v err %v", clientID, typ, body, err)
+	}
+	return c
+}
+
+func (c *rawMQTT) send(pk packets.Packet) {
+	c.t.Helper()
+	var buf bytes.Buffer
+	var err error
+	switch pk.FixedHeader.Type {
+	case packets.Connect:
+		err = pk.ConnectEncode(&buf)
+	case packets.Publish:
+		err = pk.PublishEncode(&buf)
+	case packets.Subscribe:
+		err = pk.SubscribeEncode(&buf)
+	}
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	_ = c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_, _ = c.conn.Write(buf.Bytes()) // a refused write shows as the missing answer
+}
+
+// read returns the next packet's type and body.
+func (c *rawMQTT) read() (byte, []byte, error) {
+	_ = c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	first, err := c.r.ReadByte()
+	if err != nil {
+		return 0, nil, err
+	}
+	n, _, err := packets.DecodeLength(c.r)
+	if err != nil {
+		return 0, nil, err
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(c.r, body); err != nil {
+		return 0, nil, err
+	}
+	return first >> 4, body, nil
+}
+
+// publish sends a QoS 1 PUBLISH and waits for its PUBACK; an error means
+// none came (the broker closed the connection or withheld it).
+func (c *rawMQTT) publish(topic string, payload []byte) error {
+	c.id++
+	c.send(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: topic, Payload: payload, PacketID: c.id,
+	})
+	for {
+		typ, body, err := c.read()
+		if err != nil {
+			return fmt.Errorf("no PUBACK: %w", err)
+		}
+		if typ == packets.Puback && len(body) >= 2 && uint16(body[0])<<8|uint16(body[1]) == c.id {
+			return nil
+		}
+	}
+}
+
+// subscribe sends a SUBSCRIBE at QoS 1 and returns the SUBACK's code.
+func (c *rawMQTT) subscribe(filter string) byte {
+	c.t.Helper()
+	c.id++
+	c.send(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: c.id,
+		Filters: packets.Subscriptions{{Filter: filter, Qos: 1}},
+	})
+	for {
+		typ, body, err := c.read()
+		if err != nil {
+			c.t.Fatalf("subscribe %q: %v", filter, err)
+		}
+		if typ == packets.Suback && len(body) == 3 {
+			return body[2]
+		}
+	}
+}
+
+// closedBy reports whether the peer closes c within d.
+func closedBy(c net.Conn, d time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	_, err := io.Copy(io.Discard, c)
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
+}
+
+func activate(t *testing.T, httpAddr, device, id string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+httpAddr+"/api/v1/devices/"+device+"/activate",
+		strings.NewReader(`{"v":1,"id":"`+id+`"}`))
+	req.Header.Set("Authorization", "Bearer "+hostileAPIToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("activate %s: %d", device, resp.StatusCode)
+	}
+}
+
+func countByDevice(t *testing.T, db *influxlocal.Server, q string) map[string]int64 {
+	t.Helper()
+	res, err := db.Query(context.Background(), q)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	out := map[string]int64{}
+	for _, s := range res {
+		n, err := s.Int(0, s.Columns[1])
+		if err != nil {
+			t.Fatalf("%s: device %s: %v", q, s.Tags["device"], err)
+		}
+		out[s.Tags["device"]] = n
+	}
+	return out
+}
+
+func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", limit, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// series renders a Prometheus series name as /metrics prints it: labels
+// in the given order, which must be alphabetical.
+func series(name string, labels ...string) string {
+	if len(labels) == 0 {
+		return name
+	}
+	var b strings.Builder
+	b.WriteString(name + "{")
+	for i := 0; i+1 < len(labels); i += 2 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%s=%q", labels[i], labels[i+1])
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// metricsReader scrapes /metrics.
+type metricsReader struct{ url string }
+
+type scrape struct {
+	t      *testing.T
+	values map[string]float64
+}
+
+func (m *metricsReader) read(t *testing.T) scrape {
+	t.Helper()
+	out := scrape{t: t, values: map[string]float64{}}
+	for _, line := range strings.Split(httpBody(t, m.url), "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		out.values[line[:i]] = v
+	}
+	return out
+}
+
+// get returns the series' value; a missing series fails the test, since a
+// counter that is not exported cannot be asserted on.
+func (s scrape) get(series string) float64 {
+	s.t.Helper()
+	v, ok := s.values[series]
+	if !ok {
+		s.t.Fatalf("series not in /metrics: %s", series)
+	}
+	return v
+}
+
+// lockedBuffer is a log sink shared by the backend's goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
