@@ -1,0 +1,202 @@
+package ratings
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/semko/semko/backend/alert"
+	"github.com/semko/semko/backend/registry"
+	"github.com/semko/semko/protocol"
+)
+
+// recorder is a Raiser that keeps what it was told.
+type recorder struct {
+	raised   []alert.Finding
+	resolved []alert.Kind
+}
+
+func (r *recorder) Raise(_ context.Context, f alert.Finding) error {
+	r.raised = append(r.raised, f)
+	return nil
+}
+
+func (r *recorder) Resolve(_ context.Context, k alert.Kind, _ alert.Subject, _ string) error {
+	r.resolved = append(r.resolved, k)
+	return nil
+}
+
+func (r *recorder) kinds() map[alert.Kind]int {
+	out := map[alert.Kind]int{}
+	for _, f := range r.raised {
+		out[f.Kind]++
+	}
+	return out
+}
+
+func fleet(t *testing.T) *registry.Registry {
+	t.Helper()
+	reg, err := registry.Load("../../../deploy/fleet.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+var t0 = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+
+func votes(scores ...int) []protocol.Vote {
+	var out []protocol.Vote
+	for i, s := range scores {
+		out = append(out, protocol.Vote{V: 1, Device: "kp-0001", Seq: uint64(i + 1), Time: t0.Add(time.Duration(i) * time.Minute),
+			Score: s, Scale: protocol.ScaleCSAT5, Channel: "keypad", Valid: true, Operator: "op-sofia-01", ServiceS: 432})
+	}
+	return out
+}
+
+func TestWatch(t *testing.T) {
+	tests := []struct {
+		name     string
+		cfg      Config
+		votes    []protocol.Vote
+		want     map[alert.Kind]int
+		resolved int
+	}{
+		{name: "one negative vote", votes: votes(1), want: map[alert.Kind]int{alert.KindNegativeVote: 1}},
+		{name: "a 2 is not negative by default", votes: votes(2), want: map[alert.Kind]int{}},
+		{name: "a 2 with negative_max 2", cfg: Config{NegativeMax: 2}, votes: votes(2), want: map[alert.Kind]int{alert.KindNegativeVote: 1}},
+		{name: "invalid vote ignored", votes: func() []protocol.Vote { v := votes(1); v[0].Valid = false; return v }(), want: map[alert.Kind]int{}},
+		{name: "nps detractor is no keypad notice", votes: func() []protocol.Vote {
+			v := votes(1)
+			v[0].Scale = protocol.ScaleNPS11
+			return v
+		}(), want: map[alert.Kind]int{}},
+		{name: "run of three negatives", votes: votes(1, 2, 1), want: map[alert.Kind]int{alert.KindNegativeVote: 2, alert.KindNegativeStreak: 1}},
+		{name: "run broken", votes: votes(1, 2, 4, 1), want: map[alert.Kind]int{alert.KindNegativeVote: 2}},
+		{name: "streak disabled", cfg: Config{StreakRun: -1}, votes: votes(1, 1, 1), want: map[alert.Kind]int{alert.KindNegativeVote: 3}},
+		{name: "share drops below threshold", cfg: Config{MinVotes: 5, StreakRun: -1}, votes: votes(5, 3, 3, 4, 3),
+			want: map[alert.Kind]int{alert.KindSatisfactionDrop: 1}},
+		{name: "share recovers", cfg: Config{MinVotes: 5, StreakRun: -1}, votes: votes(5, 3, 3, 4, 3, 5, 5, 5, 5, 5),
+			want: map[alert.Kind]int{alert.KindSatisfactionDrop: 3}, resolved: 1},
+		{name: "too few votes for a share", cfg: Config{MinVotes: 10, StreakRun: -1}, votes: votes(3, 3, 3), want: map[alert.Kind]int{}},
+		{name: "old votes leave the window", cfg: Config{MinVotes: 3, Window: 150 * time.Second, StreakRun: -1}, votes: votes(3, 3, 5, 5, 5),
+			want: map[alert.Kind]int{alert.KindSatisfactionDrop: 1}, resolved: 1},
+		{name: "positive streak", cfg: Config{PositiveRun: 3}, votes: votes(5, 4, 5, 5, 4, 5), want: map[alert.Kind]int{alert.KindPositiveStreak: 2}},
+	}
+	reg := fleet(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{}
+			w, err := New(Options{Config: tt.cfg, Raiser: rec, Registry: func() *registry.Registry { return reg }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, _ := reg.Placement("kp-0001")
+			for _, v := range tt.votes {
+				w.watch(context.Background(), v, p)
+			}
+			got := rec.kinds()
+			if len(got) != len(tt.want) {
+				t.Fatalf("raised %v, want %v", got, tt.want)
+			}
+			for k, n := range tt.want {
+				if got[k] != n {
+					t.Fatalf("raised %v, want %v", got, tt.want)
+				}
+			}
+			if len(rec.resolved) != tt.resolved {
+				t.Errorf("resolved %v, want %d", rec.resolved, tt.resolved)
+			}
+		})
+	}
+}
+
+func TestNegativeFindingDetails(t *testing.T) {
+	reg := fleet(t)
+	rec := &recorder{}
+	w, _ := New(Options{Raiser: rec, Registry: func() *registry.Registry { return reg }})
+	p, _ := reg.Placement("kp-0001")
+	w.watch(context.Background(), votes(1)[0], p)
+	f := rec.raised[0]
+	d := f.Details
+	if f.Subject.Counter != p.Counter || f.Subject.Device != "" {
+		t.Errorf("subject %+v: want the counter, so votes there share one alert", f.Subject)
+	}
+	if d[alert.DetailResponsibleEmail] != "maria.ivanova@example.org" || d[alert.DetailResponsibleLang] != "bg" {
+		t.Errorf("responsible not in details: %v", d)
+	}
+	for _, key := range []string{"score", "site_name", "counter_name", "operator_name", "service_name", "service_duration", "local_time"} {
+		if d[key] == "" {
+			t.Errorf("details lack %s: %v", key, d)
+		}
+	}
+	if d["local_time"] != "14:00" { // 12:00 UTC in Sofia
+		t.Errorf("local time %q, want the site's 14:00", d["local_time"])
+	}
+	if d["service_duration"] != "7m12s" {
+		t.Errorf("service duration %q", d["service_duration"])
+	}
+}
+
+func TestOnVoteNeverBlocks(t *testing.T) {
+	reg := fleet(t)
+	w, err := New(Options{Raiser: &recorder{}, Registry: func() *registry.Registry { return reg }, QueueSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := reg.Placement("kp-0001")
+	for _, v := range votes(1, 1, 1, 1, 1) {
+		w.OnVote(v, p)
+	}
+	if w.Dropped() != 3 {
+		t.Fatalf("dropped %d, want 3", w.Dropped())
+	}
+}
+
+func TestRunWithManager(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reg := fleet(t)
+	m, err := alert.New(ctx, alert.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := New(Options{Raiser: m, Registry: func() *registry.Registry { return reg }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	p, _ := reg.Placement("kp-0001")
+	for _, v := range votes(1, 5, 1) {
+		w.OnVote(v, p)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		list, _ := m.List(ctx, alert.Filter{Kind: alert.KindNegativeVote})
+		if len(list) == 1 && list[0].Count == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alerts = %+v, want one negative_vote alert counting 2 votes", list)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNewOptions(t *testing.T) {
+	reg := func() *registry.Registry { return nil }
+	for name, o := range map[string]Options{
+		"no raiser":       {Registry: reg},
+		"negative_max 3":  {Raiser: &recorder{}, Registry: reg, Config: Config{NegativeMax: 3}},
+		"share above one": {Raiser: &recorder{}, Registry: reg, Config: Config{SatisfiedMin: 1.5}},
+	} {
+		if _, err := New(o); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
