@@ -11,6 +11,7 @@ import (
 // ErrInvalidFleet, and every accepted fleet answers consistently.
 func FuzzParse(f *testing.F) {
 	f.Add(base)
+	f.Add(withConfig)
 	if b, err := os.ReadFile(examplePath); err == nil {
 		f.Add(string(b))
 	}
