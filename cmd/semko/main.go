@@ -20,8 +20,10 @@ var commands = map[string]struct {
 	run     func(args []string) int
 	summary string
 }{
-	"serve":   {serve, "run the backend (the default when the first argument is a flag)"},
-	"summary": {summaryCmd, "print the intake summary (units online, votes in the last minute)"},
+	"serve":    {serve, "run the backend (the default when the first argument is a flag)"},
+	"summary":  {summaryCmd, "print the intake summary (units online, votes in the last minute)"},
+	"alerts":   {alertsCmd, "list, acknowledge or resolve alerts"},
+	"silences": {silencesCmd, "list, add or remove alert silences"},
 }
 
 func main() { os.Exit(dispatch(os.Args[1:])) }
