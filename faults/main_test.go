@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 )
 
@@ -43,7 +42,8 @@ func TestMain(m *testing.M) {
 func build(dir string) error {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		// go test puts its own go on PATH; this covers a stripped PATH.
+		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
 	}
 	cmd := exec.Command(goBin, "build", "-o", dir, "./cmd/semko", "./cmd/semko-edge")
 	cmd.Dir = ".." // the module root
