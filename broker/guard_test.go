@@ -267,3 +267,43 @@ func TestLogLimiter(t *testing.T) {
 		t.Errorf("%d of 10 lines passed a limit of 3 per second", passed)
 	}
 }
+
+func TestSlowReaderDoesNotHoldPublishers(t *testing.T) {
+	in := newRecordingIntake()
+	b := startBroker(t, Options{Intake: in, MaxPendingWrites: 16})
+	// A device subscribes at QoS 0 and never reads its socket again.
+	c := dialFrom(t, "", b.Addr())
+	if _, err := c.Write(connectPacket(t, dev1, dev1, dev1Secret)); err != nil {
+		t.Fatal(err)
+	}
+	sub := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 1,
+		Filters: packets.Subscriptions{{Filter: protocol.DeviceTopic(dev1, protocol.KindCommand)}},
+	}
+	var buf bytes.Buffer
+	if err := sub.SubscribeEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the subscription", func() bool { return b.Stats().Subscriptions > 0 })
+
+	// 20 MB for it, more than the socket buffers hold: once they are full
+	// its write queue fills, and the rest is dropped, not waited for.
+	payload := bytes.Repeat([]byte("x"), 1<<10)
+	start := time.Now()
+	for range 20_000 {
+		if err := b.Publish(protocol.DeviceTopic(dev1, protocol.KindCommand), payload, false, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if took := time.Since(start); took > waitLong {
+		t.Errorf("publishing to a slow reader took %v", took)
+	}
+	eventually(t, "drops counted", func() bool { return b.Stats().Dropped > 0 })
+	// Other devices are served meanwhile.
+	other := mustConnect(t, b.Addr(), dev2, dev2, dev2Secret)
+	mustPublish(t, other, protocol.DeviceTopic(dev2, protocol.KindVote), votePayload(t, dev2, 1))
+	in.next(t)
+}
