@@ -30,7 +30,7 @@ func TestBackendKilled(t *testing.T) {
 	go func() {
 		runErr <- fleet.RunWithTally(context.Background(), model, fleet.Options{
 			Broker: be.brokerURL(), DataDir: t.TempDir(),
-			ServiceInterval: 300 * time.Millisecond, Window: 2 * time.Second,
+			ServiceInterval: 300 * time.Millisecond, Window: 3 * time.Second,
 			Participation: 0.8, StrayPresses: 0.1, MaxActivations: 14,
 			DrainTimeout: 90 * time.Second,
 			Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),

@@ -38,7 +38,7 @@ func TestInfluxOutage(t *testing.T) {
 	go func() {
 		runErr <- fleet.RunWithTally(context.Background(), model, fleet.Options{
 			Broker: be.brokerURL(), DataDir: t.TempDir(),
-			ServiceInterval: 250 * time.Millisecond, Window: 2 * time.Second,
+			ServiceInterval: 250 * time.Millisecond, Window: 3 * time.Second,
 			Participation: 0.8, StrayPresses: 0.1, MaxActivations: perCounter,
 			DrainTimeout: 60 * time.Second,
 			Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
