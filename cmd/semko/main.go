@@ -24,6 +24,7 @@ var commands = map[string]struct {
 	"summary":  {summaryCmd, "print the intake summary (units online, votes in the last minute)"},
 	"alerts":   {alertsCmd, "list, acknowledge or resolve alerts"},
 	"silences": {silencesCmd, "list, add or remove alert silences"},
+	"devices":  {devicesCmd, "list, add, move and retire devices; counters; config overrides; export the fleet"},
 }
 
 func main() { os.Exit(dispatch(os.Args[1:])) }
