@@ -44,6 +44,8 @@ type App struct {
 	ext      externalMQTT   // the client of an external broker (wire_mqttin.go)
 	rollup   *rollup.Job    // nil when disabled
 	fleet    fleetParts     // fleet database and config pusher (wire_fleet.go)
+	health   healthParts    // diagnostics and lifecycle reminders (wire_diagnostics.go)
+	alerts   alertParts     // alert manager and rating watcher (wire_alerts.go)
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -86,9 +88,13 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 		a.spool.Close()
 		return nil, fmt.Errorf("influx writer: %w", err)
 	}
+	if err := a.newAlerts(reg); err != nil {
+		a.spool.Close()
+		return nil, fmt.Errorf("alerts: %w", err)
+	}
 	a.ingest, err = ingest.New(ingest.Options{
 		Registry: reg.Current, Spool: a.spool, MaxFuture: cfg.Ingest.MaxFuture, MaxAge: cfg.Ingest.MaxAge,
-		Logger: log.With("part", "ingest"), Registerer: a.metrics,
+		Logger: log.With("part", "ingest"), Registerer: a.metrics, OnVote: a.onVote(),
 	})
 	if err != nil {
 		a.spool.Close()
@@ -135,6 +141,10 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 		a.spool.Close()
 		return nil, fmt.Errorf("rollup: %w", err)
 	}
+	if err := a.newHealth(); err != nil {
+		a.spool.Close()
+		return nil, err
+	}
 
 	handler, err := api.New(api.Options{
 		Token:     cfg.HTTP.Token,
@@ -144,7 +154,7 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 		Devices:   a.ingest.Devices,
 		Summary:   a.ingest.Snapshot,
 		Logger:    log.With("part", "api"),
-		Routes:    a.fleetRoutes(),
+		Routes:    append(a.fleetRoutes(), a.alertRoutes()...),
 	})
 	if err != nil {
 		a.spool.Close()
@@ -186,6 +196,8 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	close(a.started)
 	a.startFleet()
+	a.startAlerts(ctx)
+	a.startHealth()
 	a.log.Info("backend up", "mqtt", a.MQTTAddr(), "http", a.httpLn.Addr().String(), "influx", a.cfg.Influx.URL)
 
 	writerCtx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
@@ -220,6 +232,7 @@ func (a *App) Run(ctx context.Context) error {
 	case runErr = <-errc:
 	}
 	a.log.Info("backend stopping")
+	a.stopHealth()
 	if a.rollup != nil {
 		if err := a.rollup.Close(); err != nil {
 			a.log.Warn("rollup close", "err", err)
@@ -231,6 +244,9 @@ func (a *App) Run(ctx context.Context) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_ = a.httpSrv.Shutdown(shutdownCtx)
 	cancel()
+	if err := a.stopAlerts(); err != nil {
+		a.log.Warn("alerts stop", "err", err)
+	}
 	a.drainWriter(3 * time.Second)
 	stopWriter()
 	wg.Wait()

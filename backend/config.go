@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/semko/semko/backend/diagnostics"
+	"github.com/semko/semko/backend/lifecycle"
 )
 
 // Config is the backend's whole configuration. Zero values take the
@@ -26,6 +29,11 @@ type Config struct {
 	Spool  SpoolConfig  `yaml:"spool"`
 	Ingest IngestConfig `yaml:"ingest"`
 	Rollup RollupConfig `yaml:"rollup"`
+	Alerts AlertsConfig `yaml:"alerts"` // see wire_alerts.go
+
+	// Diagnostics and Lifecycle: see wire_diagnostics.go.
+	Diagnostics diagnostics.Config `yaml:"diagnostics"`
+	Lifecycle   lifecycle.Config   `yaml:"lifecycle"`
 }
 
 // MQTTConfig configures the embedded broker.

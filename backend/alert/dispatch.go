@@ -177,7 +177,10 @@ func (m *Manager) enqueue(ctx context.Context, notices []Notice) bool {
 // deliver gives one notice to every notifier, retrying recoverable
 // failures with exponential backoff for up to RetryFor.
 func (m *Manager) deliver(ctx context.Context, n Notice) {
-	for _, nf := range m.opts.Notifiers {
+	m.mu.Lock()
+	notifiers := slices.Clip(m.opts.Notifiers)
+	m.mu.Unlock()
+	for _, nf := range notifiers {
 		start := m.clock.Now()
 		backoff := time.Second
 		for attempt := 1; ; attempt++ {
@@ -203,6 +206,13 @@ func (m *Manager) deliver(ctx context.Context, n Notice) {
 			backoff = min(2*backoff, time.Minute)
 		}
 	}
+}
+
+// AddNotifier adds a channel; notices queued from then on reach it too.
+func (m *Manager) AddNotifier(n Notifier) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.opts.Notifiers = append(m.opts.Notifiers, n)
 }
 
 // Run delivers notices and runs the pipeline on a gocron scheduler (Flush

@@ -1,0 +1,194 @@
+package backend_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/semko/semko/backend"
+	"github.com/semko/semko/backend/alert"
+	"github.com/semko/semko/broker"
+	"github.com/semko/semko/edge"
+	"github.com/semko/semko/firmware-sim/fleet"
+	"github.com/semko/semko/firmware-sim/keypad"
+	"github.com/semko/semko/internal/influxlocal"
+)
+
+// noticeRecorder is a Notifier that keeps what it is given.
+type noticeRecorder struct {
+	mu      sync.Mutex
+	notices []alert.Notice
+}
+
+func (r *noticeRecorder) Notify(_ context.Context, n alert.Notice) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.notices = append(r.notices, n)
+	return false, nil
+}
+
+func (r *noticeRecorder) all() []alert.Notice {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]alert.Notice(nil), r.notices...)
+}
+
+// TestNegativeVoteNotice follows a customer's two negative presses at one
+// counter: simulated keypad -> edge -> broker -> ingest -> rating watcher ->
+// alert manager -> one notice to the counter's responsible person, with
+// the operator, service and duration; the alert is in the API, is
+// acknowledged through it, and each state change is an `alert` point in
+// InfluxDB.
+func TestNegativeVoteNotice(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: starts InfluxDB")
+	}
+	db := influxlocal.StartForTest(t)
+	model := fleet.Generate(fleet.Spec{Seed: 11, Orgs: 1, SitesPerOrg: 1, CountersPerSite: 1})
+	dev := model.Devices[0]
+	site := model.Orgs[0].Sites[0]
+
+	dir := t.TempDir()
+	cfg := backend.DefaultConfig()
+	cfg.DataDir = filepath.Join(dir, "backend")
+	cfg.FleetFile = filepath.Join(dir, "fleet.yaml")
+	cfg.MQTT.Addr, cfg.HTTP.Addr, cfg.HTTP.Token = "127.0.0.1:0", "127.0.0.1:0", "test-token"
+	cfg.Influx.URL, cfg.Influx.FlushInterval = db.URL(), 50*time.Millisecond
+	// Group wait long enough for both presses to land in one notice.
+	cfg.Alerts.Route = alert.RouteConfig{Routes: []alert.RouteConfig{{
+		Match: alert.Matchers{"kind": "negative_vote"}, Receivers: []string{alert.ReceiverResponsible},
+		GroupWait: 3 * time.Second, GroupInterval: time.Hour,
+	}}}
+	cfg.Alerts.Tick = 50 * time.Millisecond
+	if err := model.WriteFleetFile(cfg.FleetFile, broker.HashSecret); err != nil {
+		t.Fatal(err)
+	}
+	app, err := backend.New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &noticeRecorder{}
+	if err := app.AddNotifier(rec); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	appCtx, stopApp := context.WithCancel(ctx)
+	appDone := make(chan error, 1)
+	go func() { appDone <- app.Run(appCtx) }()
+	defer func() {
+		stopApp()
+		if err := <-appDone; err != nil {
+			t.Errorf("backend run: %v", err)
+		}
+	}()
+	<-app.Started()
+	httpAddr := app.HTTPAddr()
+
+	hostEnd, keypadEnd := net.Pipe()
+	kp := keypad.New(keypadEnd, keypad.Options{Serial: dev.Serial})
+	agent, err := edge.New(edge.Config{
+		Device: dev.ID, Secret: dev.Secret, Broker: "tcp://" + app.MQTTAddr(), DataDir: t.TempDir(),
+		ReconnectMin: 50 * time.Millisecond, Logger: testLogger(t),
+	}, hostEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edgeCtx, stopEdge := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { kp.Run(edgeCtx) })
+	wg.Go(func() { agent.Run(edgeCtx) })
+	defer func() { stopEdge(); wg.Wait() }()
+	waitFor(t, "edge connected", func() bool { return agent.Stats().Connected })
+
+	api := func(method, path, body string, out any) int {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, method, "http://"+httpAddr+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer test-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if out != nil {
+			json.NewDecoder(resp.Body).Decode(out)
+		}
+		return resp.StatusCode
+	}
+	for i, ticket := range []string{"A101", "A102"} {
+		body := fmt.Sprintf(`{"v":1,"id":"done-%s","ticket":"%s","service":"permits","operator":"op-e2e","service_s":%d,"window_s":30}`, ticket, ticket, 300+60*i)
+		if code := api("POST", "/api/v1/devices/"+dev.ID+"/activate", body, nil); code != http.StatusAccepted {
+			t.Fatalf("activate: %d", code)
+		}
+		waitFor(t, "keypad armed", func() bool { return kp.State().Armed })
+		if err := kp.Press(ctx, 1); err != nil {
+			t.Fatalf("press: %v", err)
+		}
+		waitFor(t, "keypad disarmed", func() bool { return !kp.State().Armed })
+	}
+
+	waitFor(t, "a notice", func() bool { return len(rec.all()) > 0 })
+	n := rec.all()[0]
+	if n.Kind != alert.KindNegativeVote || len(n.Alerts) != 1 {
+		t.Fatalf("notice = %+v, want one negative_vote alert", n)
+	}
+	if len(n.Receiver.Email) != 1 || n.Receiver.Email[0] != site.Responsible.Email || n.Lang != or(site.Responsible.Lang, "en") {
+		t.Errorf("receiver %+v lang %s, want the site's responsible %+v", n.Receiver, n.Lang, site.Responsible)
+	}
+	a := n.Alerts[0]
+	if a.Count != 2 {
+		t.Errorf("alert counts %d votes, want both presses in one notice", a.Count)
+	}
+	for key, want := range map[string]string{"operator": "op-e2e", "service": "permits", "score": "1"} {
+		if a.Details[key] != want {
+			t.Errorf("details[%s] = %q, want %q (%v)", key, a.Details[key], want, a.Details)
+		}
+	}
+	if a.Details["service_duration"] == "" || a.Details["local_time"] == "" || a.Details["counter_name"] == "" {
+		t.Errorf("details lack duration, time or counter: %v", a.Details)
+	}
+
+	// The same alert through the API: one open alert for the counter.
+	var list struct{ Alerts []alert.Alert }
+	if code := api("GET", "/api/v1/alerts?state=open&kind=negative_vote", "", &list); code != 200 || len(list.Alerts) != 1 {
+		t.Fatalf("GET alerts: %d %+v", code, list)
+	}
+	var acked alert.Alert
+	if code := api("POST", fmt.Sprintf("/api/v1/alerts/%d/ack", list.Alerts[0].ID), `{"by":"maria","comment":"spoke to the customer"}`, &acked); code != 200 || acked.State != alert.StateAcknowledged {
+		t.Fatalf("ack: %d %+v", code, acked)
+	}
+
+	// Raised and acknowledged, as `alert` points for Grafana.
+	waitWritten(t, app)
+	series, err := db.Query(ctx, `SELECT state, message FROM alert WHERE kind='negative_vote'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var states []string
+	for _, s := range series {
+		for i := range s.Values {
+			st, _ := s.Text(i, "state")
+			states = append(states, st)
+		}
+	}
+	if strings.Join(states, ",") != "firing,acknowledged" {
+		t.Errorf("alert points %v, want firing then acknowledged", states)
+	}
+	if got := len(rec.all()); got != 1 {
+		t.Errorf("%d notices, want exactly one", got)
+	}
+}
+
+func or(s, fallback string) string {
+	if s != "" {
+		return s
+	}
+	return fallback
+}
