@@ -174,10 +174,12 @@ func (d *Diagnostics) judgeKeys(u unit, w *window[[5]uint64], now time.Time) *al
 	for k, n := range delta {
 		var why string
 		switch {
-		// Units in always-on mode never have activations; only the share
-		// rule applies to them.
-		case u.Activity.Closed > 0 && activations == 0 && n >= uint64(c.MinPresses):
-			why = fmt.Sprintf("key %d was pressed %d times in %s without a single activation", k+1, n, span)
+		// A customer presses once per activation (a stray or repeated
+		// press now and then); a key pressed far more often than there
+		// were activations presses itself. Units in always-on mode never
+		// have activations: only the share rule applies to them.
+		case u.Activity.Closed > 0 && n >= activations+uint64(c.MinPresses):
+			why = fmt.Sprintf("key %d was pressed %d times in %s, with %d activations", k+1, n, span, activations)
 		case total >= uint64(c.MinPresses) && float64(n) >= c.MaxShare*float64(total):
 			why = fmt.Sprintf("key %d took %d of %d presses in %s (%d activations)", k+1, n, total, span, activations)
 		default:

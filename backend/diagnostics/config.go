@@ -64,8 +64,8 @@ type OfflineConfig struct {
 }
 
 // StuckKeyConfig: over each Window, a key is stuck when its counter rose by
-// at least MinPresses while the unit closed no activation (for units that
-// get activations), or when it took at least MaxShare of at least
+// at least MinPresses more than the activations the unit closed (for units
+// that get activations), or when it took at least MaxShare of at least
 // MinPresses presses.
 type StuckKeyConfig struct {
 	Window     time.Duration `yaml:"window"`
