@@ -124,6 +124,12 @@ type Options struct {
 	// CONNECT packet, TLS handshake included, within this time (default
 	// 10 s; Stats.ConnectTimeouts). mochi itself would wait forever.
 	ConnectTimeout time.Duration
+	// MaxKeepalive caps the keepalive a client may ask for; a client
+	// asking for none (0) or more gets this one (MQTT 5 clients are told so
+	// in the CONNACK). A client silent for 1.5 times its keepalive is
+	// disconnected, so a session whose network vanished does not stay
+	// "online" forever (default 10 min).
+	MaxKeepalive time.Duration
 	// WarnPerSecond bounds the warnings of one kind logged per second, so
 	// a hostile client cannot flood the log (default DefaultWarnPerSecond).
 	// The counters in Stats count every event.
@@ -158,6 +164,7 @@ const (
 	DefaultPublishBurst     = 200
 	DefaultMaxConnsPerAddr  = 1024
 	DefaultConnectTimeout   = 10 * time.Second
+	DefaultMaxKeepalive     = 10 * time.Minute
 )
 
 // Broker is an MQTT broker enforcing Semko's contract.
@@ -271,6 +278,9 @@ func setDefaults(o *Options) {
 	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	if o.MaxKeepalive < time.Second || o.MaxKeepalive > 65535*time.Second {
+		o.MaxKeepalive = DefaultMaxKeepalive
 	}
 	if o.WarnPerSecond <= 0 {
 		o.WarnPerSecond = DefaultWarnPerSecond
@@ -431,6 +441,7 @@ func (b *Broker) Stats() Stats {
 		ConnectTimeouts:  b.count.connectTimeouts.Load(),
 		BadConnects:      b.count.badConnects.Load(),
 		Oversized:        b.count.oversized.Load(),
+		IdleTimeouts:     b.count.idleTimeouts.Load(),
 		Dropped:          uint64(atomic.LoadInt64(&info.MessagesDropped) + atomic.LoadInt64(&info.InflightDropped)),
 		RejectedInvalid:  make(map[string]uint64, len(rejectReasons)),
 	}

@@ -152,16 +152,19 @@ func (b *Broker) connectionEnded(remote net.Addr, started bool, err error) {
 	if err == nil || b.closing.Load() {
 		return
 	}
-	var timeout net.Error
 	switch {
 	case errors.Is(err, packets.ErrPacketTooLarge):
 		b.count.oversized.Add(1)
 		b.warn("mqtt connection closed: packet larger than the limit",
 			"remote", remote.String(), "limit", b.opts.MaxPacketSize)
+	case started && isTimeout(err):
+		// Silent for 1.5 keepalives: usually a network that vanished.
+		b.count.idleTimeouts.Add(1)
+		b.log.Info("mqtt session closed: silent past its keepalive", "remote", remote.String())
 	case started:
 		// A session (or an attempt refused by auth) ended: mochi and the
 		// hooks have said what there is to say.
-	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &timeout) && timeout.Timeout():
+	case isTimeout(err):
 		b.count.connectTimeouts.Add(1)
 		b.warn("mqtt connection closed: no CONNECT within the connect timeout",
 			"remote", remote.String(), "timeout", b.opts.ConnectTimeout)
@@ -173,6 +176,11 @@ func (b *Broker) connectionEnded(remote net.Addr, started bool, err error) {
 		b.count.badConnects.Add(1)
 		b.warn("mqtt connection closed: no valid CONNECT", "remote", remote.String(), "error", err)
 	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // addrKey is the unit the per-address limit counts: the IPv4 address, or

@@ -18,14 +18,19 @@ import (
 	"github.com/semko/semko/protocol"
 )
 
-// connectPacket encodes an MQTT 3.1.1 CONNECT.
+// connectPacket encodes an MQTT 3.1.1 CONNECT asking for a 30 s keepalive.
 func connectPacket(t testing.TB, clientID, user, secret string) []byte {
+	t.Helper()
+	return connectPacketKeepalive(t, 30, clientID, user, secret)
+}
+
+func connectPacketKeepalive(t testing.TB, keepalive uint16, clientID, user, secret string) []byte {
 	t.Helper()
 	pk := packets.Packet{
 		FixedHeader:     packets.FixedHeader{Type: packets.Connect},
 		ProtocolVersion: 4,
 		Connect: packets.ConnectParams{
-			ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 30, ClientIdentifier: clientID,
+			ProtocolName: []byte("MQTT"), Clean: true, Keepalive: keepalive, ClientIdentifier: clientID,
 			UsernameFlag: user != "", Username: []byte(user), PasswordFlag: secret != "", Password: []byte(secret),
 		},
 	}
@@ -306,4 +311,27 @@ func TestSlowReaderDoesNotHoldPublishers(t *testing.T) {
 	other := mustConnect(t, b.Addr(), dev2, dev2, dev2Secret)
 	mustPublish(t, other, protocol.DeviceTopic(dev2, protocol.KindVote), votePayload(t, dev2, 1))
 	in.next(t)
+}
+
+func TestSilentSessionClosedAfterCappedKeepalive(t *testing.T) {
+	b := startBroker(t, Options{MaxKeepalive: time.Second})
+	// No keepalive (0) and a long one are both capped to one second, so
+	// silence ends the session after 1.5 s.
+	for _, keepalive := range []uint16{0, 30} {
+		c := dialFrom(t, "", b.Addr())
+		if _, err := c.Write(connectPacketKeepalive(t, keepalive, dev1, dev1, dev1Secret)); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if !closedWithin(c, waitLong) {
+			t.Fatalf("keepalive %d: silent session not closed", keepalive)
+		}
+		if took := time.Since(start); took < time.Second {
+			t.Errorf("keepalive %d: closed after %v, before 1.5 capped keepalives", keepalive, took)
+		}
+	}
+	eventually(t, "IdleTimeouts = 2", func() bool { return b.Stats().IdleTimeouts == 2 })
+	if n := b.Stats().ConnectTimeouts; n != 0 {
+		t.Errorf("ConnectTimeouts = %d for sessions that had connected", n)
+	}
 }

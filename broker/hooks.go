@@ -3,6 +3,7 @@ package broker
 import (
 	"bytes"
 	"context"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -24,7 +25,18 @@ type authHook struct {
 func (h *authHook) ID() string { return "semko-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+	return b == mqtt.OnConnect || b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+
+// OnConnect caps the client's keepalive (see Options.MaxKeepalive). mochi
+// arms the connection's deadline from it right after this hook.
+func (h *authHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
+	limit := uint16(h.b.opts.MaxKeepalive / time.Second)
+	if ka := cl.State.Keepalive; ka == 0 || ka > limit {
+		cl.State.Keepalive = limit
+		cl.State.ServerKeepalive = true
+	}
+	return nil
 }
 
 func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {

@@ -30,6 +30,7 @@ type Stats struct {
 	ConnectTimeouts uint64 // connections closed: no CONNECT within ConnectTimeout (half-open)
 	BadConnects     uint64 // connections closed: the first packet was not a valid CONNECT (or TLS failed)
 	Oversized       uint64 // connections closed for a packet over MaxPacketSize
+	IdleTimeouts    uint64 // sessions closed after 1.5 keepalives of silence (see MaxKeepalive)
 	// Dropped counts outbound messages mochi discarded because a client's
 	// write queue or inflight window was full (QoS 1 included).
 	Dropped uint64
@@ -52,6 +53,7 @@ type counters struct {
 	messagesIn, intakeAccepted, authFailures, aclDenied  atomic.Uint64
 	intakeRetries, willIntakeFails, rateLimited          atomic.Uint64
 	connLimited, connectTimeouts, badConnects, oversized atomic.Uint64
+	idleTimeouts                                         atomic.Uint64
 	rejected                                             [5]atomic.Uint64 // indexed like rejectReasons
 }
 
