@@ -120,6 +120,8 @@ func dev(ctx context.Context, log *slog.Logger, o devOptions) error {
 		return err
 	}
 
+	faults := withFaults(&cfg, model) // a few faulty keypads for the diagnostics
+
 	// 3. The backend with its embedded broker.
 	app, err := backend.New(cfg, log.With("part", "backend"))
 	if err != nil {
@@ -146,6 +148,7 @@ func dev(ctx context.Context, log *slog.Logger, o devOptions) error {
 			Broker: "tcp://" + cfg.MQTT.Addr, DataDir: filepath.Join(o.varDir, "edges"),
 			ServiceInterval: o.interval, Window: 20 * time.Second, Participation: 0.7, StrayPresses: 0.02,
 			DrainTimeout: 5 * time.Second, Logger: log.With("part", "fleet"),
+			NewKeypadOptions: faults,
 		})
 		fleetDone <- err
 	}()
