@@ -152,11 +152,17 @@ func (m *MemStore) Save(_ context.Context, a *Alert, ev *Event) error {
 	return nil
 }
 
-func (m *MemStore) OpenAlerts(ctx context.Context) ([]Alert, error) {
-	return m.Alerts(ctx, Filter{State: "open", Limit: int(^uint(0) >> 1)})
+func (m *MemStore) OpenAlerts(context.Context) ([]Alert, error) {
+	return m.alertsMatching(Filter{State: "open"}, -1), nil
 }
 
 func (m *MemStore) Alerts(_ context.Context, f Filter) ([]Alert, error) {
+	return m.alertsMatching(f, f.limit()), nil
+}
+
+// alertsMatching returns up to limit alerts (all for a negative limit),
+// most recently updated first.
+func (m *MemStore) alertsMatching(f Filter, limit int) []Alert {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []Alert
@@ -166,10 +172,10 @@ func (m *MemStore) Alerts(_ context.Context, f Filter) ([]Alert, error) {
 		}
 	}
 	slices.SortStableFunc(out, func(a, b Alert) int { return b.UpdatedAt.Compare(a.UpdatedAt) })
-	if f.State != "open" && len(out) > f.limit() {
-		out = out[:f.limit()]
+	if limit >= 0 && len(out) > limit {
+		out = out[:limit]
 	}
-	return out, nil
+	return out
 }
 
 func (m *MemStore) Alert(_ context.Context, id int64) (Alert, error) {
