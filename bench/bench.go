@@ -43,7 +43,10 @@ type Config struct {
 	// PendingWrites is the broker's per-client write queue used for the
 	// connection target (broker.Options.MaxPendingWrites; 0: 64).
 	PendingWrites int32
-	Logger        *slog.Logger
+	// HeapProfile, if set, receives a heap profile taken when the
+	// connection target measures, with the whole fleet connected.
+	HeapProfile string
+	Logger      *slog.Logger
 	// Progress receives one line per step (default: discarded).
 	Progress io.Writer
 }

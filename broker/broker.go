@@ -108,9 +108,11 @@ type Options struct {
 	// Queued messages stay bounded by SessionExpiry and MaxInflight.
 	MessageExpiry time.Duration
 	// PublishRate and PublishBurst limit each device's publishes with a
-	// token bucket (default 50 per second, burst 200). A publish over the
-	// limit gets no PUBACK, so the device keeps it and retries later; other
-	// clients are unaffected. A negative PublishRate disables the limit.
+	// token bucket (default 50 per second, burst 200). A publish a little
+	// over the limit waits for its token (at most a second, on that
+	// client's own goroutine); one further over gets no PUBACK, so the
+	// device keeps it and retries later. Other clients are unaffected. A
+	// negative PublishRate disables the limit.
 	PublishRate  float64
 	PublishBurst int
 

@@ -449,3 +449,23 @@ func TestCloseEndsBlockedIntakeAndSuppressesWills(t *testing.T) {
 		t.Errorf("Start after Close = %v", err)
 	}
 }
+
+// A device a little over its rate (an edge draining a backlog) is slowed
+// down, not refused: every publish is acknowledged, at the allowed pace.
+func TestRateLimitSlowsBeforeRefusing(t *testing.T) {
+	in := newRecordingIntake()
+	b := startBroker(t, Options{Intake: in, PublishRate: 20, PublishBurst: 5})
+	dev := mustConnect(t, b.Addr(), dev1, dev1, dev1Secret)
+	topic := protocol.DeviceTopic(dev1, protocol.KindVote)
+	start := time.Now()
+	for seq := uint64(1); seq <= 15; seq++ {
+		mustPublish(t, dev, topic, votePayload(t, dev1, seq))
+	}
+	// 5 from the burst, 10 more at 20/s: at least about half a second.
+	if took := time.Since(start); took < 400*time.Millisecond {
+		t.Errorf("15 publishes took %v: the limit did not pace them", took)
+	}
+	if got := b.Stats().RateLimited; got != 0 {
+		t.Errorf("RateLimited = %d, want 0: a small excess is slowed, not refused", got)
+	}
+}

@@ -113,11 +113,15 @@ func (h *intakeHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	if !ok || cr.Role != RoleDevice {
 		return pk, nil
 	}
-	if !h.b.limiter.allow(cl.ID) {
+	wait, ok := h.b.limiter.reserve(cl.ID, maxRateWait)
+	if !ok {
 		h.b.count.rateLimited.Add(1)
 		h.b.warn("mqtt publish over the rate limit, PUBACK withheld", "device", cr.Username,
 			"rate", h.b.opts.PublishRate, "burst", h.b.opts.PublishBurst)
 		return pk, packets.ErrRejectPacket
+	}
+	if wait > 0 && !h.b.pause(wait) {
+		return pk, packets.ErrRejectPacket // closing: the device resends elsewhere or later
 	}
 	topicAttrs := []any{"device", cr.Username, "topic", truncate(pk.TopicName)}
 	t, err := protocol.ParseTopic(pk.TopicName)

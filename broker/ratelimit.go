@@ -6,9 +6,17 @@ import (
 )
 
 // rateLimiter is a token bucket per client id: each publish takes a token,
-// tokens refill at rate per second up to burst. One client over its limit
-// has its publishes refused; the others are not touched, since the only
-// shared state is a map guarded for a few arithmetic operations.
+// tokens refill at rate per second up to burst. A client over its limit is
+// first slowed down: its publish waits for its token (up to maxRateWait) on
+// that client's own read goroutine, which TCP turns into backpressure on
+// that client alone. Only a client further over is refused. The others are
+// not touched, since the only shared state is a map guarded for a few
+// arithmetic operations.
+//
+// Waiting rather than refusing matters for an edge draining a backlog: a
+// refused QoS 1 publish gets no PUBACK, and the edge resends it only after
+// its publish timeout, so refusing would stall a drain for seconds at a
+// time while waiting keeps it at the allowed rate.
 //
 // Buckets are keyed by client id and forgotten on disconnect, so the map
 // holds at most one entry per connected device.
@@ -37,16 +45,29 @@ func newRateLimiter(rate float64, burst int, now func() time.Time) *rateLimiter 
 	return &rateLimiter{rate: rate, burst: float64(burst), now: now, buckets: make(map[string]*bucket)}
 }
 
+// maxRateWait is the longest a publish waits for its token before it is
+// refused.
+const maxRateWait = time.Second
+
 // allow takes a token for id and reports whether there was one.
 func (l *rateLimiter) allow(id string) bool {
+	wait, ok := l.reserve(id, 0)
+	return ok && wait == 0
+}
+
+// reserve takes a token for id, borrowing against the refill if the bucket
+// is empty, and says how long the caller must wait before its token is
+// really there. It refuses (ok false, nothing taken) when that wait would
+// exceed maxWait.
+func (l *rateLimiter) reserve(id string, maxWait time.Duration) (wait time.Duration, ok bool) {
 	if l == nil {
-		return true
+		return 0, true
 	}
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b, ok := l.buckets[id]
-	if !ok {
+	b, found := l.buckets[id]
+	if !found {
 		b = &bucket{tokens: l.burst, last: now}
 		l.buckets[id] = b
 	}
@@ -54,11 +75,16 @@ func (l *rateLimiter) allow(id string) bool {
 		b.tokens = min(l.burst, b.tokens+elapsed*l.rate)
 		b.last = now
 	}
-	if b.tokens < 1 {
-		return false
+	if b.tokens >= 1 {
+		b.tokens--
+		return 0, true
+	}
+	wait = time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
+	if wait > maxWait {
+		return 0, false
 	}
 	b.tokens--
-	return true
+	return wait, true
 }
 
 func (l *rateLimiter) forget(id string) {
@@ -68,4 +94,17 @@ func (l *rateLimiter) forget(id string) {
 	l.mu.Lock()
 	delete(l.buckets, id)
 	l.mu.Unlock()
+}
+
+// pause waits d on the calling client's goroutine, or less if the broker
+// closes; it reports whether the full wait passed.
+func (b *Broker) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-b.ctx.Done():
+		return false
+	}
 }

@@ -34,7 +34,7 @@ func run(args []string) int {
 	scale := fs.Int("n", 0, "units for the connection and storm targets (default 19500, quick 500)")
 	pending := fs.Int("pending-writes", 64, "broker MaxPendingWrites per client for the connection targets")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the backend process here")
-	memProfile := fs.String("memprofile", "", "write a heap profile here at the end")
+	memProfile := fs.String("memprofile", "", "write a heap profile here when the connection target measures")
 	logger := cli.LogFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -84,18 +84,13 @@ func run(args []string) int {
 	}
 	results, err := bench.Run(ctx, bench.Config{
 		Quick: *quick, Dir: filepath.Clean(workDir), GeneratorArgv: []string{self, "gen"},
-		Targets: targets, Scale: *scale, PendingWrites: int32(*pending),
+		Targets: targets, Scale: *scale, PendingWrites: int32(*pending), HeapProfile: *memProfile,
 		Logger: log, Progress: os.Stderr,
 	})
 	if err != nil {
 		log.Error("bench", "err", err)
 		if results == nil {
 			return 1
-		}
-	}
-	if *memProfile != "" {
-		if err := writeHeapProfile(*memProfile); err != nil {
-			log.Error("heap profile", "err", err)
 		}
 	}
 	fmt.Println()
@@ -106,18 +101,6 @@ func run(args []string) int {
 		return 1
 	}
 	return 0
-}
-
-func writeHeapProfile(path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := pprof.WriteHeapProfile(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // runGenerator is the child: it runs the fleet described by the options
