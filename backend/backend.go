@@ -195,7 +195,7 @@ func (a *App) Run(ctx context.Context) error {
 		return fmt.Errorf("broker: %w", err)
 	}
 	close(a.started)
-	a.startFleet()
+	a.startFleet(ctx)
 	a.startAlerts(ctx)
 	a.startHealth()
 	a.log.Info("backend up", "mqtt", a.MQTTAddr(), "http", a.httpLn.Addr().String(), "influx", a.cfg.Influx.URL)
@@ -253,7 +253,7 @@ func (a *App) Run(ctx context.Context) error {
 	if err := a.spool.Close(); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("spool close: %w", err))
 	}
-	if err := a.fleet.db.Close(); err != nil {
+	if err := a.closeFleet(); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("fleet db close: %w", err))
 	}
 	a.log.Info("backend stopped")

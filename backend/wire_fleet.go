@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/semko/semko/backend/api"
 	"github.com/semko/semko/backend/devconfig"
@@ -15,14 +16,21 @@ import (
 	"github.com/semko/semko/broker"
 )
 
-// fleetParts is the fleet database and the config pusher fed by its
-// snapshots.
+// fleetParts is the fleet database and the loop that pushes the configs
+// of its snapshots.
 type fleetParts struct {
-	db *fleetdb.DB
-
-	mu     sync.Mutex        // guards pusher against a change racing startFleet
-	pusher *devconfig.Pusher // nil until the broker is up
+	db   *fleetdb.DB
+	kick chan struct{} // cap 1: a new snapshot is waiting to be pushed
+	done chan struct{} // closed when the push loop ends; nil before startFleet
+	// resend asks the loop to publish every config again, not only changes:
+	// set on a new connection to an external broker, which may have lost
+	// its retained messages.
+	resend atomic.Bool
 }
+
+// pushRetry is how soon a push that failed (broker unreachable) is tried
+// again when no change comes first.
+const pushRetry = 10 * time.Second
 
 // openFleet opens the fleet database (cfg.FleetDB, default
 // <data_dir>/fleet.db), applies the fleet file when it changed since it was
@@ -35,6 +43,7 @@ func (a *App) openFleet() (*registry.Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("fleet db dir: %w", err)
 	}
+	a.fleet.kick = make(chan struct{}, 1)
 	db, err := fleetdb.Open(context.Background(), fleetdb.Options{
 		Path: path, HashSecret: broker.HashSecret, OnChange: a.fleetChanged,
 		Logger: a.log.With("part", "fleetdb"),
@@ -50,9 +59,10 @@ func (a *App) openFleet() (*registry.Store, error) {
 	return registry.NewStore(db.Current()), nil
 }
 
-// fleetChanged swaps in a new snapshot: registry (ingest, activations),
-// broker credentials, and the retained configs of the devices it changes.
-// fleetdb calls it under its write lock, so calls come in commit order.
+// fleetChanged swaps in a new snapshot: registry (ingest, activations) and
+// broker credentials at once, configs through the push loop. fleetdb calls
+// it under its write lock, in commit order, so it must not block: a
+// publish to an external broker may take seconds.
 func (a *App) fleetChanged(r *registry.Registry) {
 	if a.registry == nil {
 		return // still opening: New builds everything from the first snapshot
@@ -61,29 +71,67 @@ func (a *App) fleetChanged(r *registry.Registry) {
 	if err := a.creds.Replace(credentialsOf(r)); err != nil {
 		a.log.Error("fleet changed but broker credentials not replaced", "err", err)
 	}
-	a.pushConfigs(r)
+	a.kickPush()
 }
 
-// startFleet creates the pusher once the broker runs and publishes every
-// device's config; the broker's retained store makes this idempotent.
-func (a *App) startFleet() {
-	a.fleet.mu.Lock()
-	a.fleet.pusher = devconfig.NewPusher(a.publisher(), a.log.With("part", "devconfig"))
-	a.fleet.mu.Unlock()
-	a.pushConfigs(a.registry.Current())
+func (a *App) kickPush() {
+	select {
+	case a.fleet.kick <- struct{}{}:
+	default: // a push is pending already; it will read the newest snapshot
+	}
 }
 
-func (a *App) pushConfigs(r *registry.Registry) {
-	a.fleet.mu.Lock()
-	defer a.fleet.mu.Unlock()
-	if a.fleet.pusher == nil {
-		return
+// pushConfigs has the loop publish every managed device's config again
+// (for a new connection to an external broker). It does not block; the
+// loop reads the current snapshot itself, so r only documents the caller's
+// intent.
+func (a *App) pushConfigs(_ *registry.Registry) {
+	a.fleet.resend.Store(true)
+	a.kickPush()
+}
+
+// startFleet starts the push loop once MQTT is up. It runs until ctx ends;
+// closeFleet waits for it.
+func (a *App) startFleet(ctx context.Context) {
+	a.fleet.done = make(chan struct{})
+	pusher := devconfig.NewPusher(a.publisher(), a.log.With("part", "devconfig"))
+	go func() {
+		defer close(a.fleet.done)
+		a.pushLoop(ctx, pusher)
+	}()
+}
+
+// pushLoop publishes the managed devices' configs at start, after every
+// change, and again after a failure. The broker retains them, and the
+// pusher skips what it already published, so a push is cheap to repeat.
+func (a *App) pushLoop(ctx context.Context, p *devconfig.Pusher) {
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	for {
+		if a.fleet.resend.Swap(false) {
+			p.Forget()
+		}
+		if _, err := p.Sync(a.registry.Current().Configs()); err != nil {
+			a.log.Warn("config push incomplete, retrying", "in", pushRetry, "err", err)
+			retry.Reset(pushRetry)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.fleet.kick:
+		case <-retry.C:
+		}
 	}
-	// A failed publish is retried with the next change or restart; the
-	// edge keeps running its last config meanwhile.
-	if _, err := a.fleet.pusher.Sync(r.Configs()); err != nil {
-		a.log.Warn("config push incomplete", "err", err)
+}
+
+// closeFleet waits for the push loop (its ctx is done) and closes the
+// database.
+func (a *App) closeFleet() error {
+	if a.fleet.done != nil {
+		<-a.fleet.done
 	}
+	return a.fleet.db.Close()
 }
 
 // fleetRoutes are the fleet endpoints mounted behind the API token.

@@ -81,3 +81,12 @@ func (p *Pusher) Published(device string) string {
 	defer p.mu.Unlock()
 	return p.published[device]
 }
+
+// Forget makes the next Sync publish every desired config again, for a
+// broker that may have lost its retained messages. Devices it no longer
+// remembers are not cleared by that Sync.
+func (p *Pusher) Forget() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	clear(p.published)
+}

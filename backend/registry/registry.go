@@ -246,11 +246,24 @@ func (r *Registry) Config(device string) (protocol.Config, error) {
 	return devconfig.Resolve(org, site, dev)
 }
 
-// Configs resolves the configuration of every device. Build has checked
-// that each resolves, so none is missing from a built Registry.
+// Managed reports whether any level (organisation, site, device) declares
+// a config override for device. The backend pushes configuration only to
+// managed devices: the others keep the edge agent's own defaults, as they
+// did before remote configuration existed, so turning it on for one
+// organisation changes nothing elsewhere.
+func (r *Registry) Managed(device string) bool {
+	org, site, dev, ok := r.Overrides(device)
+	return ok && !(org.IsZero() && site.IsZero() && dev.IsZero())
+}
+
+// Configs resolves the configuration of every managed device (see
+// Managed). Build has checked that each resolves.
 func (r *Registry) Configs() map[string]protocol.Config {
 	out := make(map[string]protocol.Config, len(r.devices))
 	for _, d := range r.devices {
+		if !r.Managed(d.ID) {
+			continue
+		}
 		if c, err := r.Config(d.ID); err == nil {
 			out[d.ID] = c
 		}

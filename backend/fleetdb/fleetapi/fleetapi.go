@@ -52,8 +52,11 @@ type DeviceView struct {
 }
 
 // ConfigStatus compares what a device should run with what it confirmed.
+// A device no level configures is not managed: nothing is pushed to it and
+// it runs its edge's own defaults (Desired is empty, InSync true).
 type ConfigStatus struct {
-	Desired string `json:"desired"`           // version of the resolved config
+	Managed bool   `json:"managed"`
+	Desired string `json:"desired,omitempty"` // version of the resolved config
 	Applied string `json:"applied,omitempty"` // last version the device confirmed
 	Error   string `json:"error,omitempty"`   // why it refused the latest one
 	InSync  bool   `json:"in_sync"`
@@ -125,11 +128,7 @@ func (h *handler) view(d fleetdb.Device, live map[string]ingest.DeviceState, reg
 	}
 	if d.State == fleetdb.StateActive {
 		if c, err := reg.Config(d.ID); err == nil {
-			st := ConfigStatus{Desired: c.Version}
-			if v.Live != nil {
-				st.Applied, st.Error = v.Live.ConfigVersion, v.Live.ConfigError
-			}
-			st.InSync = st.Applied == st.Desired
+			st := status(reg.Managed(d.ID), c, v.Live)
 			v.Config = &st
 		}
 	}
@@ -223,14 +222,26 @@ func (h *handler) deviceConfig(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
-	out := DeviceConfig{Device: id, Desired: c, Status: ConfigStatus{Desired: c.Version},
-		Overrides: map[string]any{"org": org, "site": site, "device": dev}}
+	out := DeviceConfig{Device: id, Desired: c, Overrides: map[string]any{"org": org, "site": site, "device": dev}}
 	out.Placement, _ = reg.Placement(id)
+	var live *ingest.DeviceState
 	if s, ok := h.live()[id]; ok {
-		out.Status.Applied, out.Status.Error = s.ConfigVersion, s.ConfigError
+		live = &s
 	}
-	out.Status.InSync = out.Status.Applied == c.Version
+	out.Status = status(reg.Managed(id), c, live)
 	writeJSON(w, http.StatusOK, out)
+}
+
+func status(managed bool, desired protocol.Config, live *ingest.DeviceState) ConfigStatus {
+	st := ConfigStatus{Managed: managed}
+	if managed {
+		st.Desired = desired.Version
+	}
+	if live != nil {
+		st.Applied, st.Error = live.ConfigVersion, live.ConfigError
+	}
+	st.InSync = !managed || st.Applied == st.Desired
+	return st
 }
 
 func (h *handler) listCounters(w http.ResponseWriter, r *http.Request) {
