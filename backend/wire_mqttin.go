@@ -123,3 +123,12 @@ func clientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 	}
 	return tc, nil
 }
+
+// MQTTTLSAddr is the embedded broker's MQTT-over-TLS address ("" when it
+// has none or the broker is external).
+func (a *App) MQTTTLSAddr() string {
+	if a.broker == nil {
+		return ""
+	}
+	return a.broker.TLSAddr()
+}

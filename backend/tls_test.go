@@ -1,0 +1,282 @@
+package backend_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/semko/semko/backend"
+	"github.com/semko/semko/broker"
+	"github.com/semko/semko/edge"
+	"github.com/semko/semko/firmware-sim/fleet"
+	"github.com/semko/semko/firmware-sim/keypad"
+	"github.com/semko/semko/internal/influxlocal"
+	"github.com/semko/semko/protocol"
+)
+
+// testCA is a throwaway certificate authority.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+}
+
+func newTestCA(t *testing.T) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "semko test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+func (ca *testCA) pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(ca.cert)
+	return p
+}
+
+// issue signs a leaf certificate: a server one for 127.0.0.1, or a client
+// one. It returns the PEM certificate and key.
+func (ca *testCA) issue(t *testing.T, cn string, server bool) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	if server {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+		tmpl.DNSNames = []string{"localhost"}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+}
+
+func writePEM(t *testing.T, dir, name string, b []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestTLSEndToEnd runs the backend with MQTT over TLS only and the API on
+// HTTPS, with certificates from a throwaway CA. A real edge connects with
+// ssl:// and the CA as its root (and, for mutual TLS, a client
+// certificate); one press reaches InfluxDB. With mutual TLS, a client
+// without a certificate is refused.
+func TestTLSEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: starts InfluxDB")
+	}
+	db := influxlocal.StartForTest(t)
+	ca := newTestCA(t)
+	dir := t.TempDir()
+	caFile := writePEM(t, dir, "ca.crt", ca.pem)
+	srvCert, srvKey := ca.issue(t, "127.0.0.1", true)
+	certFile, keyFile := writePEM(t, dir, "server.crt", srvCert), writePEM(t, dir, "server.key", srvKey)
+
+	cases := []struct {
+		name   string
+		mutual bool
+	}{
+		{name: "server-tls", mutual: false},
+		{name: "mutual-tls", mutual: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			model := fleet.Generate(fleet.Spec{Seed: 5, Orgs: 1, SitesPerOrg: 1, CountersPerSite: 1})
+			dev := model.Devices[0]
+			bdir := t.TempDir()
+			cfg := backend.DefaultConfig()
+			cfg.DataDir = filepath.Join(bdir, "backend")
+			cfg.FleetFile = filepath.Join(bdir, "fleet.yaml")
+			cfg.MQTT.Addr = "" // TLS only
+			cfg.MQTT.TLSAddr = "127.0.0.1:0"
+			cfg.MQTT.CertFile, cfg.MQTT.KeyFile = certFile, keyFile
+			if tc.mutual {
+				cfg.MQTT.ClientCAFile = caFile
+			}
+			cfg.HTTP.Addr = "127.0.0.1:0"
+			cfg.HTTP.Token = "test-token"
+			cfg.HTTP.CertFile, cfg.HTTP.KeyFile = certFile, keyFile
+			cfg.Influx.URL = db.URL()
+			cfg.Influx.FlushInterval = 50 * time.Millisecond
+			if err := model.WriteFleetFile(cfg.FleetFile, broker.HashSecret); err != nil {
+				t.Fatal(err)
+			}
+			app := runConfiguredApp(t, cfg)
+			mqttAddr := app.MQTTTLSAddr()
+			if mqttAddr == "" {
+				t.Fatal("no TLS listener")
+			}
+
+			clientTLS := &tls.Config{RootCAs: ca.pool(), MinVersion: tls.VersionTLS12}
+			if tc.mutual {
+				// Without a certificate the handshake fails.
+				if err := tlsHandshake(mqttAddr, clientTLS); err == nil {
+					t.Fatal("mutual TLS: client without certificate accepted")
+				}
+				c, k := ca.issue(t, dev.ID, false)
+				pair, err := tls.X509KeyPair(c, k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				clientTLS.Certificates = []tls.Certificate{pair}
+			}
+			// A client that does not trust the CA is refused either way.
+			if err := tlsHandshake(mqttAddr, &tls.Config{MinVersion: tls.VersionTLS12}); err == nil {
+				t.Fatal("client without the CA completed a handshake")
+			}
+
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			kpEnd, edgeEnd := net.Pipe()
+			kp := keypad.New(kpEnd, keypad.Options{FW: dev.FW, Serial: dev.Serial, Model: dev.Model, Logger: testLogger(t)})
+			agent, err := edge.New(edge.Config{
+				Device: dev.ID, Secret: dev.Secret, Broker: "ssl://" + mqttAddr, TLS: clientTLS,
+				DataDir: t.TempDir(), Defaults: edge.DefaultConfig(), Logger: testLogger(t),
+			}, edgeEnd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan struct{}, 2)
+			go func() { _ = kp.Run(ctx); done <- struct{}{} }()
+			go func() { _ = agent.Run(ctx); done <- struct{}{} }()
+			defer func() { cancel(); <-done; <-done }()
+			pollFor(t, "edge connected over TLS", func() bool { return agent.Stats().Connected })
+
+			act := "tls-" + tc.name
+			if err := agent.Activate(ctx, protocol.Activate{V: protocol.Version, ID: act}); err != nil {
+				t.Fatalf("activate: %v", err)
+			}
+			if err := kp.Press(ctx, 5); err != nil {
+				t.Fatalf("press: %v", err)
+			}
+			q := fmt.Sprintf(`SELECT count(score) FROM vote WHERE activation='%s' AND valid='true'`, act)
+			pollFor(t, "the vote in InfluxDB", func() bool { return sum(countAll(t, db, q)) == 1 })
+
+			// The API answers on HTTPS to a client trusting the CA, with
+			// the token; plain HTTP on the same port gets nowhere.
+			hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool()}}}
+			req, _ := http.NewRequest(http.MethodGet, "https://"+app.HTTPAddr()+"/api/v1/devices", nil)
+			req.Header.Set("Authorization", "Bearer test-token")
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatalf("https api: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("GET /api/v1/devices over HTTPS = %d", resp.StatusCode)
+			}
+			if resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + app.HTTPAddr() + "/healthz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					t.Error("plain HTTP answered 200 on the HTTPS port")
+				}
+			}
+		})
+	}
+}
+
+// tlsHandshake completes a TLS handshake and one read, which is where TLS 1.3
+// reports a refused client certificate.
+func tlsHandshake(addr string, tc *tls.Config) error {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", addr, tc)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond)); err != nil {
+		return err
+	}
+	var b [1]byte
+	_, err = conn.Read(b[:])
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return nil // the server kept the connection: accepted
+	}
+	return err
+}
+
+// runConfiguredApp runs the backend until the test ends and waits for it to listen.
+func runConfiguredApp(t *testing.T, cfg backend.Config) *backend.App {
+	t.Helper()
+	app, err := backend.New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("backend run: %v", err)
+		}
+	})
+	select {
+	case <-app.Started():
+	case err := <-done:
+		t.Fatalf("backend stopped at start: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("backend did not start in 30 s")
+	}
+	return app
+}
+
+func pollFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
