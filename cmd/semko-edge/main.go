@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,6 +35,12 @@ type fileConfig struct {
 	Serial     string `yaml:"serial"` // serial device, e.g. /dev/ttyUSB0
 	Baud       int    `yaml:"baud"`
 	KeypadTCP  string `yaml:"keypad_tcp"` // a keypad (or simulator) exposed over TCP instead
+	// TLS for ssl:// brokers: CAFile is the private CA that signed the
+	// broker's certificate (empty: the system roots); CertFile and KeyFile
+	// are the device's own certificate, for brokers that require mutual TLS.
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 func main() { os.Exit(run(os.Args[1:])) }
@@ -49,6 +57,9 @@ func run(args []string) int {
 	serialPath := fs.String("serial", "", "keypad serial device, e.g. /dev/ttyUSB0")
 	baud := fs.Int("baud", fc.Baud, "serial speed")
 	keypadTCP := fs.String("keypad-tcp", "", "keypad reachable over TCP (host:port) instead of a serial port")
+	caFile := fs.String("ca-file", "", "CA certificate (PEM) that signed the broker's, for ssl:// brokers")
+	certFile := fs.String("cert-file", "", "client certificate (PEM), for mutual TLS")
+	keyFile := fs.String("key-file", "", "client private key (PEM), for mutual TLS")
 	logger := cli.LogFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -82,11 +93,22 @@ func run(args []string) int {
 			fc.Baud = *baud
 		case "keypad-tcp":
 			fc.KeypadTCP = *keypadTCP
+		case "ca-file":
+			fc.CAFile = *caFile
+		case "cert-file":
+			fc.CertFile = *certFile
+		case "key-file":
+			fc.KeyFile = *keyFile
 		}
 	})
 	secret, err := readSecret(fc.SecretFile)
 	if err != nil {
 		log.Error("secret", "err", err)
+		return 2
+	}
+	tlsConfig, err := clientTLS(fc.CAFile, fc.CertFile, fc.KeyFile)
+	if err != nil {
+		log.Error("tls", "err", err)
 		return 2
 	}
 
@@ -98,7 +120,7 @@ func run(args []string) int {
 		return 1
 	}
 	agent, err := edge.New(edge.Config{
-		Device: fc.Device, Secret: secret, Broker: fc.Broker, DataDir: fc.DataDir, HTTPAddr: fc.HTTPAddr,
+		Device: fc.Device, Secret: secret, Broker: fc.Broker, TLS: tlsConfig, DataDir: fc.DataDir, HTTPAddr: fc.HTTPAddr,
 		Defaults: defaultDeviceConfig(), Logger: log.With("device", fc.Device),
 	}, line)
 	if err != nil {
@@ -164,4 +186,34 @@ func openKeypad(ctx context.Context, fc fileConfig) (io.ReadWriteCloser, error) 
 		return keypad.DialTCP(dctx, fc.KeypadTCP)
 	}
 	return nil, errors.New("no keypad: give -serial or -keypad-tcp")
+}
+
+// clientTLS builds the TLS config for ssl:// brokers; nil when no file is
+// given (the system roots, no client certificate).
+func clientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	if caFile == "" && certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca file: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca file %s: no certificates", caFile)
+		}
+	}
+	if certFile != "" || keyFile != "" {
+		if certFile == "" || keyFile == "" {
+			return nil, errors.New("-cert-file and -key-file go together")
+		}
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client key pair: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }
