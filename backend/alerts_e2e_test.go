@@ -64,7 +64,7 @@ func TestNegativeVoteNotice(t *testing.T) {
 	// Group wait long enough for both presses to land in one notice.
 	cfg.Alerts.Route = alert.RouteConfig{Routes: []alert.RouteConfig{{
 		Match: alert.Matchers{"kind": "negative_vote"}, Receivers: []string{alert.ReceiverResponsible},
-		GroupWait: 3 * time.Second, GroupInterval: time.Hour,
+		GroupWait: 8 * time.Second, GroupInterval: time.Hour,
 	}}}
 	cfg.Alerts.Tick = 50 * time.Millisecond
 	if err := model.WriteFleetFile(cfg.FleetFile, broker.HashSecret); err != nil {
