@@ -40,6 +40,10 @@ type Config struct {
 	// Scale overrides the connection and storm fleet size (0: 19,500 in
 	// full mode, 500 in quick mode).
 	Scale int
+	// IngestUnits and IngestFor override the ingest target's fleet size and
+	// duration (0: 1000 units for 60 s; quick 200 for 5 s).
+	IngestUnits int
+	IngestFor   time.Duration
 	// PendingWrites is the broker's per-client write queue used for the
 	// connection target (broker.Options.MaxPendingWrites; 0: 64).
 	PendingWrites int32
