@@ -371,7 +371,20 @@ func (m *Manager) List(ctx context.Context, f Filter) ([]Alert, error) {
 	if err := f.Check(); err != nil {
 		return nil, err
 	}
-	return m.opts.Store.Alerts(ctx, f)
+	list, err := m.opts.Store.Alerts(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := range list {
+		list[i].MutedBy = ""
+		if list[i].Open() {
+			list[i].MutedBy = m.mutedBy(list[i], now)
+		}
+	}
+	return list, nil
 }
 
 // Get returns one alert and its audit trail.

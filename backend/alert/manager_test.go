@@ -169,6 +169,16 @@ func TestMute(t *testing.T) {
 			clock.Advance(time.Second)
 			m.Flush(ctx)
 			got := drain(m)
+			muted := 0
+			list, _ := m.List(ctx, Filter{State: "open"})
+			for _, a := range list {
+				if a.MutedBy != "" {
+					muted++
+				}
+			}
+			if tt.want == 0 && muted != len(tt.findings) || tt.devices == 2 && muted != 2 {
+				t.Errorf("List shows %d muted of %d: %+v", muted, len(list), list)
+			}
 			if len(got) != tt.want {
 				t.Fatalf("notices = %d (%+v), want %d", len(got), got, tt.want)
 			}

@@ -13,6 +13,10 @@ import (
 // delivery may succeed if tried again (a timeout, a 5xx, a refused
 // connection) or never will (a rejected address, a 4xx): the pipeline
 // retries only recoverable failures, with backoff, until its context ends.
+//
+// Every Notifier gets every notice: one whose channel the receiver does not
+// have (no e-mail address, no webhook URL, MQTT false) returns (false, nil)
+// without doing anything.
 type Notifier interface {
 	Notify(ctx context.Context, n Notice) (retry bool, err error)
 }
@@ -88,6 +92,10 @@ type Alert struct {
 	// ResolvedBy is a person, or empty when the condition cleared by itself.
 	ResolvedBy string `json:"resolved_by,omitempty"`
 	Reason     string `json:"reason,omitempty"`
+	// MutedBy says why the alert sends no notices now ("silence <id>",
+	// "maintenance <name>", "inhibited by site_offline"). Filled in by
+	// Manager.List for open alerts; never stored.
+	MutedBy string `json:"muted_by,omitempty"`
 }
 
 // Key is the identity of the alert: kind and subject.

@@ -108,12 +108,16 @@ func printAlerts(w io.Writer, list []alert.Alert) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tSEVERITY\tKIND\tSUBJECT\tCOUNT\tSINCE\tDUE\tMESSAGE")
 	for _, a := range list {
+		msg := a.Message
+		if a.MutedBy != "" {
+			msg = "[muted: " + a.MutedBy + "] " + msg
+		}
 		due := "-"
 		if !a.DueAt.IsZero() && a.State == alert.StateFiring {
 			due = a.DueAt.Local().Format("Mon 15:04")
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", a.ID, a.State, a.Severity, a.Kind,
-			strings.Trim(a.Subject.Key(), "/"), a.Count, a.StartsAt.Local().Format("01-02 15:04"), due, a.Message)
+			strings.Trim(a.Subject.Key(), "/"), a.Count, a.StartsAt.Local().Format("01-02 15:04"), due, msg)
 	}
 	tw.Flush()
 }
