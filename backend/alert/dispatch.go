@@ -63,12 +63,26 @@ func (m *Manager) Flush(ctx context.Context) {
 	}
 	for key, p := range byKey {
 		slices.SortFunc(p.alerts, func(a, b Alert) int { return int(a.ID - b.ID) })
+		sig := signature(p.alerts)
 		g := m.groups[key]
 		if g == nil {
 			g = &groupState{firstSeen: now}
+			// Every alert notified before (by an earlier process): the
+			// group was sent then, and only repeats.
+			for i, a := range p.alerts {
+				if a.NotifiedAt.IsZero() {
+					g.lastSent = time.Time{}
+					break
+				}
+				if i == 0 || a.NotifiedAt.After(g.lastSent) {
+					g.lastSent = a.NotifiedAt
+				}
+			}
+			if !g.lastSent.IsZero() {
+				g.sentSig = sig
+			}
 			m.groups[key] = g
 		}
-		sig := signature(p.alerts)
 		var due time.Time
 		switch {
 		case g.lastSent.IsZero():
@@ -84,7 +98,26 @@ func (m *Manager) Flush(ctx context.Context) {
 		notices := m.notices(key, p, !g.lastSent.IsZero() && sig == g.sentSig, now)
 		if m.enqueue(ctx, notices) {
 			g.lastSent, g.sentSig = now, sig
+			m.markNotified(ctx, p.alerts, now)
 		}
+	}
+}
+
+// markNotified stores when the alerts were last notified. Called with mu
+// held; a failure is logged (at worst a restart notifies once more).
+func (m *Manager) markNotified(ctx context.Context, alerts []Alert, now time.Time) {
+	for _, sent := range alerts {
+		a := m.open[sent.Key()]
+		if a == nil {
+			continue
+		}
+		upd := cloneAlert(*a)
+		upd.NotifiedAt = now
+		if err := m.opts.Store.Save(ctx, &upd, nil); err != nil {
+			m.log.Warn("alert: store notified time", "id", a.ID, "err", err)
+			continue
+		}
+		*a = upd
 	}
 }
 

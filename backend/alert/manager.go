@@ -493,6 +493,7 @@ func (m *Manager) CheckDeadlines(ctx context.Context) error {
 		comment := "deadline passed; no further level to escalate to"
 		if next := upd.Escalation + 1; next < len(route.Levels) {
 			upd.Escalation = next
+			upd.NotifiedAt = time.Time{} // the new level has heard nothing yet
 			comment = fmt.Sprintf("deadline passed; now with level %d", next)
 			upd.DueAt = m.due(upd, now)
 		} else {

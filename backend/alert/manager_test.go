@@ -412,7 +412,7 @@ func TestEscalationOnBusinessCalendar(t *testing.T) {
 	m.Flush(ctx)
 	clock.Advance(time.Second)
 	m.Flush(ctx)
-	if got := drain(m); len(got) != 1 || got[0].Receiver.Name != "lead" || got[0].Escalation != 1 {
+	if got := drain(m); len(got) != 1 || got[0].Receiver.Name != "lead" || got[0].Escalation != 1 || got[0].Repeat {
 		t.Fatalf("escalation notice: %+v", got)
 	}
 	// Past the last level nothing escalates further.
@@ -565,5 +565,48 @@ func TestRunEscalatesOnGocronJob(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A restarted manager does not notify again what its predecessor
+// notified, until the repeat interval.
+func TestRestartKeepsNotifiedTime(t *testing.T) {
+	ctx := context.Background()
+	clock := clockwork.NewFakeClockAt(t0)
+	store := NewMemStore()
+	recv := map[string]Receiver{"tech": {Name: "tech"}}
+	root, _ := NewRoute(RouteConfig{Receivers: []string{"tech"}, GroupWait: time.Second, RepeatInterval: time.Hour}, recv)
+	opts := Options{Store: store, Route: root, Receivers: recv}
+	m := newTestManager(t, clock, opts)
+	m.Raise(ctx, offline("s1", "kp-1"))
+	m.Flush(ctx)
+	clock.Advance(time.Second)
+	m.Flush(ctx)
+	if got := drain(m); len(got) != 1 {
+		t.Fatalf("first process: %d notices", len(got))
+	}
+
+	m = newTestManager(t, clock, opts)
+	m.Raise(ctx, offline("s1", "kp-2")) // a new alert after the restart is notified
+	for range 3 {
+		m.Flush(ctx)
+		clock.Advance(time.Second)
+	}
+	got := drain(m)
+	if len(got) != 1 || len(got[0].Alerts) != 2 {
+		t.Fatalf("after restart with a new alert: %+v", got)
+	}
+	m = newTestManager(t, clock, opts)
+	for range 3 {
+		m.Flush(ctx)
+		clock.Advance(time.Second)
+	}
+	if got := drain(m); len(got) != 0 {
+		t.Fatalf("restart re-notified: %+v", got)
+	}
+	clock.Advance(time.Hour)
+	m.Flush(ctx)
+	if got := drain(m); len(got) != 1 || !got[0].Repeat {
+		t.Fatalf("repeat after restart: %+v", got)
 	}
 }

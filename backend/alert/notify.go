@@ -83,7 +83,11 @@ type Alert struct {
 	LastSeen  time.Time `json:"last_seen"`
 	UpdatedAt time.Time `json:"updated_at"`
 	// DueAt is when the alert escalates if nobody acknowledges it.
-	DueAt      time.Time `json:"due_at,omitempty"`
+	DueAt time.Time `json:"due_at,omitempty"`
+	// NotifiedAt is when a notice last went out with this alert; after a
+	// restart it keeps the manager from notifying again before the repeat
+	// interval.
+	NotifiedAt time.Time `json:"notified_at,omitzero"`
 	Escalation int       `json:"escalation"`
 	AckedBy    string    `json:"acked_by,omitempty"`
 	AckComment string    `json:"ack_comment,omitempty"`
