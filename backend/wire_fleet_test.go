@@ -109,6 +109,28 @@ func TestRemoteConfig(t *testing.T) {
 	// An unknown key is a typo, not a silent no-op.
 	apiDo(t, http.MethodPut, base+"/api/v1/fleet/config/org/"+org, `{"vote_windows":30}`, http.StatusBadRequest, nil)
 	checkFronts(t, base, pads, expect)
+
+	// Replacing a keypad: a new device at the same counter gets a fresh
+	// secret, connects with it and runs the counter's configuration; the
+	// old one, retired, loses its credentials.
+	old, counter := siteA.Counters[0].Device, siteA.Counters[0].ID
+	var added struct{ Device, Secret string }
+	apiDo(t, http.MethodPost, base+"/api/v1/fleet/devices",
+		`{"id":"kp-new","serial":"SK5-999999","counter":"`+counter+`"}`, http.StatusCreated, &added)
+	if added.Secret == "" {
+		t.Fatal("no secret returned")
+	}
+	apiDo(t, http.MethodDelete, base+"/api/v1/fleet/devices/"+old, "", http.StatusOK, nil)
+	pads["kp-new"] = startUnit(t, ctx, "kp-new", added.Secret, "SK5-999999", "tcp://"+app.MQTTAddr())
+	delete(expect, old)
+	expect["kp-new"] = want("Site A text", 90)
+	checkFronts(t, base, pads, expect)
+	if p, ok := app.Fleet().Current().Placement("kp-new"); !ok || p.Counter != counter || p.Site != siteA.ID {
+		t.Errorf("kp-new placed at %+v", p)
+	}
+	if _, ok := app.Fleet().Current().Device(old); ok {
+		t.Errorf("retired %s still in the registry", old)
+	}
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -151,26 +173,32 @@ func writeFleetWithConfig(t *testing.T, model *fleet.Model, path string, cfg map
 // until ctx ends or the test does.
 func startUnits(t *testing.T, ctx context.Context, model *fleet.Model, brokerURL string) map[string]*keypad.Keypad {
 	t.Helper()
+	pads := map[string]*keypad.Keypad{}
+	for _, d := range model.Devices {
+		pads[d.ID] = startUnit(t, ctx, d.ID, d.Secret, d.Serial, brokerURL)
+	}
+	return pads
+}
+
+// startUnit runs a real edge agent for device on a simulated keypad.
+func startUnit(t *testing.T, ctx context.Context, device, secret, serial, brokerURL string) *keypad.Keypad {
+	t.Helper()
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	pads := map[string]*keypad.Keypad{}
-	for _, d := range model.Devices {
-		hostEnd, padEnd := net.Pipe()
-		kp := keypad.New(padEnd, keypad.Options{Serial: d.Serial})
-		ag, err := edge.New(edge.Config{
-			Device: d.ID, Secret: d.Secret, Broker: brokerURL,
-			DataDir: filepath.Join(t.TempDir(), d.ID), Logger: testLogger(t),
-			ReconnectMin: 50 * time.Millisecond, ReconnectMax: time.Second,
-		}, hostEnd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pads[d.ID] = kp
-		wg.Go(func() { _ = kp.Run(ctx) })
-		wg.Go(func() { _ = ag.Run(ctx) })
+	hostEnd, padEnd := net.Pipe()
+	kp := keypad.New(padEnd, keypad.Options{Serial: serial})
+	ag, err := edge.New(edge.Config{
+		Device: device, Secret: secret, Broker: brokerURL,
+		DataDir: filepath.Join(t.TempDir(), device), Logger: testLogger(t),
+		ReconnectMin: 50 * time.Millisecond, ReconnectMax: time.Second,
+	}, hostEnd)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return pads
+	wg.Go(func() { _ = kp.Run(ctx) })
+	wg.Go(func() { _ = ag.Run(ctx) })
+	return kp
 }
 
 // checkFronts waits until every keypad shows the expected panel text and
