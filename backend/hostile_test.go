@@ -4,13 +4,22 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -63,7 +72,8 @@ func TestHostileClients(t *testing.T) {
 	victim := honest.Devices[0]
 
 	logs := &lockedBuffer{}
-	app, mqttAddr, httpAddr := startHostileBackend(t, db, full, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	app, mqttAddr, httpAddr := startHostileBackend(t, db, full,
+		slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), nil)
 	m := &metricsReader{url: "http://" + httpAddr + "/metrics"}
 
 	// The honest fleet, in the background.
@@ -90,7 +100,11 @@ func TestHostileClients(t *testing.T) {
 	// A flooding device, for as long as the fleet runs.
 	stopFlood := make(chan struct{})
 	floodDone := make(chan floodResult, 1)
-	go func() { floodDone <- flood(mqttAddr, flooder, stopFlood) }()
+	floodConn := dialTCP(t, mqttAddr, hostileAddr)
+	if _, err := connectMQTT(t, floodConn, flooder.ID, flooder.ID, flooder.Secret); err != nil {
+		t.Fatal(err)
+	}
+	go func() { floodDone <- flood(floodConn, flooder.ID, stopFlood) }()
 
 	t.Run("bad payloads are acknowledged, discarded and counted", func(t *testing.T) {
 		c := dialMQTT(t, mqttAddr, hostileAddr, evil.ID, evil.ID, evil.Secret)
@@ -335,31 +349,28 @@ func TestHostileClients(t *testing.T) {
 	}
 	t.Logf("honest fleet of %d ran %v alongside the attacks", len(honest.Devices), time.Duration(fleetTook.Load()))
 
-	t.Run("flood rate-limited per client", func(t *testing.T) {
+	t.Run("flood held to the device's rate", func(t *testing.T) {
+		// The broker reads a flooding device's publishes at its rate
+		// (burst, then 50/s), so TCP backpressure stops the device, not
+		// the broker. What it took is in InfluxDB, one point each.
+		waitWritten(t, app)
+		taken := countByDevice(t, db, `SELECT count(uptime_s) FROM heartbeat GROUP BY device`)[flooder.ID]
+		delayed := m.read(t).get(series("semko_broker_rate_delayed_total"))
+		t.Logf("flood: %d heartbeats attempted in %v at up to 2000/s, %d written before backpressure, "+
+			"%d taken by the broker, %v publishes slowed", fr.attempted, fr.took.Round(time.Millisecond), fr.written, taken, delayed)
 		if fr.err != nil {
-			t.Fatalf("flood: %v", fr.err)
+			t.Errorf("flood: %v", fr.err)
 		}
-		name := series("semko_broker_rate_limited_total")
-		// Wait for the broker to have read the whole flood: the counter
-		// stops moving.
-		limited := m.read(t).get(name)
-		waitUntil(t, "the flood read to its end", 30*time.Second, func() bool {
-			time.Sleep(300 * time.Millisecond)
-			prev := limited
-			limited = m.read(t).get(name)
-			return limited == prev
-		})
-		// The bucket's burst plus its rate over the time the broker has
-		// been reading the flood may pass; everything else is refused and
-		// every refusal counted.
-		allowed := float64(broker.DefaultPublishBurst) + broker.DefaultPublishRate*time.Since(fr.start).Seconds()
-		t.Logf("flood: %d publishes in %v (%.0f/s), %v rate-limited, at most %.0f allowed", fr.sent,
-			fr.took.Round(time.Millisecond), float64(fr.sent)/fr.took.Seconds(), limited, allowed)
-		if rate := float64(fr.sent) / fr.took.Seconds(); rate < 10*broker.DefaultPublishRate {
-			t.Errorf("flood reached only %.0f/s, not a flood", rate)
+		if delayed == 0 {
+			t.Error("no publish was slowed to the rate")
 		}
-		if limited < float64(fr.sent)-allowed || limited > float64(fr.sent) {
-			t.Errorf("%v rate-limited of %d sent; at most %.0f may pass", limited, fr.sent, allowed)
+		// Up to a second of tokens may be borrowed ahead (50).
+		limit := int64(broker.DefaultPublishBurst + broker.DefaultPublishRate*(fr.took.Seconds()+1) + broker.DefaultPublishRate)
+		if taken > limit {
+			t.Errorf("broker took %d heartbeats from the flooder in %v; its rate allows %d", taken, fr.took, limit)
+		}
+		if int64(fr.written) < 2*limit {
+			t.Errorf("the flooder wrote only %d messages: not a flood", fr.written)
 		}
 	})
 
@@ -435,7 +446,7 @@ func TestHostileClients(t *testing.T) {
 	}
 	for _, line := range []string{
 		"mqtt connection refused", "mqtt access denied", "ingest: message rejected",
-		"mqtt publish over the rate limit", "mqtt connection closed: no CONNECT within the connect timeout",
+		"mqtt device over its publish rate, slowed down", "mqtt connection closed: no CONNECT within the connect timeout",
 		"mqtt connection refused: too many from one address", "mqtt connection closed: packet larger than the limit",
 		"mqtt connection closed: no valid CONNECT",
 	} {
@@ -445,9 +456,10 @@ func TestHostileClients(t *testing.T) {
 	}
 }
 
-// startHostileBackend is startBackend with the limits this test exercises
-// and its own logger.
-func startHostileBackend(t *testing.T, db *influxlocal.Server, model *fleet.Model, log *slog.Logger) (*backend.App, string, string) {
+// startHostileBackend is startBackend with the limits these tests exercise,
+// its own logger, and a last say on the config (configure, when not nil).
+func startHostileBackend(t *testing.T, db *influxlocal.Server, model *fleet.Model, log *slog.Logger,
+	configure func(*backend.Config)) (*backend.App, string, string) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := backend.DefaultConfig()
@@ -461,6 +473,9 @@ func startHostileBackend(t *testing.T, db *influxlocal.Server, model *fleet.Mode
 	cfg.HTTP.Token = hostileAPIToken
 	cfg.Influx.URL = db.URL()
 	cfg.Influx.FlushInterval = 50 * time.Millisecond
+	if configure != nil {
+		configure(&cfg)
+	}
 	if err := model.WriteFleetFile(cfg.FleetFile, broker.HashSecret); err != nil {
 		t.Fatal(err)
 	}
@@ -504,30 +519,36 @@ func withoutDevices(m *fleet.Model, ids ...string) *fleet.Model {
 }
 
 type floodResult struct {
-	sent  int
-	start time.Time
-	took  time.Duration
-	err   error
+	attempted, written int
+	took               time.Duration
+	err                error
 }
 
-// flood publishes valid heartbeats at QoS 0 as fast as a paced loop allows
-// (a few thousand per second) until stop closes.
-func flood(addr string, dev fleet.Device, stop <-chan struct{}) floodResult {
-	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(dev.ID).
-		SetUsername(dev.ID).SetPassword(dev.Secret).SetProtocolVersion(4).SetAutoReconnect(false).
-		SetDialer(&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(hostileAddr)}})
-	cl := paho.NewClient(opts)
-	if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		return floodResult{err: fmt.Errorf("connect: %v", tok.Error())}
-	}
-	defer cl.Disconnect(100)
-	topic := protocol.DeviceTopic(dev.ID, protocol.KindHeartbeat)
+// flood publishes valid heartbeats at QoS 0 on conn, an MQTT session of
+// device, trying for 2000 per second, until stop closes. Writes block when
+// the broker stops reading; closing stop resets the connection, which
+// throws away whatever is still queued on it.
+func flood(conn net.Conn, device string, stop <-chan struct{}) floodResult {
+	_ = conn.SetDeadline(time.Time{}) // a blocked write is the point
+	start := time.Now()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-stop:
+		case <-done:
+		}
+		if tc, ok := conn.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0) // RST: the broker drops the unread backlog
+		}
+		conn.Close()
+	}()
+	topic := protocol.DeviceTopic(device, protocol.KindHeartbeat)
 	hb := protocol.SampleHeartbeat()
-	hb.Device = dev.ID
+	hb.Device = device
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
-	start := time.Now()
-	r := floodResult{start: start}
+	var r floodResult
 	for {
 		select {
 		case <-stop:
@@ -535,17 +556,26 @@ func flood(addr string, dev fleet.Device, stop <-chan struct{}) floodResult {
 			return r
 		case <-tick.C:
 		}
-		// 10 per 5 ms: 2000 per second, 40 times the rate limit.
-		for range 10 {
+		for range 10 { // 10 per 5 ms: 2000 per second, 40 times the limit
 			hb.Time = time.Now().UTC()
 			payload, _ := json.Marshal(hb)
-			tok := cl.Publish(topic, 0, false, payload)
-			if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-				r.err = fmt.Errorf("publish %d: %v", r.sent, tok.Error())
+			pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: topic, Payload: payload}
+			var buf bytes.Buffer
+			if err := pk.PublishEncode(&buf); err != nil {
+				r.err = err
+				return r
+			}
+			r.attempted++
+			if _, err := conn.Write(buf.Bytes()); err != nil {
+				select {
+				case <-stop: // the reset above
+				default:
+					r.err = fmt.Errorf("write %d: %w", r.written, err)
+				}
 				r.took = time.Since(start)
 				return r
 			}
-			r.sent++
+			r.written++
 		}
 	}
 }
@@ -573,8 +603,17 @@ func dialTCP(t *testing.T, addr, local string) net.Conn {
 // dialMQTT connects and expects the CONNACK to accept.
 func dialMQTT(t *testing.T, addr, local, clientID, user, secret string) *rawMQTT {
 	t.Helper()
-	c := &rawMQTT{t: t, conn: dialTCP(t, addr, local)}
-	c.r = bufio.NewReader(c.conn)
+	c, err := connectMQTT(t, dialTCP(t, addr, local), clientID, user, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// connectMQTT sends CONNECT on conn and expects the CONNACK to accept.
+func connectMQTT(t *testing.T, conn net.Conn, clientID, user, secret string) (*rawMQTT, error) {
+	t.Helper()
+	c := &rawMQTT{t: t, conn: conn, r: bufio.NewReader(conn)}
 	c.send(packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
 		Connect: packets.ConnectParams{
@@ -584,9 +623,9 @@ func dialMQTT(t *testing.T, addr, local, clientID, user, secret string) *rawMQTT
 	})
 	typ, body, err := c.read()
 	if err != nil || typ != packets.Connack || len(body) != 2 || body[1] != 0 {
-		t.Fatalf("connect %s: CONNACK type %d body %v err %v", clientID, typ, body, err)
+		return nil, fmt.Errorf("connect %s: CONNACK type %d body %v err %v", clientID, typ, body, err)
 	}
-	return c
+	return c, nil
 }
 
 func (c *rawMQTT) send(pk packets.Packet) {
@@ -733,7 +772,10 @@ func series(name string, labels ...string) string {
 }
 
 // metricsReader scrapes /metrics.
-type metricsReader struct{ url string }
+type metricsReader struct {
+	url    string
+	client *http.Client // nil: http.DefaultClient
+}
 
 type scrape struct {
 	t      *testing.T
@@ -743,7 +785,20 @@ type scrape struct {
 func (m *metricsReader) read(t *testing.T) scrape {
 	t.Helper()
 	out := scrape{t: t, values: map[string]float64{}}
-	for _, line := range strings.Split(httpBody(t, m.url), "\n") {
+	client := m.client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Get(m.url)
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
 		if line == "" || line[0] == '#' {
 			continue
 		}
@@ -787,4 +842,217 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestMutualTLSAndHTTPS runs the backend as a production set-up would:
+// MQTT over TLS with device certificates (mutual TLS) on top of the device
+// secrets, and the API over HTTPS, still behind its token.
+func TestMutualTLSAndHTTPS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: starts InfluxDB")
+	}
+	db := influxlocal.StartForTest(t)
+	model := fleet.Generate(fleet.Spec{Seed: 5, Orgs: 1, SitesPerOrg: 1, CountersPerSite: 2})
+	dev := model.Devices[0]
+	dir := t.TempDir()
+	ca := newTestCert(t, dir, "ca", nil)
+	server := newTestCert(t, dir, "server", ca)
+	client := newTestCert(t, dir, dev.ID, ca)
+	strangerCA := newTestCert(t, dir, "stranger-ca", nil)
+	stranger := newTestCert(t, dir, "stranger-"+dev.ID, strangerCA)
+	tlsAddr := freeLoopbackAddr(t)
+
+	app, _, httpAddr := startHostileBackend(t, db, model, testLogger(t), func(cfg *backend.Config) {
+		cfg.MQTT.TLSAddr = tlsAddr
+		cfg.MQTT.CertFile, cfg.MQTT.KeyFile, cfg.MQTT.ClientCAFile = server.certFile, server.keyFile, ca.certFile
+		cfg.HTTP.CertFile, cfg.HTTP.KeyFile = server.certFile, server.keyFile
+	})
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.cert)
+	https := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	m := &metricsReader{url: "https://" + httpAddr + "/metrics", client: https}
+
+	dialTLS := func(t *testing.T, cert *testCert) net.Conn {
+		tc := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		if cert != nil {
+			tc.Certificates = []tls.Certificate{cert.pair}
+		}
+		d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: tc}
+		conn, err := d.Dial("tcp", tlsAddr)
+		if err != nil {
+			// A refused client certificate may already fail here.
+			return nil
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+
+	t.Run("device with certificate and secret", func(t *testing.T) {
+		conn := dialTLS(t, client)
+		if conn == nil {
+			t.Fatal("TLS handshake failed")
+		}
+		c, err := connectMQTT(t, conn, dev.ID, dev.ID, dev.Secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := protocol.SampleVote()
+		v.Device, v.Time, v.Seq = dev.ID, time.Now().UTC(), 1
+		payload, _ := json.Marshal(v)
+		if err := c.publish(protocol.DeviceTopic(dev.ID, protocol.KindVote), payload); err != nil {
+			t.Fatal(err)
+		}
+		waitWritten(t, app)
+		got := countByDevice(t, db, `SELECT count(score) FROM vote GROUP BY device`)
+		if got[dev.ID] != 1 {
+			t.Errorf("%d votes of %s in InfluxDB, want 1", got[dev.ID], dev.ID)
+		}
+	})
+
+	bad := series("semko_broker_bad_connects_total")
+	for _, tc := range []struct {
+		name string
+		cert *testCert
+	}{
+		{"no client certificate", nil},
+		{"certificate from another CA", stranger},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := m.read(t).get(bad)
+			if conn := dialTLS(t, tc.cert); conn != nil {
+				if _, err := connectMQTT(t, conn, dev.ID, dev.ID, dev.Secret); err == nil {
+					t.Fatal("connected")
+				}
+			}
+			waitUntil(t, "bad connect counted", 10*time.Second, func() bool { return m.read(t).get(bad)-before == 1 })
+		})
+	}
+
+	t.Run("plain MQTT on the TLS port", func(t *testing.T) {
+		before := m.read(t).get(bad)
+		if _, err := connectMQTT(t, dialTCP(t, tlsAddr, "127.0.0.1"), dev.ID, dev.ID, dev.Secret); err == nil {
+			t.Fatal("connected without TLS")
+		}
+		waitUntil(t, "bad connect counted", 10*time.Second, func() bool { return m.read(t).get(bad)-before == 1 })
+	})
+
+	t.Run("certificate does not replace the secret", func(t *testing.T) {
+		failures := series("semko_broker_auth_failures_total")
+		before := m.read(t).get(failures)
+		conn := dialTLS(t, client)
+		if conn == nil {
+			t.Fatal("TLS handshake failed")
+		}
+		if _, err := connectMQTT(t, conn, dev.ID, dev.ID, "not-the-secret"); err == nil {
+			t.Fatal("connected with a certificate and a wrong secret")
+		}
+		if d := m.read(t).get(failures) - before; d != 1 {
+			t.Errorf("%s moved by %v, want 1", failures, d)
+		}
+	})
+
+	t.Run("HTTPS API with token", func(t *testing.T) {
+		for _, tc := range []struct {
+			path, token string
+			want        int
+		}{
+			{"/healthz", "", http.StatusOK},
+			{"/api/v1/devices", "", http.StatusUnauthorized},
+			{"/api/v1/devices", hostileAPIToken, http.StatusOK},
+		} {
+			req, _ := http.NewRequest(http.MethodGet, "https://"+httpAddr+tc.path, nil)
+			if tc.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			resp, err := https.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("GET %s: %d, want %d", tc.path, resp.StatusCode, tc.want)
+			}
+		}
+		// Plain HTTP on the HTTPS port gets nothing but a refusal.
+		resp, err := http.Get("http://" + httpAddr + "/api/v1/devices")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Errorf("plain HTTP to the HTTPS port: %d", resp.StatusCode)
+			}
+		}
+	})
+}
+
+// testCert is a certificate with its key, as files and in memory.
+type testCert struct {
+	cert              *x509.Certificate
+	key               *ecdsa.PrivateKey
+	pair              tls.Certificate
+	certFile, keyFile string
+}
+
+// newTestCert issues a certificate for name signed by parent, or a CA
+// certificate when parent is nil. Leaf certificates are valid for
+// 127.0.0.1, as server and as client.
+func newTestCert(t *testing.T, dir, name string, parent *testCert) *testCert {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	signer, signerKey := tmpl, key
+	if parent == nil {
+		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
+		tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature
+	} else {
+		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+		signer, signerKey = parent.cert, parent.key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &testCert{cert: cert, key: key,
+		certFile: filepath.Join(dir, name+".crt"), keyFile: filepath.Join(dir, name+".key")}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+	if err := os.WriteFile(c.certFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(c.keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c.pair, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// freeLoopbackAddr returns a loopback address with a port free a moment
+// ago, for listeners whose actual address the backend does not report.
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

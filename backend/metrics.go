@@ -17,7 +17,7 @@ type brokerCollector struct {
 	aclDenied, rejected, intakeRetries, willFail *prometheus.Desc
 	rateLimited, dropped                         *prometheus.Desc
 	connLimited, connectTimeouts, badConnects    *prometheus.Desc
-	oversized, idleTimeouts                      *prometheus.Desc
+	oversized, idleTimeouts, rateDelayed         *prometheus.Desc
 }
 
 func newBrokerCollector(b *broker.Broker) *brokerCollector {
@@ -43,6 +43,7 @@ func newBrokerCollector(b *broker.Broker) *brokerCollector {
 		connectTimeouts: d("connect_timeouts_total", "Connections closed because no CONNECT arrived in time (half-open)."),
 		badConnects:     d("bad_connects_total", "Connections closed because the first packet was not a valid CONNECT."),
 		oversized:       d("oversized_packets_total", "Connections closed for a packet over the size limit."),
+		rateDelayed:     d("rate_delayed_total", "Publishes held back to the client's rate limit (the client is slowed, not refused)."),
 		idleTimeouts:    d("idle_timeouts_total", "Sessions closed after 1.5 keepalives of silence (a vanished network or a silent client)."),
 	}
 }
@@ -51,7 +52,7 @@ func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.clients, c.subscriptions, c.retained, c.inflight, c.messagesIn, c.intakeAccepted, c.authFailures,
 		c.aclDenied, c.rejected, c.intakeRetries, c.willFail, c.rateLimited, c.dropped,
-		c.connLimited, c.connectTimeouts, c.badConnects, c.oversized, c.idleTimeouts,
+		c.connLimited, c.connectTimeouts, c.badConnects, c.oversized, c.idleTimeouts, c.rateDelayed,
 	} {
 		ch <- d
 	}
@@ -85,4 +86,5 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.badConnects, s.BadConnects)
 	counter(c.oversized, s.Oversized)
 	counter(c.idleTimeouts, s.IdleTimeouts)
+	counter(c.rateDelayed, s.RateDelayed)
 }

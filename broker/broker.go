@@ -178,6 +178,7 @@ type Broker struct {
 	limiter  *rateLimiter
 	addrs    *addrLimiter
 	logLimit *logLimiter
+	slowLog  *keyLimiter
 	count    counters
 
 	// ctx bounds Intake calls; Close cancels it so that calls in progress
@@ -216,6 +217,7 @@ func New(opts Options) (*Broker, error) {
 	b.limiter = newRateLimiter(opts.PublishRate, opts.PublishBurst, opts.Now)
 	b.addrs = newAddrLimiter(opts.MaxConnsPerAddr)
 	b.logLimit = newLogLimiter(opts.WarnPerSecond)
+	b.slowLog = newKeyLimiter(time.Minute)
 
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = opts.MaxPacketSize
@@ -444,6 +446,7 @@ func (b *Broker) Stats() Stats {
 		BadConnects:      b.count.badConnects.Load(),
 		Oversized:        b.count.oversized.Load(),
 		IdleTimeouts:     b.count.idleTimeouts.Load(),
+		RateDelayed:      b.count.rateDelayed.Load(),
 		Dropped:          uint64(atomic.LoadInt64(&info.MessagesDropped) + atomic.LoadInt64(&info.InflightDropped)),
 		RejectedInvalid:  make(map[string]uint64, len(rejectReasons)),
 	}

@@ -335,3 +335,22 @@ func TestSilentSessionClosedAfterCappedKeepalive(t *testing.T) {
 		t.Errorf("ConnectTimeouts = %d for sessions that had connected", n)
 	}
 }
+
+func TestRateDelayedCounted(t *testing.T) {
+	in := newRecordingIntake()
+	var logs syncBuffer
+	b := startBroker(t, Options{Intake: in, PublishRate: 100, PublishBurst: 5,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	dev := mustConnect(t, b.Addr(), dev1, dev1, dev1Secret)
+	for seq := uint64(1); seq <= 15; seq++ {
+		mustPublish(t, dev, protocol.DeviceTopic(dev1, protocol.KindVote), votePayload(t, dev1, seq))
+	}
+	// The burst passes; the others wait for their tokens (a slow run may
+	// find a token or two refilled).
+	if got := b.Stats().RateDelayed; got == 0 || got > 10 {
+		t.Errorf("RateDelayed = %d, want 1..10", got)
+	}
+	if n := strings.Count(logs.String(), "over its publish rate, slowed down"); n != 1 {
+		t.Errorf("%d log lines about the slowed device, want 1", n)
+	}
+}

@@ -120,8 +120,17 @@ func (h *intakeHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 			"rate", h.b.opts.PublishRate, "burst", h.b.opts.PublishBurst)
 		return pk, packets.ErrRejectPacket
 	}
-	if wait > 0 && !h.b.pause(wait) {
-		return pk, packets.ErrRejectPacket // closing: the device resends elsewhere or later
+	if wait > 0 {
+		h.b.count.rateDelayed.Add(1)
+		// An edge draining a backlog is slowed here as a matter of course:
+		// one line per device per minute is enough to see who it is.
+		if h.b.slowLog.allow(cl.ID) {
+			h.b.log.Info("mqtt device over its publish rate, slowed down", "device", cr.Username,
+				"rate", h.b.opts.PublishRate, "burst", h.b.opts.PublishBurst)
+		}
+		if !h.b.pause(wait) {
+			return pk, packets.ErrRejectPacket // closing: the device resends elsewhere or later
+		}
 	}
 	topicAttrs := []any{"device", cr.Username, "topic", truncate(pk.TopicName)}
 	t, err := protocol.ParseTopic(pk.TopicName)
@@ -235,6 +244,7 @@ func (h *presenceHook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 		return
 	}
 	h.b.limiter.forget(cl.ID)
+	h.b.slowLog.forget(cl.ID)
 	h.b.presence(cl.ID, false)
 }
 

@@ -56,6 +56,37 @@ func (l *logLimiter) allow(msg string) (ok bool, suppressed int) {
 	return true, suppressed
 }
 
+// keyLimiter lets one line per key through per interval, for events that
+// are routine for one client but worth one line (a device slowed to its
+// rate). Keys are forgotten on disconnect, so it holds at most one entry
+// per connected client.
+type keyLimiter struct {
+	every time.Duration
+	mu    sync.Mutex
+	last  map[string]time.Time
+}
+
+func newKeyLimiter(every time.Duration) *keyLimiter {
+	return &keyLimiter{every: every, last: make(map[string]time.Time)}
+}
+
+func (l *keyLimiter) allow(key string) bool {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if last, ok := l.last[key]; ok && now.Sub(last) < l.every {
+		return false
+	}
+	l.last[key] = now
+	return true
+}
+
+func (l *keyLimiter) forget(key string) {
+	l.mu.Lock()
+	delete(l.last, key)
+	l.mu.Unlock()
+}
+
 // warn logs a warning about a client, bounded by the log limiter.
 func (b *Broker) warn(msg string, attrs ...any) {
 	ok, suppressed := b.logLimit.allow(msg)

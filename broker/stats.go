@@ -26,6 +26,9 @@ type Stats struct {
 	IntakeRetries   uint64 // transient Intake failures: PUBACK withheld, the device resends
 	WillIntakeFails uint64 // wills Intake failed to take (a will cannot be resent); still delivered
 	RateLimited     uint64 // publishes refused (no PUBACK) by the per-client rate limit
+	// RateDelayed counts publishes held until the client's rate allowed
+	// them: the client is slowed through TCP backpressure, others are not.
+	RateDelayed     uint64
 	ConnLimited     uint64 // connections refused: their address had MaxConnsPerAddr open
 	ConnectTimeouts uint64 // connections closed: no CONNECT within ConnectTimeout (half-open)
 	BadConnects     uint64 // connections closed: the first packet was not a valid CONNECT (or TLS failed)
@@ -53,7 +56,7 @@ type counters struct {
 	messagesIn, intakeAccepted, authFailures, aclDenied  atomic.Uint64
 	intakeRetries, willIntakeFails, rateLimited          atomic.Uint64
 	connLimited, connectTimeouts, badConnects, oversized atomic.Uint64
-	idleTimeouts                                         atomic.Uint64
+	idleTimeouts, rateDelayed                            atomic.Uint64
 	rejected                                             [5]atomic.Uint64 // indexed like rejectReasons
 }
 
