@@ -21,8 +21,9 @@ func Sample(g Group, lang string) alert.Notice {
 			ID: 41, Kind: alert.KindNegativeVote, Severity: alert.SeverityWarning, State: alert.StateFiring,
 			Subject: alert.Subject{Org: "sofia-mun", Site: "mladost", Counter: "c3", Operator: "op-7"},
 			Details: map[string]string{
-				DetailScore: "1", DetailCount: "2", DetailSiteName: "Район Младост", DetailCounterName: "Гише 3",
-				DetailOperator: "Иван Иванов", DetailService: "Адресна регистрация", DetailServiceS: "250",
+				DetailScore: "1", DetailSiteName: "Район Младост", DetailCounterName: "Гише 3",
+				DetailOperator: "op-7", DetailOperatorName: "Иван Иванов", DetailService: "addr",
+				DetailServiceName: "Адресна регистрация", DetailServiceS: "250",
 			},
 			Count: 2, StartsAt: at.Add(-3 * time.Minute), LastSeen: at, UpdatedAt: at,
 			DueAt: time.Date(2026, 3, 30, 11, 0, 0, 0, time.UTC),
@@ -43,7 +44,7 @@ func Sample(g Group, lang string) alert.Notice {
 		n.Kind, n.Severity, n.Group = alert.KindWarrantyEnd, alert.SeverityInfo, "sofia-mun/mladost|warranty_end"
 		n.Alerts = []alert.Alert{{
 			ID: 90, Kind: alert.KindWarrantyEnd, Severity: alert.SeverityInfo, State: alert.StateFiring, Subject: where,
-			Details:  map[string]string{DetailDueDate: "2026-04-15", DetailSiteName: "Район Младост", DetailCounterName: "Гише 3"},
+			Details:  map[string]string{DetailSoonest: "2026-04-15", DetailDevices: "kp-0012", DetailSiteName: "Район Младост", DetailCounterName: "Гише 3"},
 			StartsAt: at, LastSeen: at,
 		}}
 	case GroupEscalation:

@@ -27,19 +27,24 @@ import (
 	"github.com/semko/semko/backend/alert"
 )
 
-// Keys of alert.Alert.Details that the templates read. A missing key leaves
-// its line out; nothing else is required.
+// Keys of alert.Alert.Details that the templates read, as the rating
+// watcher, diagnostics and lifecycle reminders fill them. A missing key
+// leaves its line out; nothing else is required.
 const (
-	DetailScore       = "score"        // the rating pressed, e.g. "1"
-	DetailCount       = "count"        // negative votes merged into this notice
-	DetailSiteName    = "site_name"    // display names; ids are shown when absent
-	DetailCounterName = "counter_name" //
-	DetailOperator    = "operator"     // operator's display name
-	DetailService     = "service"      // service type's display name
-	DetailServiceS    = "service_s"    // service duration in whole seconds
-	DetailShare       = "share"        // satisfied share in percent, for satisfaction_drop
-	DetailThreshold   = "threshold"    // the share's threshold in percent
-	DetailDueDate     = "due_date"     // YYYY-MM-DD of a warranty end or replacement
+	DetailScore        = "score"         // the rating pressed, e.g. "1"
+	DetailSiteName     = "site_name"     // display names; ids are shown when absent
+	DetailCounterName  = "counter_name"  //
+	DetailOperator     = "operator"      // operator id
+	DetailOperatorName = "operator_name" // operator's display name
+	DetailService      = "service"       // service id
+	DetailServiceName  = "service_name"  // service's display name
+	DetailServiceS     = "service_s"     // service duration in whole seconds
+	DetailVotes        = "votes"         // votes in the window of a satisfaction drop
+	DetailRun          = "run"           // length of a negative or positive run
+	DetailShare        = "share"         // satisfied share as a fraction, "0.650"
+	DetailThreshold    = "threshold"     // the share's threshold as a fraction
+	DetailSoonest      = "soonest"       // YYYY-MM-DD of the earliest warranty end or replacement
+	DetailDevices      = "devices"       // comma-separated keypads a reminder covers
 )
 
 // Group is the template a notice is written with.
@@ -224,6 +229,14 @@ func funcs(lang string) template.FuncMap {
 			return string(unicode.ToUpper(r)) + s[n:]
 		},
 		"detail": func(a alert.Alert, key string) string { return a.Details[key] },
+		// percent renders a fraction ("0.653") as a whole percentage.
+		"percent": func(frac string) string {
+			f, err := strconv.ParseFloat(frac, 64)
+			if err != nil {
+				return ""
+			}
+			return strconv.FormatFloat(100*f, 'f', 0, 64)
+		},
 		// duration renders whole seconds as "4 min 10 s" in the language.
 		"duration": func(secs string) string {
 			n, err := strconv.Atoi(secs)
