@@ -286,3 +286,48 @@ func TestOverrides(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestConcurrentChanges runs API-like changes from several goroutines:
+// each commits once, in order, and the last snapshot holds them all.
+func TestConcurrentChanges(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, fleetYAML)
+	before := len(h.snaps)
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			id := "kp-c" + string(rune('a'+i))
+			if _, err := h.db.AddDevice(ctx, fleetdb.NewDevice{ID: id}); err != nil {
+				errs <- err
+				return
+			}
+			w := 10 + i
+			errs <- h.db.SetOverride(ctx, fleetdb.LevelDevice, id, &devconfig.Override{VoteWindowS: &w})
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.mu.Lock()
+	got := len(h.snaps) - before
+	last := h.snaps[len(h.snaps)-1]
+	h.mu.Unlock()
+	if got != 2*n {
+		t.Errorf("%d snapshots, want %d", got, 2*n)
+	}
+	if last != h.db.Current() || last.Len() != 2+n {
+		t.Errorf("last snapshot has %d devices, current is the last: %v", last.Len(), last == h.db.Current())
+	}
+	for i := range n {
+		c, err := last.Config("kp-c" + string(rune('a'+i)))
+		if err != nil || c.VoteWindowS != 10+i {
+			t.Errorf("device %d: %+v %v", i, c.VoteWindowS, err)
+		}
+	}
+}
