@@ -860,13 +860,13 @@ func TestMutualTLSAndHTTPS(t *testing.T) {
 	client := newTestCert(t, dir, dev.ID, ca)
 	strangerCA := newTestCert(t, dir, "stranger-ca", nil)
 	stranger := newTestCert(t, dir, "stranger-"+dev.ID, strangerCA)
-	tlsAddr := freeLoopbackAddr(t)
 
 	app, _, httpAddr := startHostileBackend(t, db, model, testLogger(t), func(cfg *backend.Config) {
-		cfg.MQTT.TLSAddr = tlsAddr
+		cfg.MQTT.TLSAddr = "127.0.0.1:0"
 		cfg.MQTT.CertFile, cfg.MQTT.KeyFile, cfg.MQTT.ClientCAFile = server.certFile, server.keyFile, ca.certFile
 		cfg.HTTP.CertFile, cfg.HTTP.KeyFile = server.certFile, server.keyFile
 	})
+	tlsAddr := app.MQTTTLSAddr()
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.cert)
 	https := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
@@ -1043,16 +1043,4 @@ func newTestCert(t *testing.T, dir, name string, parent *testCert) *testCert {
 		t.Fatal(err)
 	}
 	return c
-}
-
-// freeLoopbackAddr returns a loopback address with a port free a moment
-// ago, for listeners whose actual address the backend does not report.
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
