@@ -280,3 +280,104 @@ func pollFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestExternalBrokerTLS: the broker runs alone with MQTT over TLS only and
+// mutual TLS; the backend connects to it as a client (mqtt.external with
+// ca_file, cert_file, key_file), a real edge too; one press reaches
+// InfluxDB.
+func TestExternalBrokerTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: starts InfluxDB")
+	}
+	db := influxlocal.StartForTest(t)
+	ca := newTestCA(t)
+	dir := t.TempDir()
+	caFile := writePEM(t, dir, "ca.crt", ca.pem)
+	srvCert, srvKey := ca.issue(t, "127.0.0.1", true)
+	srvPair, err := tls.X509KeyPair(srvCert, srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := fleet.Generate(fleet.Spec{Seed: 6, Orgs: 1, SitesPerOrg: 1, CountersPerSite: 1})
+	dev := model.Devices[0]
+
+	var list []broker.Credential
+	for _, a := range []struct {
+		user, secret string
+		role         broker.Role
+	}{{dev.ID, dev.Secret, broker.RoleDevice}, {backendAccount, backendSecret, broker.RoleBackend}} {
+		h, err := broker.HashSecret(a.secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list = append(list, broker.Credential{Username: a.user, Hash: h, Role: a.role})
+	}
+	creds, err := broker.NewCredentials(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.New(broker.Options{
+		TLSAddr: "127.0.0.1:0", DataDir: t.TempDir(), Credentials: creds, Logger: testLogger(t),
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{srvPair}, MinVersion: tls.VersionTLS12,
+			ClientCAs: ca.pool(), ClientAuth: tls.RequireAndVerifyClientCert},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+
+	beCert, beKey := ca.issue(t, backendAccount, false)
+	bdir := t.TempDir()
+	cfg := backend.DefaultConfig()
+	cfg.DataDir = filepath.Join(bdir, "backend")
+	cfg.FleetFile = filepath.Join(bdir, "fleet.yaml")
+	cfg.MQTT.Addr = ""
+	cfg.MQTT.External = backend.ExternalMQTTConfig{
+		URL: "ssl://" + b.TLSAddr(), Username: backendAccount, Secret: backendSecret,
+		CAFile: caFile, CertFile: writePEM(t, dir, "backend.crt", beCert), KeyFile: writePEM(t, dir, "backend.key", beKey),
+	}
+	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.HTTP.Token = "test-token"
+	cfg.Influx.URL = db.URL()
+	cfg.Influx.FlushInterval = 50 * time.Millisecond
+	if err := model.WriteFleetFile(cfg.FleetFile, broker.HashSecret); err != nil {
+		t.Fatal(err)
+	}
+	app := runConfiguredApp(t, cfg)
+	pollFor(t, "backend connected over mutual TLS", func() bool { return app.Ready() == nil })
+
+	devCert, devKey := ca.issue(t, dev.ID, false)
+	pair, err := tls.X509KeyPair(devCert, devKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	kpEnd, edgeEnd := net.Pipe()
+	kp := keypad.New(kpEnd, keypad.Options{FW: dev.FW, Serial: dev.Serial, Model: dev.Model, Logger: testLogger(t)})
+	agent, err := edge.New(edge.Config{
+		Device: dev.ID, Secret: dev.Secret, Broker: "ssl://" + b.TLSAddr(),
+		TLS:     &tls.Config{RootCAs: ca.pool(), Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12},
+		DataDir: t.TempDir(), Defaults: edge.DefaultConfig(), Logger: testLogger(t),
+	}, edgeEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{}, 2)
+	go func() { _ = kp.Run(ctx); done <- struct{}{} }()
+	go func() { _ = agent.Run(ctx); done <- struct{}{} }()
+	defer func() { cancel(); <-done; <-done }()
+	pollFor(t, "edge connected over mutual TLS", func() bool { return agent.Stats().Connected })
+
+	if err := agent.Activate(ctx, protocol.Activate{V: protocol.Version, ID: "tls-external"}); err != nil {
+		t.Fatalf("activate: %v", err)
+	}
+	if err := kp.Press(ctx, 4); err != nil {
+		t.Fatalf("press: %v", err)
+	}
+	q := `SELECT count(score) FROM vote WHERE activation='tls-external' AND valid='true'`
+	pollFor(t, "the vote in InfluxDB", func() bool { return sum(countAll(t, db, q)) == 1 })
+}
