@@ -95,6 +95,13 @@ func (a *App) pushConfigs(_ *registry.Registry) {
 func (a *App) startFleet(ctx context.Context) {
 	a.fleet.done = make(chan struct{})
 	pusher := devconfig.NewPusher(a.publisher(), a.log.With("part", "devconfig"))
+	// The broker may retain configs from an earlier run for devices no
+	// longer managed: clear them once.
+	var all []string
+	for _, d := range a.registry.Current().Devices() {
+		all = append(all, d.ID)
+	}
+	pusher.Suspect(all)
 	go func() {
 		defer close(a.fleet.done)
 		a.pushLoop(ctx, pusher)

@@ -177,6 +177,15 @@ func TestPusher(t *testing.T) {
 	if len(pub.got["b"]) != 0 || p.Published("b") != "" {
 		t.Errorf("b not cleared: %q", pub.got["b"])
 	}
+	// After a restart: devices that may hold an old retained config are
+	// cleared unless desired, and desired ones published again.
+	p2 := devconfig.NewPusher(pub, nil)
+	p2.Suspect([]string{"a", "z"})
+	pub.n, pub.fail = 0, map[string]bool{}
+	pub.got["z"] = []byte("old")
+	if n, err := p2.Sync(map[string]protocol.Config{"a": c2}); n != 2 || err != nil || len(pub.got["z"]) != 0 {
+		t.Errorf("after restart: %d publishes, err %v, z holds %q", n, err, pub.got["z"])
+	}
 	cfg, err := protocol.Decode[protocol.Config](pub.got["a"])
 	if err != nil || cfg.Version != c2.Version || p.Published("a") != c2.Version {
 		t.Errorf("a holds %+v, %v", cfg, err)

@@ -90,3 +90,17 @@ func (p *Pusher) Forget() {
 	defer p.mu.Unlock()
 	clear(p.published)
 }
+
+// Suspect marks devices that may hold a retained config from an earlier
+// run (the broker keeps retained messages across restarts, the pusher's
+// memory does not): the next Sync clears those it is not given a config
+// for, and publishes the others as usual.
+func (p *Pusher) Suspect(devices []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, d := range devices {
+		if _, ok := p.published[d]; !ok {
+			p.published[d] = "" // never equal to a version: forces a publish or a clear
+		}
+	}
+}
