@@ -137,6 +137,10 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 		a.metrics.MustRegister(newBrokerCollector(a.broker))
 	}
 
+	if err := a.newNotify(); err != nil {
+		a.spool.Close()
+		return nil, err
+	}
 	if a.rollup, err = a.newRollup(); err != nil {
 		a.spool.Close()
 		return nil, fmt.Errorf("rollup: %w", err)

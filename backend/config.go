@@ -30,6 +30,7 @@ type Config struct {
 	Ingest IngestConfig `yaml:"ingest"`
 	Rollup RollupConfig `yaml:"rollup"`
 	Alerts AlertsConfig `yaml:"alerts"` // see wire_alerts.go
+	Notify NotifyConfig `yaml:"notify"` // channels; see wire_notify.go
 
 	// Diagnostics and Lifecycle: see wire_diagnostics.go.
 	Diagnostics diagnostics.Config `yaml:"diagnostics"`
