@@ -51,6 +51,7 @@ const (
 	hostileConnectTimeout = 2 * time.Second
 	hostileMaxInflight    = 64
 	hostileAPIToken       = "hostile-test-api-token-7c1f"
+	hostileActivations    = 8 // per honest counter
 )
 
 // TestHostileClients runs the real backend, a real InfluxDB and a small
@@ -87,7 +88,7 @@ func TestHostileClients(t *testing.T) {
 		err := fleet.RunWithTally(fleetCtx, honest, fleet.Options{
 			Broker: "tcp://" + mqttAddr, DataDir: t.TempDir(),
 			ServiceInterval: 200 * time.Millisecond, Window: 3 * time.Second,
-			Participation: 0.7, StrayPresses: 0.1, MaxActivations: 10,
+			Participation: 0.7, StrayPresses: 0.1, MaxActivations: hostileActivations,
 			// The honest fleet must drain as fast as without the attack.
 			DrainTimeout: 10 * time.Second,
 			Logger:       testLogger(t),
@@ -105,6 +106,18 @@ func TestHostileClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { floodDone <- flood(floodConn, flooder.ID, stopFlood) }()
+
+	// A slowloris on the API, for as long as the server lets it: the
+	// server's header timeout (5 s) must cut it while the rest goes on.
+	slowloris := make(chan time.Duration, 1)
+	loris := dialTCP(t, httpAddr, hostileAddr)
+	if _, err := loris.Write([]byte("GET /healthz HTTP/1.1\r\nHost: semko\r\nX-Slow: ")); err != nil {
+		t.Fatal(err)
+	}
+	go func(start time.Time) {
+		closedBy(loris, 30*time.Second)
+		slowloris <- time.Since(start)
+	}(time.Now())
 
 	t.Run("bad payloads are acknowledged, discarded and counted", func(t *testing.T) {
 		c := dialMQTT(t, mqttAddr, hostileAddr, evil.ID, evil.ID, evil.Secret)
@@ -323,15 +336,29 @@ func TestHostileClients(t *testing.T) {
 				t.Errorf("GET %s with token %q: %d, want %d", tc.path, tc.token, resp.StatusCode, tc.want)
 			}
 		}
-		req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/devices/"+victim.ID+"/activate",
-			strings.NewReader(`{"v":1,"id":"forged"}`))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Errorf("activation without a token: %d", resp.StatusCode)
+		for _, tc := range []struct {
+			name, device, token, body string
+			want                      int
+		}{
+			{"no token", victim.ID, "", `{"v":1,"id":"forged"}`, http.StatusUnauthorized},
+			{"malformed body", victim.ID, hostileAPIToken, `{"v":1,"id":`, http.StatusBadRequest},
+			{"wrong version", victim.ID, hostileAPIToken, `{"v":7,"id":"a-1"}`, http.StatusBadRequest},
+			{"body of 64 KiB", victim.ID, hostileAPIToken, `{"v":1,"id":"` + strings.Repeat("x", 64<<10) + `"}`, http.StatusRequestEntityTooLarge},
+			{"unknown device", "kp-nobody", hostileAPIToken, `{"v":1,"id":"a-2"}`, http.StatusNotFound},
+			{"invalid device id", "kp%20x", hostileAPIToken, `{"v":1,"id":"a-3"}`, http.StatusBadRequest},
+		} {
+			req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/devices/"+tc.device+"/activate", strings.NewReader(tc.body))
+			if tc.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("activation, %s: %d, want %d", tc.name, resp.StatusCode, tc.want)
+			}
 		}
 	})
 
@@ -348,6 +375,11 @@ func TestHostileClients(t *testing.T) {
 		t.Fatalf("honest fleet: %v", fleetErr)
 	}
 	t.Logf("honest fleet of %d ran %v alongside the attacks", len(honest.Devices), time.Duration(fleetTook.Load()))
+	if took := <-slowloris; took < 4*time.Second || took > 20*time.Second {
+		t.Errorf("API slowloris cut after %v, want the 5 s header timeout", took)
+	} else {
+		t.Logf("API slowloris cut after %v", took.Round(10*time.Millisecond))
+	}
 
 	t.Run("flood held to the device's rate", func(t *testing.T) {
 		// The broker reads a flooding device's publishes at its rate
@@ -425,7 +457,7 @@ func TestHostileClients(t *testing.T) {
 			t.Errorf("hostile device %s has %d invalid votes in InfluxDB", id, invalid[id])
 		}
 	}
-	if want := len(honest.Devices) * 10; total.Activations > want || total.Activations+total.Unsure < want {
+	if want := len(honest.Devices) * hostileActivations; total.Activations > want || total.Activations+total.Unsure < want {
 		t.Errorf("fleet made %d activations (%d unsure), want %d", total.Activations, total.Unsure, want)
 	}
 	t.Logf("InfluxDB holds the honest fleet's %d activations, %d votes %v and %d invalid presses; "+
