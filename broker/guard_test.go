@@ -354,3 +354,43 @@ func TestRateDelayedCounted(t *testing.T) {
 		t.Errorf("%d log lines about the slowed device, want 1", n)
 	}
 }
+
+func TestAddrKey(t *testing.T) {
+	cases := []struct {
+		remote net.Addr
+		want   string
+	}{
+		{&net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 50000}, "192.0.2.7"},
+		{&net.TCPAddr{IP: net.ParseIP("::ffff:192.0.2.7"), Port: 1}, "192.0.2.7"},
+		// One IPv6 host commonly holds a whole /64: it counts as one.
+		{&net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:aaaa::1"), Port: 1}, "2001:db8:1:2::"},
+		{&net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:bbbb::9"), Port: 2}, "2001:db8:1:2::"},
+		{&net.UnixAddr{Name: "@x", Net: "unix"}, "invalid IP"},
+	}
+	for _, tc := range cases {
+		if got := addrKey(tc.remote).String(); got != tc.want {
+			t.Errorf("addrKey(%v) = %s, want %s", tc.remote, got, tc.want)
+		}
+	}
+}
+
+func TestMochiLogRedactsPackets(t *testing.T) {
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Connect}, TopicName: strings.Repeat("t", 300),
+		Connect: packets.ConnectParams{Password: []byte("pw-0xdeadbeef"), Username: []byte("u")},
+		Payload: []byte("payload-secret"),
+	}
+	var out syncBuffer
+	h := &mochiHandler{next: slog.NewJSONHandler(&out, nil), limit: newLogLimiter(100)}
+	log := slog.New(h).With("pk", pk).WithGroup("g")
+	log.Warn("error processing packet", "pk", pk, "ptr", &pk, "nilptr", (*packets.Packet)(nil))
+	s := out.String()
+	for _, leak := range []string{"pw-0xdeadbeef", "payload-secret", base64.StdEncoding.EncodeToString([]byte("pw-0xdeadbeef")), strings.Repeat("t", 201)} {
+		if strings.Contains(s, leak) {
+			t.Errorf("log leaks %q: %s", leak, s)
+		}
+	}
+	if !strings.Contains(s, `"payload_bytes":14`) {
+		t.Errorf("packet summary missing: %s", s)
+	}
+}
