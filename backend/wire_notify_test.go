@@ -1,0 +1,179 @@
+package backend_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/semko/semko/backend"
+	"github.com/semko/semko/backend/alert"
+	"github.com/semko/semko/backend/notify/webhook"
+	"github.com/semko/semko/broker"
+	"github.com/semko/semko/edge"
+	"github.com/semko/semko/firmware-sim/fleet"
+	"github.com/semko/semko/firmware-sim/keypad"
+	"github.com/semko/semko/internal/mailsink"
+)
+
+// TestNegativeVoteReachesMailAndWebhook runs what `make run` shows a
+// newcomer: a customer presses 1 on a real (simulated) keypad behind a
+// real edge agent; the backend's rating watcher raises the alert, and the
+// notice arrives as an e-mail in the development mail sink (for the
+// counter's responsible person, in their language) and as a signed JSON
+// POST at an operations webhook (in Russian).
+func TestNegativeVoteReachesMailAndWebhook(t *testing.T) {
+	dir := t.TempDir()
+	sink, err := mailsink.Start(mailsink.Options{Addr: "127.0.0.1:0", Dir: filepath.Join(dir, "mail")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	sinkHost, sinkPortS, _ := net.SplitHostPort(sink.Addr())
+	sinkPort, _ := strconv.Atoi(sinkPortS)
+
+	secret := []byte("webhook secret")
+	var (
+		mu    sync.Mutex
+		posts []webhook.Payload
+		bad   []error
+	)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if err := webhook.Verify(secret, r.Header.Get(webhook.HeaderSignature), r.Header.Get(webhook.HeaderTimestamp), body, time.Now(), time.Minute); err != nil {
+			bad = append(bad, err)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		var p webhook.Payload
+		if err := json.Unmarshal(body, &p); err != nil {
+			bad = append(bad, err)
+		}
+		posts = append(posts, p)
+	}))
+	t.Cleanup(hook.Close)
+
+	model := fleet.Generate(fleet.Spec{Seed: 5, Orgs: 1, SitesPerOrg: 1, CountersPerSite: 1})
+	dev := model.Devices[0]
+	site := model.Orgs[0].Sites[0]
+	cfg := backend.DefaultConfig()
+	cfg.DataDir = filepath.Join(dir, "backend")
+	cfg.FleetFile = filepath.Join(dir, "fleet.yaml")
+	cfg.MQTT.Addr, cfg.HTTP.Addr, cfg.HTTP.Token = "127.0.0.1:0", "127.0.0.1:0", "test-token"
+	// Nothing listens there: points wait in the spool, which is not what
+	// this test is about.
+	cfg.Influx.URL = "http://127.0.0.1:1"
+	cfg.Alerts.Tick = 50 * time.Millisecond
+	cfg.Alerts.Receivers = []alert.Receiver{{Name: "ops", Webhook: hook.URL + "/semko", Lang: "ru"}}
+	cfg.Alerts.Route = alert.RouteConfig{Routes: []alert.RouteConfig{{
+		Match: alert.Matchers{"kind": "negative_vote"}, Receivers: []string{alert.ReceiverResponsible, "ops"},
+		GroupWait: 100 * time.Millisecond, GroupInterval: time.Hour,
+	}}}
+	cfg.Notify.SMTP = backend.SMTPConfig{Host: sinkHost, Port: sinkPort, TLS: "none", From: "Semko <semko@localhost>"}
+	cfg.Notify.Webhook.Secret = string(secret)
+	if err := model.WriteFleetFile(cfg.FleetFile, broker.HashSecret); err != nil {
+		t.Fatal(err)
+	}
+	app, err := backend.New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	appCtx, stopApp := context.WithCancel(ctx)
+	appDone := make(chan error, 1)
+	go func() { appDone <- app.Run(appCtx) }()
+	defer func() {
+		stopApp()
+		<-appDone // the unreachable InfluxDB may make Run report the backlog
+	}()
+	<-app.Started()
+
+	hostEnd, keypadEnd := net.Pipe()
+	kp := keypad.New(keypadEnd, keypad.Options{Serial: dev.Serial})
+	agent, err := edge.New(edge.Config{
+		Device: dev.ID, Secret: dev.Secret, Broker: "tcp://" + app.MQTTAddr(), DataDir: t.TempDir(),
+		ReconnectMin: 50 * time.Millisecond, Logger: testLogger(t),
+	}, hostEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edgeCtx, stopEdge := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { kp.Run(edgeCtx) })
+	wg.Go(func() { agent.Run(edgeCtx) })
+	defer func() { stopEdge(); wg.Wait() }()
+	waitFor(t, "edge connected", func() bool { return agent.Stats().Connected })
+
+	body := `{"v":1,"id":"done-B7","ticket":"B7","service":"permits","operator":"op-mail","service_s":250,"window_s":30}`
+	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+app.HTTPAddr()+"/api/v1/devices/"+dev.ID+"/activate", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer test-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("activate: %s", resp.Status)
+	}
+	waitFor(t, "keypad armed", func() bool { return kp.State().Armed })
+	if err := kp.Press(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+
+	// The e-mail, as a newcomer finds it under var/mail.
+	waitFor(t, "an e-mail in the sink", func() bool { return sink.Stored() > 0 })
+	files, _ := filepath.Glob(filepath.Join(dir, "mail", "*.eml"))
+	if len(files) != 1 {
+		t.Fatalf("%d mails, want 1", len(files))
+	}
+	raw, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := mail.ReadMessage(strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject, _ := new(mime.WordDecoder).DecodeHeader(m.Header.Get("Subject"))
+	if to := m.Header.Get("X-Original-To"); to != site.Responsible.Email {
+		t.Errorf("mail to %q, want the responsible %q", to, site.Responsible.Email)
+	}
+	lang := or(site.Responsible.Lang, "en")
+	wantSubject := map[string]string{"en": "Negative rating (1 of 5)", "bg": "Негативна оценка (1 от 5)", "ru": "Негативная оценка (1 из 5)"}[lang]
+	if !strings.Contains(subject, wantSubject) {
+		t.Errorf("subject %q (lang %s), want %q", subject, lang, wantSubject)
+	}
+	if !strings.Contains(string(raw), "op-mail") {
+		t.Errorf("mail does not name the operator:\n%s", raw)
+	}
+
+	// The webhook, signed, in the receiver's language.
+	waitFor(t, "a webhook post", func() bool { mu.Lock(); defer mu.Unlock(); return len(posts)+len(bad) > 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bad) > 0 {
+		t.Fatalf("webhook receiver rejected: %v", bad)
+	}
+	p := posts[0]
+	if p.Kind != alert.KindNegativeVote || p.Lang != "ru" || p.Receiver != "ops" || len(p.Alerts) != 1 ||
+		!strings.Contains(p.Subject, "Негативная оценка") {
+		t.Errorf("webhook payload %+v", p)
+	}
+	if d := p.Alerts[0].Details; d["score"] != "1" || d["operator"] != "op-mail" {
+		t.Errorf("webhook alert details %v", d)
+	}
+}
