@@ -108,7 +108,7 @@ func TestStandaloneBrokerRestart(t *testing.T) {
 	// new connection (server.go inheritClientSession, attachClient). A
 	// message routed to the backend's session inside that window lands in
 	// the discarded old session; the device already has its PUBACK. Seen
-	// here as 1-3 votes missing in 2 of 3 runs. It needs a fix in broker/
+	// here as 1-3 votes missing in 2 of 5 runs. It needs a fix in broker/
 	// (see backend/mqttin/README.md); until then this test runs only on
 	// request.
 	if os.Getenv("SEMKO_TEST_BROKER_RESUME") == "" {
