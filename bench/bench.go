@@ -175,7 +175,9 @@ func PrintTable(w io.Writer, machine string, quick bool, results []Result) error
 	if quick {
 		mode = "quick"
 	}
-	fmt.Fprintf(w, "machine: %s (load generator on the same machine)\nmode: %s\n\n", machine, mode)
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Fprintf(w, "machine: %s (load generator on the same machine)\nmode: %s; load average at the end: %s\n\n",
+		machine, mode, strings.Join(strings.Fields(string(load))[:min(3, len(strings.Fields(string(load))))], " "))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TARGET\tFIGURE\tGOAL\tMET\tNOTE")
 	for _, r := range results {
