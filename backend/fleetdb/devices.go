@@ -39,7 +39,7 @@ type NewDevice struct {
 	Model     string              `json:"model,omitempty"`
 	Serial    string              `json:"serial,omitempty"`
 	FW        string              `json:"fw,omitempty"`
-	Installed string              `json:"installed,omitempty"` // YYYY-MM-DD; default today when Counter is set
+	Installed string              `json:"installed,omitempty"` // YYYY-MM-DD; default: the day it is first placed
 	Counter   string              `json:"counter,omitempty"`
 	Config    *devconfig.Override `json:"config,omitempty"`
 }
@@ -243,6 +243,12 @@ func place(ctx context.Context, tx *sql.Tx, now time.Time, device, counter strin
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE counters SET device=? WHERE id=?`, device, counter); err != nil {
+		return err
+	}
+	// Warranty and service life count from the installation: a device
+	// placed for the first time without a date is installed today.
+	if _, err := tx.ExecContext(ctx, `UPDATE devices SET installed=? WHERE id=? AND installed=''`,
+		now.UTC().Format(time.DateOnly), device); err != nil {
 		return err
 	}
 	if prev.Valid {

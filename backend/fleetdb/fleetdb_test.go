@@ -169,6 +169,11 @@ func TestDeviceLifecycle(t *testing.T) {
 			}
 		}
 	}
+	// kp-2 had no installation date in the file; kp-3 was placed at c2
+	// today without one: it got today's.
+	if d, _ := h.db.Device(ctx, "kp-3"); d.Installed != "2026-11-24" {
+		t.Errorf("kp-3 installed %q, want the day it was placed", d.Installed)
+	}
 	if p, _ := h.db.Current().Placement("kp-1"); p.Operator != "bob" || p.Service != "tax" {
 		t.Errorf("c3 placement %+v, want operator bob, service tax", p)
 	}
