@@ -6,10 +6,8 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/semko/semko/backend/mqttin"
-	"github.com/semko/semko/protocol"
 )
 
 // externalMQTT is the backend as a client of a broker running alone; in
@@ -46,9 +44,7 @@ func (a *App) newExternalMQTT() error {
 	a.ext.consumer, err = mqttin.New(mqttin.Options{
 		URL: ec.URL, ClientID: ec.ClientID, Username: ec.Username, Secret: secret, TLS: tc,
 		SharedGroup: ec.SharedGroup,
-		Intake: mqttin.AcceptFunc(func(ctx context.Context, t protocol.Topic, payload []byte, _ time.Time) error {
-			return a.ingest.Accept(ctx, t, payload, time.Time{})
-		}),
+		Intake:      a.ingest, // Accept has the shape mqttin.Acceptor asks for
 		// Configs pushed while disconnected failed and are retried by the
 		// next sync; a new connection is the moment to do it.
 		OnConnect:  func() { a.pushConfigs(a.registry.Current()) },

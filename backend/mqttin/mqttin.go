@@ -68,6 +68,8 @@ var (
 	// ErrTopic is returned by Publish for a topic outside protocol.Root or
 	// with wildcards.
 	ErrTopic = errors.New("mqttin: topic not publishable")
+	// ErrRunning is returned by a second concurrent Run.
+	ErrRunning = errors.New("mqttin: already running")
 )
 
 // Defaults for Options.
@@ -297,7 +299,7 @@ func (c *Consumer) Filters() []string {
 // worker has returned.
 func (c *Consumer) Run(ctx context.Context) error {
 	if !c.runMu.TryLock() {
-		return errors.New("mqttin: Run already running")
+		return ErrRunning
 	}
 	defer c.runMu.Unlock()
 
