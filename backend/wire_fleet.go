@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/semko/semko/backend/api"
 	"github.com/semko/semko/backend/devconfig"
 	"github.com/semko/semko/backend/fleetdb"
@@ -90,6 +92,36 @@ func (a *App) pushConfigs(_ *registry.Registry) {
 	a.kickPush()
 }
 
+// registerFleetMetrics exposes the fleet's size and how many managed
+// devices do not run their desired configuration, computed at scrape time.
+func (a *App) registerFleetMetrics() {
+	for _, c := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "semko_fleet_devices", Help: "Active devices in the fleet.",
+		}, func() float64 { return float64(a.registry.Current().Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "semko_fleet_config_out_of_sync",
+			Help: "Managed devices whose last confirmed configuration is not the desired one (pending or refused).",
+		}, a.configOutOfSync),
+	} {
+		if err := a.metrics.Register(c); err != nil {
+			a.log.Warn("fleet metrics not registered", "err", err)
+		}
+	}
+}
+
+func (a *App) configOutOfSync() float64 {
+	reg := a.registry.Current()
+	desired := reg.Configs()
+	n := 0
+	for _, st := range a.ingest.Devices() {
+		if c, ok := desired[st.Device]; ok && st.ConfigVersion != c.Version {
+			n++
+		}
+	}
+	return float64(n)
+}
+
 // startFleet starts the push loop once MQTT is up. It runs until ctx ends;
 // closeFleet waits for it.
 func (a *App) startFleet(ctx context.Context) {
@@ -143,6 +175,7 @@ func (a *App) closeFleet() error {
 
 // fleetRoutes are the fleet endpoints mounted behind the API token.
 func (a *App) fleetRoutes() []api.Route {
+	a.registerFleetMetrics() // here: New calls this once, after ingest exists
 	var out []api.Route
 	for _, rt := range fleetapi.Routes(fleetapi.Options{
 		DB: a.fleet.db, Live: a.ingest.Devices, Logger: a.log.With("part", "fleetapi"),

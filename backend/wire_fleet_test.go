@@ -131,6 +131,12 @@ func TestRemoteConfig(t *testing.T) {
 	if _, ok := app.Fleet().Current().Device(old); ok {
 		t.Errorf("retired %s still in the registry", old)
 	}
+	metrics := httpBody(t, base+"/metrics")
+	for _, line := range []string{"semko_fleet_devices 4", "semko_fleet_config_out_of_sync 0"} {
+		if !strings.Contains(metrics, line) {
+			t.Errorf("/metrics lacks %q", line)
+		}
+	}
 }
 
 func ptr[T any](v T) *T { return &v }
