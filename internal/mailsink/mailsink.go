@@ -42,8 +42,9 @@ type Sink struct {
 	srv    *smtp.Server
 	ln     net.Listener
 	done   chan struct{}
-	stored atomic.Int64
-	mu     sync.Mutex // serialises file naming
+	stored atomic.Int64 // counted once a file is in place
+	mu     sync.Mutex   // serialises file naming
+	seq    int64        // guarded by mu
 }
 
 // ErrFull is returned to clients once MaxMessages files were written.
@@ -119,8 +120,8 @@ func (s *Sink) store(from string, to []string, r io.Reader) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := s.stored.Add(1)
-	name := fmt.Sprintf("%s-%04d.eml", time.Now().UTC().Format("20060102T150405Z"), n)
+	s.seq++
+	name := fmt.Sprintf("%s-%04d.eml", time.Now().UTC().Format("20060102T150405Z"), s.seq)
 	tmp, err := os.CreateTemp(s.opts.Dir, ".incoming-*")
 	if err != nil {
 		return fmt.Errorf("mailsink store: %w", err)
@@ -139,6 +140,7 @@ func (s *Sink) store(from string, to []string, r io.Reader) error {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("mailsink store: %w", err)
 	}
+	s.stored.Add(1)
 	s.opts.Logger.Info("mail stored", "file", path, "from", from, "to", strings.Join(to, ","))
 	return nil
 }
