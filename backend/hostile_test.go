@@ -205,12 +205,14 @@ func TestHostileClients(t *testing.T) {
 
 	t.Run("wrong and missing credentials", func(t *testing.T) {
 		failures := series("semko_broker_auth_failures_total")
-		for _, tc := range []struct{ name, clientID, user, secret string }{
-			{"wrong secret for a real device", victim.ID, victim.ID, "guessed-secret-3b9d0f"},
-			{"another device's secret", victim.ID, victim.ID, evil.Secret},
-			{"unknown user", "intruder", "intruder", "intruder-secret-88aa"},
-			{"no credentials", "anonymous-1", "", ""},
-			{"device secret under another client id", "not-" + evil.ID, evil.ID, evil.Secret},
+		for _, tc := range []struct{ name, clientID, user, secret, will string }{
+			{"wrong secret for a real device", victim.ID, victim.ID, "guessed-secret-3b9d0f", ""},
+			{"another device's secret", victim.ID, victim.ID, evil.Secret, ""},
+			{"unknown user", "intruder", "intruder", "intruder-secret-88aa", ""},
+			{"no credentials", "anonymous-1", "", "", ""},
+			{"device secret under another client id", "not-" + evil.ID, evil.ID, evil.Secret, ""},
+			// A will is a publish the broker makes later: the same ACL.
+			{"will on another device's topic", evil.ID, evil.ID, evil.Secret, protocol.DeviceTopic(victim.ID, protocol.KindStatus)},
 		} {
 			before := m.read(t).get(failures)
 			opts := paho.NewClientOptions().AddBroker("tcp://" + mqttAddr).SetClientID(tc.clientID).
@@ -218,6 +220,9 @@ func TestHostileClients(t *testing.T) {
 				SetDialer(&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(hostileAddr)}})
 			if tc.user != "" {
 				opts.SetUsername(tc.user).SetPassword(tc.secret)
+			}
+			if tc.will != "" {
+				opts.SetWill(tc.will, `{"v":1,"online":false}`, 1, true)
 			}
 			cl := paho.NewClient(opts)
 			tok := cl.Connect()
