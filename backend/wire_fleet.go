@@ -55,8 +55,15 @@ func (a *App) openFleet() (*registry.Store, error) {
 	}
 	a.fleet.db = db
 	if _, err := db.ApplyFile(context.Background(), a.cfg.FleetFile, false); err != nil {
-		db.Close()
-		return nil, err
+		// A bad edit of the file must not keep a backend that has a fleet
+		// from restarting (votes would wait): run the database's fleet and
+		// say loudly why the file was not applied. With no fleet at all
+		// there is nothing to run.
+		if db.Current().Len() == 0 {
+			db.Close()
+			return nil, err
+		}
+		a.log.Error("fleet file not applied; running the fleet database's last fleet", "err", err)
 	}
 	return registry.NewStore(db.Current()), nil
 }

@@ -255,3 +255,49 @@ func apiDo(t *testing.T, method, url, body string, wantCode int, out any) {
 		}
 	}
 }
+
+// TestFleetFileBadAtRestart: a bad edit of the fleet file does not keep a
+// backend with a fleet from starting; it runs the database's fleet, and
+// the API changes made before the restart are still there.
+func TestFleetFileBadAtRestart(t *testing.T) {
+	model := fleet.Generate(fleet.Spec{Seed: 5, Orgs: 1, SitesPerOrg: 1, CountersPerSite: 2})
+	dir := t.TempDir()
+	cfg := backend.DefaultConfig()
+	cfg.DataDir = filepath.Join(dir, "backend")
+	cfg.FleetFile = filepath.Join(dir, "fleet.yaml")
+	cfg.MQTT.Addr, cfg.HTTP.Addr, cfg.HTTP.Token = "127.0.0.1:0", "127.0.0.1:0", "test-token"
+	cfg.Influx.URL = "http://127.0.0.1:1"
+	if err := model.WriteFleetFile(cfg.FleetFile, broker.HashSecret); err != nil {
+		t.Fatal(err)
+	}
+	run := func(check func(app *backend.App)) {
+		t.Helper()
+		app, err := backend.New(cfg, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- app.Run(ctx) }()
+		<-app.Started()
+		check(app)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(func(app *backend.App) {
+		apiDo(t, http.MethodPost, "http://"+app.HTTPAddr()+"/api/v1/fleet/devices", `{"id":"spare-1"}`, http.StatusCreated, nil)
+	})
+	if err := os.WriteFile(cfg.FleetFile, []byte("organisations: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run(func(app *backend.App) {
+		if n := app.Fleet().Current().Len(); n != len(model.Devices)+1 {
+			t.Errorf("after a bad file the fleet has %d devices, want %d", n, len(model.Devices)+1)
+		}
+		if err := app.ReloadRegistry(); err == nil {
+			t.Error("reloading the bad file reported no error")
+		}
+	})
+}
