@@ -23,6 +23,7 @@ import (
 	"github.com/semko/semko/broker"
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/internal/influxlocal"
+	"github.com/semko/semko/internal/mailsink"
 )
 
 func main() { os.Exit(run(os.Args[1:])) }
@@ -120,6 +121,16 @@ func dev(ctx context.Context, log *slog.Logger, o devOptions) error {
 		return err
 	}
 
+	// A local mail sink: the backend's e-mail channel delivers there, and
+	// every message becomes a file under var/mail.
+	mailDir := filepath.Join(o.varDir, "mail")
+	sink, err := mailsink.Start(mailsink.Options{Addr: "127.0.0.1:2525", Dir: mailDir, Logger: log.With("part", "mailsink")})
+	if err != nil {
+		return err
+	}
+	defer sink.Close()
+	cfg.Notify.SMTP = backend.SMTPConfig{Host: "127.0.0.1", Port: 2525, TLS: "none", From: "Semko <semko@localhost>"}
+
 	faults := withFaults(&cfg, model) // a few faulty keypads for the diagnostics
 
 	// 3. The backend with its embedded broker.
@@ -160,10 +171,11 @@ Semko is running. Ctrl-C stops everything.
   HTTP API   http://%s  (/healthz, /readyz, /metrics; /api/v1/... with "Authorization: Bearer $(cat %s)")
   Grafana    add an InfluxDB (InfluxQL) data source: URL %s, database semko; dashboards come with the Grafana issue.
   Fleet      %d keypads at %d sites of %d organisations (seed %d), fleet file %s
+  Mail       %s/ (negative-vote notices land here; ls %s; cat %s/<file>.eml)
   Log        %s
 
 `, db.URL(), db.URL(), cfg.MQTT.Addr, cfg.HTTP.Addr, filepath.Join(o.varDir, "api-token"), db.URL(),
-		len(model.Devices), o.orgs*o.sites, o.orgs, o.seed, cfg.FleetFile, o.logPath)
+		len(model.Devices), o.orgs*o.sites, o.orgs, o.seed, cfg.FleetFile, mailDir, mailDir, mailDir, o.logPath)
 
 	tick := time.NewTicker(o.every)
 	defer tick.Stop()
