@@ -286,3 +286,32 @@ func TestCompareVersions(t *testing.T) {
 		}
 	}
 }
+
+// TestStaleAlertResolvedAfterRestart: the alert manager keeps an offline
+// alert from before a restart; the unit is fine now, so the first run
+// after the start resolves it, while a unit still offline stays open.
+func TestStaleAlertResolvedAfterRestart(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(t0)
+	fl := newFakeFleet(t, t0)
+	rec := newRecorder()
+	reg := fl.registry()
+	for _, id := range []string{"kp-1", "kp-2"} {
+		p, _ := reg.Placement(id)
+		f := alert.Finding{Kind: alert.KindOffline, Subject: alert.Subject{Org: p.Org, Site: p.Site, Counter: p.Counter, Device: id}}
+		rec.open[f.Key()] = f
+	}
+	d, err := New(Options{Devices: fl.devices, Registry: fl.registry, Raiser: rec, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(4 * time.Minute)
+	for _, id := range []string{"kp-1", "kp-3"} {
+		fl.edit(id, func(s *ingest.DeviceState) { s.HeartbeatReceived = clock.Now() })
+	}
+	if err := d.Run(t.Context(), CheckOffline); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.firing(); !reflect.DeepEqual(got, []string{"kp-2 offline"}) {
+		t.Fatalf("firing %q, want only kp-2", got)
+	}
+}

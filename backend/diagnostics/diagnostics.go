@@ -75,7 +75,12 @@ type Diagnostics struct {
 	stuck   map[string]*window[[5]uint64]
 	backlog map[string]*window[int]
 	pending map[string]pendingTest // by device: self-tests sent, not yet judged
-	sched   gocron.Scheduler
+	// primed holds the kinds reconciled once since start. The alert
+	// manager keeps alerts across restarts while open starts empty, so the
+	// first reconcile of a kind resolves it for every unit not firing:
+	// an alert whose condition cleared while the backend was down closes.
+	primed map[alert.Kind]bool
+	sched  gocron.Scheduler
 }
 
 // New checks opts. Nothing runs until Start (or Run).
@@ -102,6 +107,7 @@ func New(opts Options) (*Diagnostics, error) {
 		stuck:   make(map[string]*window[[5]uint64]),
 		backlog: make(map[string]*window[int]),
 		pending: make(map[string]pendingTest),
+		primed:  make(map[alert.Kind]bool),
 	}, nil
 }
 
@@ -249,13 +255,45 @@ func (d *Diagnostics) reconcile(ctx context.Context, firing []alert.Finding, kin
 			cleared = append(cleared, f)
 		}
 	}
+	var unprimed []alert.Kind
+	for _, k := range kinds {
+		if !d.primed[k] {
+			unprimed = append(unprimed, k)
+		}
+	}
 	d.mu.Unlock()
 	for _, f := range cleared {
 		if err := d.resolve(ctx, f.Kind, f.Subject, "condition cleared"); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	if len(unprimed) > 0 {
+		if err := d.prime(ctx, unprimed, now); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// prime resolves kinds for every unit not firing them, once after start.
+// The Raiser ignores a Resolve without an open alert.
+func (d *Diagnostics) prime(ctx context.Context, kinds []alert.Kind, firing map[string]alert.Finding) error {
+	for _, u := range d.units() {
+		for _, k := range kinds {
+			if _, ok := firing[alert.Finding{Kind: k, Subject: u.subject}.Key()]; ok {
+				continue
+			}
+			if err := d.opts.Raiser.Resolve(ctx, k, u.subject, "condition cleared while the backend was down"); err != nil {
+				return fmt.Errorf("resolve %s for %s after start: %w", k, u.Device, err)
+			}
+		}
+	}
+	d.mu.Lock()
+	for _, k := range kinds {
+		d.primed[k] = true
+	}
+	d.mu.Unlock()
+	return nil
 }
 
 // raise raises f unless it is open already.

@@ -34,7 +34,11 @@ func (r *recorder) Resolve(_ context.Context, kind alert.Kind, s alert.Subject, 
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	key := alert.Finding{Kind: kind, Subject: s}.Key()
-	r.solved = append(r.solved, r.open[key])
+	f, ok := r.open[key]
+	if !ok {
+		return nil // like the alert manager: nothing open, nothing to do
+	}
+	r.solved = append(r.solved, f)
 	delete(r.open, key)
 	return nil
 }

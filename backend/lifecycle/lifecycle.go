@@ -143,9 +143,13 @@ type Job struct {
 	log  *slog.Logger
 	runs atomic.Uint64
 
-	mu    sync.Mutex
-	sent  map[string]reminded // by the site finding's key
-	sched gocron.Scheduler
+	mu   sync.Mutex
+	sent map[string]reminded // by the site finding's key
+	// primed is set after the first run, which resolves both kinds for
+	// every site with nothing due: the alert manager keeps alerts across
+	// restarts, sent starts empty.
+	primed bool
+	sched  gocron.Scheduler
 }
 
 // New checks opts.
@@ -211,6 +215,22 @@ func (j *Job) Stop() error {
 		return fmt.Errorf("lifecycle shutdown: %w", err)
 	}
 	return nil
+}
+
+// NextRun is when the schedule runs the job next; zero when not started.
+func (j *Job) NextRun() time.Time {
+	j.mu.Lock()
+	s := j.sched
+	j.mu.Unlock()
+	if s == nil {
+		return time.Time{}
+	}
+	for _, job := range s.Jobs() {
+		if next, err := job.NextRun(); err == nil {
+			return next
+		}
+	}
+	return time.Time{}
 }
 
 // Runs counts completed runs (scheduled or not).
@@ -303,6 +323,18 @@ func (j *Job) Run(ctx context.Context) error {
 		}
 	}
 	j.mu.Lock()
+	primed := j.primed
+	j.mu.Unlock()
+	if !primed {
+		if err := j.prime(ctx, reg, seen); err != nil {
+			errs = append(errs, err)
+		} else {
+			j.mu.Lock()
+			j.primed = true
+			j.mu.Unlock()
+		}
+	}
+	j.mu.Lock()
 	var cleared []reminded
 	for key, r := range j.sent {
 		if !seen[key] {
@@ -323,6 +355,22 @@ func (j *Job) Run(ctx context.Context) error {
 		j.mu.Unlock()
 	}
 	return errors.Join(errs...)
+}
+
+// prime resolves both kinds at every site without a due keypad.
+func (j *Job) prime(ctx context.Context, reg *registry.Registry, due map[string]bool) error {
+	for _, s := range reg.Sites() {
+		site := alert.Subject{Org: s.Org, Site: s.ID}
+		for _, k := range []alert.Kind{alert.KindWarrantyEnd, alert.KindReplacementDue} {
+			if due[alert.Finding{Kind: k, Subject: site}.Key()] {
+				continue
+			}
+			if err := j.opts.Raiser.Resolve(ctx, k, site, "nothing due after restart"); err != nil {
+				return fmt.Errorf("resolve %s for %s after start: %w", k, s.ID, err)
+			}
+		}
+	}
+	return nil
 }
 
 // reminded is the last reminder sent for a site and kind.
