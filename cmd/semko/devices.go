@@ -227,7 +227,9 @@ func printDevices(w io.Writer, devs []fleetapi.DeviceView) {
 				fw = d.Live.FW
 			}
 		}
-		if d.Config != nil {
+		if d.Config != nil && !d.Config.Managed {
+			desired = "edge defaults"
+		} else if d.Config != nil {
 			desired, applied = d.Config.Desired, d.Config.Applied
 			switch {
 			case d.Config.Error != "":
