@@ -41,7 +41,7 @@ type Config struct {
 	// full mode, 500 in quick mode).
 	Scale int
 	// IngestUnits and IngestFor override the ingest target's fleet size and
-	// duration (0: 1000 units for 60 s; quick 200 for 5 s).
+	// duration (0: 4000 units for 60 s; quick 200 for 5 s).
 	IngestUnits int
 	IngestFor   time.Duration
 	// PendingWrites is the broker's per-client write queue used for the

@@ -32,7 +32,7 @@ func run(args []string) int {
 	dir := fs.String("dir", "", "working directory (default: a fresh temporary one, removed at the end)")
 	only := fs.String("targets", "", "comma-separated target numbers to run, e.g. 1,3 (default: all)")
 	scale := fs.Int("n", 0, "units for the connection and storm targets (default 19500, quick 500)")
-	ingestUnits := fs.Int("ingest-units", 0, "units for the ingest target (default 1000, quick 200)")
+	ingestUnits := fs.Int("ingest-units", 0, "units for the ingest target (default 4000, quick 200)")
 	ingestFor := fs.Duration("ingest-for", 0, "how long the ingest target presses (default 60s, quick 5s)")
 	pending := fs.Int("pending-writes", 64, "broker MaxPendingWrites per client for the connection targets")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the backend process here")
