@@ -1,0 +1,133 @@
+package backend_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/semko/semko/backend"
+	"github.com/semko/semko/backend/alert"
+	"github.com/semko/semko/backend/devconfig"
+	"github.com/semko/semko/backend/diagnostics"
+	"github.com/semko/semko/backend/registry"
+	"github.com/semko/semko/broker"
+	"github.com/semko/semko/firmware-sim/fleet"
+	"github.com/semko/semko/firmware-sim/keypad"
+	"github.com/semko/semko/internal/influxlocal"
+)
+
+// TestDiagnosticsWired runs the whole backend with two simulated units,
+// one with a dead backlight, and checks the finding travels the wired
+// path: live state -> scheduled check -> alert manager (open alert in its
+// store) -> `alert` point in InfluxDB; and that the healthy unit has no
+// alert at all.
+func TestDiagnosticsWired(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: starts InfluxDB")
+	}
+	db := influxlocal.StartForTest(t)
+	model := fleet.Generate(fleet.Spec{Seed: 21, Orgs: 1, SitesPerOrg: 1, CountersPerSite: 2})
+	healthy, broken := model.Devices[0], model.Devices[1]
+
+	dir := t.TempDir()
+	cfg := backend.DefaultConfig()
+	cfg.DataDir = filepath.Join(dir, "backend")
+	cfg.FleetFile = filepath.Join(dir, "fleet.yaml")
+	cfg.MQTT.Addr, cfg.HTTP.Addr, cfg.HTTP.Token = "127.0.0.1:0", "127.0.0.1:0", "test-token"
+	cfg.Influx.URL, cfg.Influx.FlushInterval = db.URL(), 50*time.Millisecond
+	cfg.Rollup.Disabled = true
+	cfg.Diagnostics.Schedule = map[string]string{}
+	for _, c := range diagnostics.Checks {
+		cfg.Diagnostics.Schedule[c] = "off"
+	}
+	cfg.Diagnostics.Schedule[diagnostics.CheckHardware] = "200ms"
+	cfg.Diagnostics.Schedule[diagnostics.CheckOffline] = "200ms"
+	if err := model.WriteFleetFile(cfg.FleetFile, broker.HashSecret); err != nil {
+		t.Fatal(err)
+	}
+	// Heartbeats every second, through the organisation's remote config.
+	data, err := os.ReadFile(cfg.FleetFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ff, err := registry.ParseFile(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := 1
+	ff.Organisations[0].Config = &devconfig.Override{HeartbeatS: &one}
+	if data, err = ff.Marshal(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg.FleetFile, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	app, err := backend.New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	appCtx, stopApp := context.WithCancel(ctx)
+	appDone := make(chan error, 1)
+	go func() { appDone <- app.Run(appCtx) }()
+	defer func() {
+		stopApp()
+		if err := <-appDone; err != nil {
+			t.Errorf("backend run: %v", err)
+		}
+	}()
+	<-app.Started()
+
+	fleetCtx, stopFleet := context.WithCancel(ctx)
+	fleetDone := make(chan struct{})
+	go func() {
+		defer close(fleetDone)
+		fleet.Run(fleetCtx, model, fleet.Options{
+			Broker: "tcp://" + app.MQTTAddr(), DataDir: t.TempDir(),
+			ServiceInterval: 500 * time.Millisecond, Window: time.Second, Participation: 1,
+			DrainTimeout: time.Second, Logger: testLogger(t),
+			NewKeypadOptions: func(d fleet.Device) keypad.Options {
+				return keypad.Options{DeadBacklight: d.ID == broken.ID}
+			},
+		})
+	}()
+	defer func() { stopFleet(); <-fleetDone }()
+
+	open := func(device string) []alert.Alert {
+		list, err := app.Alerts().List(ctx, alert.Filter{State: "open", Device: device})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return list
+	}
+	waitFor(t, "dead backlight alert", func() bool {
+		for _, a := range open(broken.ID) {
+			if a.Kind == alert.KindDeadBacklight {
+				return true
+			}
+		}
+		return false
+	})
+	// The healthy unit has beaten a few times meanwhile: nothing for it.
+	waitFor(t, "healthy unit heard", func() bool {
+		return app.Summary().UnitsOnline == 2
+	})
+	if list := open(healthy.ID); len(list) != 0 {
+		t.Errorf("healthy unit has alerts: %+v", list)
+	}
+	if list := open(broken.ID); len(list) != 1 {
+		t.Errorf("broken unit has %d alerts, want only dead_backlight: %+v", len(list), list)
+	}
+	waitFor(t, "alert point in InfluxDB", func() bool {
+		series, err := db.Query(ctx, `SELECT count(state) FROM alert WHERE kind='dead_backlight' AND device='`+broken.ID+`'`)
+		if err != nil || len(series) == 0 {
+			return false
+		}
+		n, err := series[0].Int(0, series[0].Columns[1])
+		return err == nil && n >= 1
+	})
+}
