@@ -271,7 +271,13 @@ func TestHostileClients(t *testing.T) {
 		}
 		closed.Wait()
 		took := time.Since(start)
-		after := m.read(t)
+		// A connection is counted just after it is closed.
+		var after scrape
+		waitUntil(t, "the storm counted", 10*time.Second, func() bool {
+			after = m.read(t)
+			return after.get(limited)-before.get(limited) >= stormConns-hostileLimit &&
+				after.get(timeouts)-before.get(timeouts) >= hostileLimit
+		})
 		if d := after.get(limited) - before.get(limited); d != stormConns-hostileLimit {
 			t.Errorf("%s moved by %v, want %d", limited, d, stormConns-hostileLimit)
 		}

@@ -36,15 +36,15 @@ type guardListener struct {
 	b     *Broker
 	addrs *addrLimiter
 
-	closed  atomic.Bool
-	mu      sync.Mutex
-	pending map[*guardedConn]struct{} // accepted, CONNECT not yet read
+	closed atomic.Bool
+	mu     sync.Mutex
+	live   map[*guardedConn]struct{} // connections being served
 }
 
 var _ listeners.Listener = (*guardListener)(nil)
 
 func newGuardListener(id string, ln net.Listener, tc *tls.Config, b *Broker) *guardListener {
-	return &guardListener{id: id, ln: ln, tls: tc, b: b, addrs: b.addrs, pending: make(map[*guardedConn]struct{})}
+	return &guardListener{id: id, ln: ln, tls: tc, b: b, addrs: b.addrs, live: make(map[*guardedConn]struct{})}
 }
 
 func (l *guardListener) ID() string                { return l.id }
@@ -97,7 +97,7 @@ func (l *guardListener) serveConn(conn net.Conn, establish listeners.EstablishFn
 		conn.Close()
 		return
 	}
-	l.pending[gc] = struct{}{}
+	l.live[gc] = struct{}{}
 	l.mu.Unlock()
 
 	go func() {
@@ -105,7 +105,7 @@ func (l *guardListener) serveConn(conn net.Conn, establish listeners.EstablishFn
 		err := establish(l.id, c)
 		c.Close() // mochi has closed it already; this is for the paths where it has not
 		l.mu.Lock()
-		delete(l.pending, gc)
+		delete(l.live, gc)
 		l.mu.Unlock()
 		l.b.connectionEnded(conn.RemoteAddr(), gc.sessionStarted(), err)
 	}()
@@ -122,7 +122,7 @@ func (l *guardListener) Close(closeClients listeners.CloseFn) {
 	closeClients(l.id)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for gc := range l.pending {
+	for gc := range l.live {
 		if !gc.sessionStarted() {
 			gc.Conn.Close()
 		}
