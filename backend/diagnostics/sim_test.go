@@ -299,3 +299,79 @@ func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool,
 		<-tick.C
 	}
 }
+
+// TestHealthyFleetRaisesNothing runs every check, the self-test included,
+// over a healthy simulated fleet for longer than each check's window and
+// the self-test deadline, and expects no finding at all.
+func TestHealthyFleetRaisesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a simulated fleet")
+	}
+	model := fleet.Generate(fleet.Spec{Seed: 5, Orgs: 1, SitesPerOrg: 2, CountersPerSite: 3})
+	window := time.Second
+	sb := startSimBackend(t, model, "")
+	sb.configure(t, window)
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() {
+		fleet.Run(ctx, model, fleet.Options{
+			Broker: "tcp://" + sb.addr, DataDir: t.TempDir(),
+			ServiceInterval: 300 * time.Millisecond, Window: window, Participation: 0.95, StrayPresses: 0.05,
+			DrainTimeout: time.Second, Logger: slog.New(slog.DiscardHandler),
+		})
+	})
+	waitUntil(t, 30*time.Second, "every unit sends heartbeats", func() bool {
+		for _, st := range sb.in.Devices() {
+			if st.HeartbeatEvery == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	rec := newRecorder()
+	d, err := New(Options{
+		Config: Config{
+			Offline:    OfflineConfig{DefaultHeartbeat: time.Second},
+			StuckKey:   StuckKeyConfig{Window: 2 * time.Second, MinPresses: 20},
+			Silent:     SilentConfig{MinActivations: 6, Stretch: time.Second},
+			ClockDrift: ClockDriftConfig{Max: time.Minute},
+			Outbox:     OutboxConfig{Window: time.Second, Min: 5},
+			Firmware:   FirmwareConfig{Target: "1.4.0"},
+			SelfTest:   SelfTestConfig{Deadline: 2 * time.Second},
+		},
+		Devices: sb.in.Devices, Registry: sb.reg.Current, Raiser: rec, Publisher: sb.broker,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Run(t.Context(), CheckSelfTest); err != nil {
+		t.Fatal(err)
+	}
+	// Long enough for two stuck-key windows and the self-test deadline;
+	// every unit must have answered its self-test by then.
+	end := time.Now().Add(5 * time.Second)
+	waitUntil(t, 30*time.Second, "checks ran past their windows", func() bool {
+		for _, c := range Checks {
+			if c != CheckSelfTest {
+				if err := d.Run(t.Context(), c); err != nil {
+					t.Fatalf("run %s: %v", c, err)
+				}
+			}
+		}
+		return time.Now().After(end)
+	})
+	for _, st := range sb.in.Devices() {
+		if len(st.Commands) == 0 || !st.Commands[len(st.Commands)-1].OK {
+			t.Errorf("%s: self-test results %+v", st.Device, st.Commands)
+		}
+	}
+	if n := rec.raisedCount(); n != 0 {
+		rec.mu.Lock()
+		for _, f := range rec.raised {
+			t.Errorf("raised on a healthy fleet: %s %s: %s", f.Kind, f.Subject.Device, f.Message)
+		}
+		rec.mu.Unlock()
+	}
+}
