@@ -177,3 +177,30 @@ func TestNegativeVoteReachesMailAndWebhook(t *testing.T) {
 		t.Errorf("webhook alert details %v", d)
 	}
 }
+
+func TestNotifyConfigFromYAML(t *testing.T) {
+	tests := []struct {
+		name    string
+		yaml    string
+		wantErr bool
+	}{
+		{"all channels", "notify:\n  smtp: {host: mail.example.org, port: 587, username: semko, from: 'Semko <alerts@example.org>', tls: starttls, auth: login}\n  webhook: {format: teams, attempts: 2}\n  mqtt: {disabled: true}\n", false},
+		{"a password in the file is refused", "notify:\n  smtp: {host: mail.example.org, password: secret}\n", true},
+		{"a webhook secret in the file is refused", "notify:\n  webhook: {secret: x}\n", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "semko.yaml")
+			if err := os.WriteFile(path, []byte(tt.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := backend.LoadConfig(path)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("LoadConfig: %v, want error %v", err, tt.wantErr)
+			}
+			if err == nil && (cfg.Notify.SMTP.Auth != "login" || cfg.Notify.Webhook.Format != "teams" || !cfg.Notify.MQTT.Disabled) {
+				t.Fatalf("notify = %+v", cfg.Notify)
+			}
+		})
+	}
+}
