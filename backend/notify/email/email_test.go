@@ -132,6 +132,25 @@ func TestNotifierDeliversInEveryLanguage(t *testing.T) {
 	}
 }
 
+func TestSendImplicitTLS(t *testing.T) {
+	srv := startMailServer(t, serverOpts{implicit: true})
+	host, port := hostPort(t, srv.addr)
+	s, err := NewSender(Config{
+		Host: host, Port: port, TLS: TLSImplicit, Username: "semko", Password: srv.pass,
+		From: "alerts@semko.test", TLSConfig: &tls.Config{RootCAs: srv.roots},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(context.Background(), Message{To: []string{"a@x.org"}, Subject: "Тест", Text: "тяло"}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := srv.messages()
+	if len(msgs) != 1 || !msgs[0].OnTLS || msgs[0].User != "semko" {
+		t.Fatalf("received %+v", msgs)
+	}
+}
+
 func TestSendFailures(t *testing.T) {
 	refuse := func(code int) func(string) error {
 		return func(to string) error {

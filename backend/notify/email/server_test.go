@@ -43,9 +43,10 @@ type mailServer struct {
 }
 
 type serverOpts struct {
-	noTLS bool
-	mechs []string
-	rcpt  func(string) error
+	noTLS    bool
+	implicit bool // TLS from the first byte (port 465 style)
+	mechs    []string
+	rcpt     func(string) error
 }
 
 func startMailServer(t *testing.T, o serverOpts) *mailServer {
@@ -72,6 +73,9 @@ func startMailServer(t *testing.T, o serverOpts) *mailServer {
 		t.Fatal(err)
 	}
 	ms.addr = ln.Addr().String()
+	if o.implicit {
+		ln = tls.NewListener(ln, s.TLSConfig)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
