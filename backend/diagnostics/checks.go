@@ -13,9 +13,12 @@ import (
 // unit is one installed unit as the checks see it.
 type unit struct {
 	ingest.DeviceState
-	Model   string
-	subject alert.Subject
-	where   string // "kp-0012 at Counter 3, Sofia centre" for messages
+	Model string
+	// configured is the heartbeat interval remote configuration gives
+	// the unit; zero for units not under remote configuration.
+	configured time.Duration
+	subject    alert.Subject
+	where      string // "kp-0012 at Counter 3, Sofia centre" for messages
 }
 
 // units returns the units installed at a counter; spares in stock are not
@@ -35,6 +38,11 @@ func (d *Diagnostics) units() []unit {
 		}
 		if dev, ok := reg.Device(st.Device); ok {
 			u.Model = dev.Model
+		}
+		if reg.Managed(st.Device) {
+			if cfg, err := reg.Config(st.Device); err == nil {
+				u.configured = time.Duration(cfg.HeartbeatS) * time.Second
+			}
 		}
 		u.where = describe(reg, st.Device, p)
 		out = append(out, u)
@@ -72,7 +80,10 @@ func (d *Diagnostics) offlineTimeout(u unit) time.Duration {
 	if c.Timeout > 0 {
 		return c.Timeout
 	}
-	every := u.HeartbeatEvery
+	// The longer of the configured and the observed interval: a unit that
+	// has not applied a longer interval yet, or one whose heartbeats come
+	// slower than configured, is not offline for that.
+	every := max(u.HeartbeatEvery, u.configured)
 	if every <= 0 {
 		every = c.DefaultHeartbeat
 	}

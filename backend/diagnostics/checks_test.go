@@ -65,12 +65,25 @@ func TestChecks(t *testing.T) {
 			want: []string{"kp-2 offline"}},
 		{name: "never heard since start", check: CheckOffline, after: 4 * time.Minute,
 			before: func(f *fakeFleet, _ time.Time) {
-				f.edit("kp-3", func(s *ingest.DeviceState) { *s = ingest.DeviceState{Device: s.Device, Placement: s.Placement} })
+				f.edit("kp-2", func(s *ingest.DeviceState) { *s = ingest.DeviceState{Device: s.Device, Placement: s.Placement} })
 			},
 			change: func(f *fakeFleet, now time.Time) {
-				for _, id := range []string{"kp-1", "kp-2"} {
+				for _, id := range []string{"kp-1", "kp-3"} {
 					f.edit(id, func(s *ingest.DeviceState) { s.HeartbeatReceived = now })
 				}
+			},
+			want: []string{"kp-2 offline"}},
+		{name: "configured heartbeat interval counts", check: CheckOffline, after: 14 * time.Minute,
+			change: func(f *fakeFleet, now time.Time) {
+				// site-b's kp-3 beats every 5 min by config: 14 min of
+				// silence is within three intervals.
+				f.edit("kp-1", func(s *ingest.DeviceState) { s.HeartbeatReceived = now })
+				f.edit("kp-2", func(s *ingest.DeviceState) { s.HeartbeatReceived = now })
+			}},
+		{name: "configured heartbeat interval runs out", check: CheckOffline, after: 16 * time.Minute,
+			change: func(f *fakeFleet, now time.Time) {
+				f.edit("kp-1", func(s *ingest.DeviceState) { s.HeartbeatReceived = now })
+				f.edit("kp-2", func(s *ingest.DeviceState) { s.HeartbeatReceived = now })
 			},
 			want: []string{"kp-3 offline"}},
 		{name: "stuck key rising without activations", check: CheckStuckKey, after: 30 * time.Minute,

@@ -53,8 +53,9 @@ type Config struct {
 
 // OfflineConfig sets how long a unit may stay silent. The timeout of a unit
 // is, first found: PerDevice[id], PerModel[model], Timeout, and otherwise
-// HeartbeatMultiple times the interval its heartbeats really arrive at
-// (DefaultHeartbeat until two have arrived).
+// HeartbeatMultiple times its heartbeat interval: the longer of the one
+// remote configuration gives it and the one its heartbeats really arrive
+// at; DefaultHeartbeat when neither is known.
 type OfflineConfig struct {
 	Timeout           time.Duration            `yaml:"timeout"`
 	HeartbeatMultiple float64                  `yaml:"heartbeat_multiple"`

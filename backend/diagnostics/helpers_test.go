@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/semko/semko/backend/alert"
+	"github.com/semko/semko/backend/devconfig"
 	"github.com/semko/semko/backend/ingest"
 	"github.com/semko/semko/backend/registry"
 )
@@ -73,6 +74,9 @@ func (r *recorder) find(device string, kind alert.Kind) (alert.Finding, bool) {
 	return alert.Finding{}, false
 }
 
+// fiveMinutes is site-b's configured heartbeat interval, in seconds.
+var fiveMinutes = 300
+
 const testHash = "sha256$00$0000000000000000000000000000000000000000000000000000000000000000"
 
 // testRegistry has two sites: site-a with counters c-1 (kp-1) and c-2
@@ -83,7 +87,8 @@ func testRegistry(t testing.TB) *registry.Registry {
 		Organisations: []registry.FileOrg{{ID: "org", Timezone: "UTC", Sites: []registry.FileSite{
 			{ID: "site-a", Name: "Sofia centre", Counters: []registry.FileCounter{
 				{ID: "c-1", Name: "Counter 1", Device: "kp-1"}, {ID: "c-2", Name: "Counter 2", Device: "kp-2"}}},
-			{ID: "site-b", Counters: []registry.FileCounter{{ID: "c-3", Device: "kp-3"}}},
+			{ID: "site-b", Config: &devconfig.Override{HeartbeatS: &fiveMinutes},
+				Counters: []registry.FileCounter{{ID: "c-3", Device: "kp-3"}}},
 		}}},
 		Devices: []registry.FileDevice{
 			{ID: "kp-1", SecretHash: testHash, Model: "SK5"},
