@@ -158,7 +158,7 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 		Devices:   a.ingest.Devices,
 		Summary:   a.ingest.Snapshot,
 		Logger:    log.With("part", "api"),
-		Routes:    append(a.fleetRoutes(), a.alertRoutes()...),
+		Routes:    append(append(a.fleetRoutes(), a.alertRoutes()...), a.healthRoutes()...),
 	})
 	if err != nil {
 		a.spool.Close()

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/semko/semko/backend/alert"
+	"github.com/semko/semko/backend/api"
 	"github.com/semko/semko/backend/diagnostics"
 	"github.com/semko/semko/backend/influx"
 	"github.com/semko/semko/backend/lifecycle"
@@ -78,6 +79,18 @@ func (a *App) stopHealth() {
 			a.log.Warn("lifecycle stop", "err", err)
 		}
 	}
+}
+
+// healthRoutes serves the diagnostics' status and on-demand runs.
+func (a *App) healthRoutes() []api.Route {
+	if a.health.diag == nil {
+		return nil
+	}
+	var out []api.Route
+	for _, rt := range a.health.diag.Routes() {
+		out = append(out, api.Route{Pattern: rt.Pattern, Handler: rt.Handler})
+	}
+	return out
 }
 
 // Diagnostics runs the device checks (nil when disabled); tests and the

@@ -2,8 +2,11 @@ package backend_test
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -121,6 +124,23 @@ func TestDiagnosticsWired(t *testing.T) {
 	}
 	if list := open(broken.ID); len(list) != 1 {
 		t.Errorf("broken unit has %d alerts, want only dead_backlight: %+v", len(list), list)
+	}
+	// Support sees the finding and can run a check at once.
+	for _, call := range []struct{ method, path, want string }{
+		{"GET", "/api/v1/diagnostics", `"kind":"dead_backlight"`},
+		{"POST", "/api/v1/diagnostics/selftest", `"ran":"selftest"`},
+	} {
+		req, _ := http.NewRequestWithContext(ctx, call.method, "http://"+app.HTTPAddr()+call.path, nil)
+		req.Header.Set("Authorization", "Bearer test-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), call.want) {
+			t.Errorf("%s %s = %d %s", call.method, call.path, resp.StatusCode, body)
+		}
 	}
 	waitFor(t, "alert point in InfluxDB", func() bool {
 		series, err := db.Query(ctx, `SELECT count(state) FROM alert WHERE kind='dead_backlight' AND device='`+broken.ID+`'`)

@@ -1,6 +1,8 @@
 package diagnostics
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strconv"
 	"strings"
@@ -326,5 +328,39 @@ func TestStaleAlertResolvedAfterRestart(t *testing.T) {
 	}
 	if got := rec.firing(); !reflect.DeepEqual(got, []string{"kp-2 offline"}) {
 		t.Fatalf("firing %q, want only kp-2", got)
+	}
+}
+
+func TestRoutes(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(t0)
+	fl := newFakeFleet(t, t0)
+	fl.edit("kp-1", func(s *ingest.DeviceState) { s.Health.PanelOK = false })
+	d, err := New(Options{Devices: fl.devices, Registry: fl.registry, Raiser: newRecorder(), Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	for _, rt := range d.Routes() {
+		mux.Handle(rt.Pattern, rt.Handler)
+	}
+	do := func(method, path string) (int, string) {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	tests := []struct {
+		method, path string
+		code         int
+		contains     string
+	}{
+		{"POST", "/api/v1/diagnostics/nonsense", http.StatusNotFound, "unknown check"},
+		{"POST", "/api/v1/diagnostics/hardware", http.StatusOK, `"open":1`},
+		{"GET", "/api/v1/diagnostics", http.StatusOK, `"kind":"dead_panel"`},
+	}
+	for _, tc := range tests {
+		code, body := do(tc.method, tc.path)
+		if code != tc.code || !strings.Contains(body, tc.contains) {
+			t.Errorf("%s %s = %d %s, want %d with %s", tc.method, tc.path, code, body, tc.code, tc.contains)
+		}
 	}
 }
