@@ -25,6 +25,7 @@ var commands = map[string]struct {
 	"alerts":   {alertsCmd, "list, acknowledge or resolve alerts"},
 	"silences": {silencesCmd, "list, add or remove alert silences"},
 	"devices":  {devicesCmd, "list, add, move and retire devices; counters; config overrides; export the fleet"},
+	"diag":     {diagnosticsCmd, "show open diagnostic findings and the checks' schedule; run one now"},
 }
 
 func main() { os.Exit(dispatch(os.Args[1:])) }
