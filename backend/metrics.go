@@ -18,6 +18,7 @@ type brokerCollector struct {
 	rateLimited, dropped                         *prometheus.Desc
 	connLimited, connectTimeouts, badConnects    *prometheus.Desc
 	oversized, idleTimeouts, rateDelayed         *prometheus.Desc
+	resumeRepublished                            *prometheus.Desc
 }
 
 func newBrokerCollector(b *broker.Broker) *brokerCollector {
@@ -25,26 +26,27 @@ func newBrokerCollector(b *broker.Broker) *brokerCollector {
 		return prometheus.NewDesc("semko_broker_"+name, help, labels, nil)
 	}
 	return &brokerCollector{
-		b:               b,
-		clients:         d("clients_connected", "MQTT clients with an established session."),
-		subscriptions:   d("subscriptions", "Active subscriptions."),
-		retained:        d("retained_messages", "Retained messages held."),
-		inflight:        d("inflight_messages", "Outbound QoS 1/2 messages awaiting acknowledgement."),
-		messagesIn:      d("messages_in_total", "PUBLISH packets from network clients that passed the ACL."),
-		intakeAccepted:  d("intake_accepted_total", "Device messages made durable before their PUBACK."),
-		authFailures:    d("auth_failures_total", "Refused connections (wrong or missing credentials)."),
-		aclDenied:       d("acl_denied_total", "Refused publishes, subscriptions and wills."),
-		rejected:        d("rejected_total", "Device messages acknowledged and discarded as bad input.", "reason"),
-		intakeRetries:   d("intake_retries_total", "Device messages whose PUBACK was withheld (transient failure); the device resends."),
-		willFail:        d("will_intake_failures_total", "Wills the intake could not take."),
-		rateLimited:     d("rate_limited_total", "Publishes refused by the per-client rate limit."),
-		dropped:         d("dropped_total", "Outbound messages mochi discarded because a client's queue was full."),
-		connLimited:     d("conn_limited_total", "Connections refused because their address had the maximum open."),
-		connectTimeouts: d("connect_timeouts_total", "Connections closed because no CONNECT arrived in time (half-open)."),
-		badConnects:     d("bad_connects_total", "Connections closed because the first packet was not a valid CONNECT."),
-		oversized:       d("oversized_packets_total", "Connections closed for a packet over the size limit."),
-		rateDelayed:     d("rate_delayed_total", "Publishes held back to the client's rate limit (the client is slowed, not refused)."),
-		idleTimeouts:    d("idle_timeouts_total", "Sessions closed after 1.5 keepalives of silence (a vanished network or a silent client)."),
+		b:                 b,
+		clients:           d("clients_connected", "MQTT clients with an established session."),
+		subscriptions:     d("subscriptions", "Active subscriptions."),
+		retained:          d("retained_messages", "Retained messages held."),
+		inflight:          d("inflight_messages", "Outbound QoS 1/2 messages awaiting acknowledgement."),
+		messagesIn:        d("messages_in_total", "PUBLISH packets from network clients that passed the ACL."),
+		intakeAccepted:    d("intake_accepted_total", "Device messages made durable before their PUBACK."),
+		authFailures:      d("auth_failures_total", "Refused connections (wrong or missing credentials)."),
+		aclDenied:         d("acl_denied_total", "Refused publishes, subscriptions and wills."),
+		rejected:          d("rejected_total", "Device messages acknowledged and discarded as bad input.", "reason"),
+		intakeRetries:     d("intake_retries_total", "Device messages whose PUBACK was withheld (transient failure); the device resends."),
+		willFail:          d("will_intake_failures_total", "Wills the intake could not take."),
+		rateLimited:       d("rate_limited_total", "Publishes refused by the per-client rate limit."),
+		dropped:           d("dropped_total", "Outbound messages mochi discarded because a client's queue was full."),
+		connLimited:       d("conn_limited_total", "Connections refused because their address had the maximum open."),
+		connectTimeouts:   d("connect_timeouts_total", "Connections closed because no CONNECT arrived in time (half-open)."),
+		badConnects:       d("bad_connects_total", "Connections closed because the first packet was not a valid CONNECT."),
+		oversized:         d("oversized_packets_total", "Connections closed for a packet over the size limit."),
+		rateDelayed:       d("rate_delayed_total", "Publishes held back to the client's rate limit (the client is slowed, not refused)."),
+		resumeRepublished: d("resume_republished_total", "Messages caught on a session being taken over and published again to its successor."),
+		idleTimeouts:      d("idle_timeouts_total", "Sessions closed after 1.5 keepalives of silence (a vanished network or a silent client)."),
 	}
 }
 
@@ -52,7 +54,7 @@ func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.clients, c.subscriptions, c.retained, c.inflight, c.messagesIn, c.intakeAccepted, c.authFailures,
 		c.aclDenied, c.rejected, c.intakeRetries, c.willFail, c.rateLimited, c.dropped,
-		c.connLimited, c.connectTimeouts, c.badConnects, c.oversized, c.idleTimeouts, c.rateDelayed,
+		c.connLimited, c.connectTimeouts, c.badConnects, c.oversized, c.idleTimeouts, c.rateDelayed, c.resumeRepublished,
 	} {
 		ch <- d
 	}
@@ -87,4 +89,5 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.oversized, s.Oversized)
 	counter(c.idleTimeouts, s.IdleTimeouts)
 	counter(c.rateDelayed, s.RateDelayed)
+	counter(c.resumeRepublished, s.ResumeRepublished)
 }

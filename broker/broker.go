@@ -235,7 +235,7 @@ func New(opts Options) (*Broker, error) {
 		InlineClient: true,
 	})
 
-	for _, h := range []mqtt.Hook{&authHook{b: b}, &intakeHook{b: b}, &presenceHook{b: b}} {
+	for _, h := range []mqtt.Hook{&authHook{b: b}, &intakeHook{b: b}, &presenceHook{b: b}, &resumeHook{b: b}} {
 		if err := b.server.AddHook(h, nil); err != nil {
 			return nil, fmt.Errorf("add hook %s: %w", h.ID(), err)
 		}
@@ -430,25 +430,26 @@ func containsWildcard(topic string) bool {
 func (b *Broker) Stats() Stats {
 	info := b.server.Info
 	s := Stats{
-		ClientsConnected: atomic.LoadInt64(&info.ClientsConnected),
-		Subscriptions:    atomic.LoadInt64(&info.Subscriptions),
-		Retained:         int64(b.server.Topics.Retained.Len()),
-		Inflight:         atomic.LoadInt64(&info.Inflight),
-		MessagesIn:       b.count.messagesIn.Load(),
-		IntakeAccepted:   b.count.intakeAccepted.Load(),
-		AuthFailures:     b.count.authFailures.Load(),
-		ACLDenied:        b.count.aclDenied.Load(),
-		IntakeRetries:    b.count.intakeRetries.Load(),
-		WillIntakeFails:  b.count.willIntakeFails.Load(),
-		RateLimited:      b.count.rateLimited.Load(),
-		ConnLimited:      b.count.connLimited.Load(),
-		ConnectTimeouts:  b.count.connectTimeouts.Load(),
-		BadConnects:      b.count.badConnects.Load(),
-		Oversized:        b.count.oversized.Load(),
-		IdleTimeouts:     b.count.idleTimeouts.Load(),
-		RateDelayed:      b.count.rateDelayed.Load(),
-		Dropped:          uint64(atomic.LoadInt64(&info.MessagesDropped) + atomic.LoadInt64(&info.InflightDropped)),
-		RejectedInvalid:  make(map[string]uint64, len(rejectReasons)),
+		ClientsConnected:  atomic.LoadInt64(&info.ClientsConnected),
+		Subscriptions:     atomic.LoadInt64(&info.Subscriptions),
+		Retained:          int64(b.server.Topics.Retained.Len()),
+		Inflight:          atomic.LoadInt64(&info.Inflight),
+		MessagesIn:        b.count.messagesIn.Load(),
+		IntakeAccepted:    b.count.intakeAccepted.Load(),
+		AuthFailures:      b.count.authFailures.Load(),
+		ACLDenied:         b.count.aclDenied.Load(),
+		IntakeRetries:     b.count.intakeRetries.Load(),
+		WillIntakeFails:   b.count.willIntakeFails.Load(),
+		RateLimited:       b.count.rateLimited.Load(),
+		ConnLimited:       b.count.connLimited.Load(),
+		ConnectTimeouts:   b.count.connectTimeouts.Load(),
+		BadConnects:       b.count.badConnects.Load(),
+		Oversized:         b.count.oversized.Load(),
+		IdleTimeouts:      b.count.idleTimeouts.Load(),
+		RateDelayed:       b.count.rateDelayed.Load(),
+		ResumeRepublished: b.count.resumeRepublished.Load(),
+		Dropped:           uint64(atomic.LoadInt64(&info.MessagesDropped) + atomic.LoadInt64(&info.InflightDropped)),
+		RejectedInvalid:   make(map[string]uint64, len(rejectReasons)),
 	}
 	for i, r := range rejectReasons {
 		s.RejectedInvalid[r] = b.count.rejected[i].Load()

@@ -34,6 +34,9 @@ type Stats struct {
 	BadConnects     uint64 // connections closed: the first packet was not a valid CONNECT (or TLS failed)
 	Oversized       uint64 // connections closed for a packet over MaxPacketSize
 	IdleTimeouts    uint64 // sessions closed after 1.5 keepalives of silence (see MaxKeepalive)
+	// ResumeRepublished counts messages caught on a session being taken
+	// over and published again to its successor (see resumeHook).
+	ResumeRepublished uint64
 	// Dropped counts outbound messages mochi discarded because a client's
 	// write queue or inflight window was full (QoS 1 included).
 	Dropped uint64
@@ -56,7 +59,7 @@ type counters struct {
 	messagesIn, intakeAccepted, authFailures, aclDenied  atomic.Uint64
 	intakeRetries, willIntakeFails, rateLimited          atomic.Uint64
 	connLimited, connectTimeouts, badConnects, oversized atomic.Uint64
-	idleTimeouts, rateDelayed                            atomic.Uint64
+	idleTimeouts, rateDelayed, resumeRepublished         atomic.Uint64
 	rejected                                             [5]atomic.Uint64 // indexed like rejectReasons
 }
 
