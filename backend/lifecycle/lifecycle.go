@@ -68,6 +68,10 @@ type Config struct {
 	Models  map[string]Life `yaml:"models"`
 	// LeadDays are how many days before a date reminders go out.
 	LeadDays []int `yaml:"lead_days"`
+	// RunAtStart runs the job once when the backend starts too, besides
+	// the schedule (make run uses it; in production the next 06:00 is soon
+	// enough for reminders counted in days).
+	RunAtStart bool `yaml:"run_at_start"`
 }
 
 func (c Config) withDefaults() Config {
@@ -186,20 +190,32 @@ func (j *Job) Start() error {
 	if err != nil {
 		return fmt.Errorf("lifecycle scheduler: %w", err)
 	}
-	_, err = s.NewJob(gocron.CronJob(j.cfg.Schedule, false), gocron.NewTask(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := j.Run(ctx); err != nil {
-			j.log.Warn("lifecycle: run failed", "err", err)
-		}
-	}), gocron.WithName(JobName), gocron.WithSingletonMode(gocron.LimitModeReschedule))
+	_, err = s.NewJob(gocron.CronJob(j.cfg.Schedule, false), gocron.NewTask(j.scheduledRun),
+		gocron.WithName(JobName), gocron.WithSingletonMode(gocron.LimitModeReschedule))
 	if err != nil {
 		_ = s.Shutdown()
 		return fmt.Errorf("%w: schedule %q: %w", ErrConfig, j.cfg.Schedule, err)
 	}
+	if j.cfg.RunAtStart {
+		_, err = s.NewJob(gocron.OneTimeJob(gocron.OneTimeJobStartImmediately()), gocron.NewTask(j.scheduledRun),
+			gocron.WithName(JobName+"-at-start"))
+		if err != nil {
+			_ = s.Shutdown()
+			return fmt.Errorf("lifecycle run at start: %w", err)
+		}
+	}
 	s.Start()
 	j.sched = s
 	return nil
+}
+
+// scheduledRun is one run started by the scheduler.
+func (j *Job) scheduledRun() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := j.Run(ctx); err != nil {
+		j.log.Warn("lifecycle: run failed", "err", err)
+	}
 }
 
 // Stop ends the schedule, waiting for a running job.
@@ -226,6 +242,9 @@ func (j *Job) NextRun() time.Time {
 		return time.Time{}
 	}
 	for _, job := range s.Jobs() {
+		if job.Name() != JobName {
+			continue
+		}
 		if next, err := job.NextRun(); err == nil {
 			return next
 		}

@@ -282,3 +282,26 @@ func TestScheduleRunsDaily(t *testing.T) {
 	poll("run at 06:00", func() bool { return job.Runs() == 1 })
 	poll("next run planned the next day at 06:00", func() bool { return job.NextRun().Equal(first.AddDate(0, 0, 1)) })
 }
+
+func TestRunAtStart(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(time.Date(2026, 1, 1, 5, 0, 0, 0, time.UTC))
+	job, err := New(Options{Config: Config{RunAtStart: true}, Registry: func() *registry.Registry { return fleetAt(t, nil, nil) },
+		Raiser: &recorder{clock: clock}, Clock: clock, Location: time.UTC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := job.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer job.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for job.Runs() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("no run at start")
+		}
+		<-time.After(time.Millisecond) // poll, bounded by the deadline
+	}
+	if next := job.NextRun(); !next.Equal(time.Date(2026, 1, 1, 6, 0, 0, 0, time.UTC)) {
+		t.Fatalf("scheduled run at %v, want 06:00", next)
+	}
+}

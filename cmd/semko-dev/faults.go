@@ -21,6 +21,8 @@ func withFaults(cfg *backend.Config, model *fleet.Model) func(fleet.Device) keyp
 		cfg.Diagnostics.Schedule = map[string]string{}
 	}
 	cfg.Diagnostics.Schedule["selftest"] = "10m" // nightly in production
+	cfg.Diagnostics.Schedule["firmware"] = "2m"  // hourly in production
+	cfg.Lifecycle.RunAtStart = true              // the generated fleet has keypads due
 
 	faults := map[string]keypad.Options{}
 	if n := len(model.Devices); n >= 6 {
