@@ -231,6 +231,9 @@ func (u *unit) pendingLen() int {
 }
 
 func (u *unit) enqueue(n int, now time.Time) error {
+	if n < 0 {
+		return fmt.Errorf("loadgen: enqueue %d votes", n)
+	}
 	u.mu.Lock()
 	if len(u.pending)+n > u.f.opts.OutboxLimit {
 		u.mu.Unlock()
