@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
-	"github.com/google/uuid"
 	"github.com/jonboulle/clockwork"
 
 	"github.com/semko/semko/backend/alert"
@@ -124,12 +123,7 @@ func (d *Diagnostics) Start() error {
 	s, err := gocron.NewScheduler(
 		gocron.WithClock(d.clock),
 		gocron.WithLogger(gocronLogger{d.log}),
-		gocron.WithGlobalJobOptions(
-			gocron.WithSingletonMode(gocron.LimitModeReschedule),
-			gocron.WithEventListeners(gocron.AfterJobRunsWithError(func(_ uuid.UUID, name string, err error) {
-				d.log.Warn("diagnostics: check failed", "check", name, "err", err)
-			})),
-		),
+		gocron.WithGlobalJobOptions(gocron.WithSingletonMode(gocron.LimitModeReschedule)),
 	)
 	if err != nil {
 		return fmt.Errorf("diagnostics scheduler: %w", err)
@@ -145,10 +139,12 @@ func (d *Diagnostics) Start() error {
 		}
 		// Each run gets a context bounded by the check's own work; the
 		// scheduler's shutdown waits for a running check to finish.
-		if _, err := s.NewJob(def, gocron.NewTask(func() error {
+		if _, err := s.NewJob(def, gocron.NewTask(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 			defer cancel()
-			return d.Run(ctx, name)
+			if err := d.Run(ctx, name); err != nil {
+				d.log.Warn("diagnostics: check failed", "check", name, "err", err)
+			}
 		}), gocron.WithName(name)); err != nil {
 			_ = s.Shutdown()
 			return fmt.Errorf("%w: schedule %s: %w", ErrConfig, name, err)
