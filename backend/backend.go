@@ -54,11 +54,16 @@ type App struct {
 
 // New opens the registry and the spool and builds every part. Nothing
 // listens until Run.
-func New(cfg Config, log *slog.Logger) (*App, error) {
+func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	a := &App{cfg: cfg, log: log, metrics: prometheus.NewRegistry(), started: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			a.release()
+		}
+	}()
 	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	reg, err := a.openFleet()
@@ -66,7 +71,7 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
 	a.registry = reg
-	if a.creds, err = broker.NewCredentials(credentialsOf(reg.Current())); err != nil {
+	if a.creds, err = broker.NewCredentials(a.credentialsOf(reg.Current())); err != nil {
 		return nil, fmt.Errorf("credentials: %w", err)
 	}
 
@@ -85,11 +90,9 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 		Logger: log.With("part", "influx"), Registerer: a.metrics,
 	})
 	if err != nil {
-		a.spool.Close()
 		return nil, fmt.Errorf("influx writer: %w", err)
 	}
 	if err := a.newAlerts(reg); err != nil {
-		a.spool.Close()
 		return nil, fmt.Errorf("alerts: %w", err)
 	}
 	a.ingest, err = ingest.New(ingest.Options{
@@ -97,13 +100,11 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 		Logger: log.With("part", "ingest"), Registerer: a.metrics, OnVote: a.onVote(),
 	})
 	if err != nil {
-		a.spool.Close()
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 
 	if cfg.MQTT.External.URL != "" {
 		if err := a.newExternalMQTT(); err != nil {
-			a.spool.Close()
 			return nil, fmt.Errorf("mqtt: %w", err)
 		}
 	} else {
@@ -125,28 +126,23 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 		if cfg.MQTT.TLSAddr != "" {
 			tc, err := serverTLS(cfg.MQTT.CertFile, cfg.MQTT.KeyFile, cfg.MQTT.ClientCAFile)
 			if err != nil {
-				a.spool.Close()
 				return nil, fmt.Errorf("mqtt tls: %w", err)
 			}
 			bopts.TLSAddr, bopts.TLSConfig = cfg.MQTT.TLSAddr, tc
 		}
 		if a.broker, err = broker.New(bopts); err != nil {
-			a.spool.Close()
 			return nil, fmt.Errorf("broker: %w", err)
 		}
 		a.metrics.MustRegister(newBrokerCollector(a.broker))
 	}
 
 	if err := a.newNotify(); err != nil {
-		a.spool.Close()
 		return nil, err
 	}
 	if a.rollup, err = a.newRollup(); err != nil {
-		a.spool.Close()
 		return nil, fmt.Errorf("rollup: %w", err)
 	}
 	if err := a.newHealth(); err != nil {
-		a.spool.Close()
 		return nil, err
 	}
 
@@ -161,7 +157,6 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 		Routes:    append(append(a.fleetRoutes(), a.alertRoutes()...), a.healthRoutes()...),
 	})
 	if err != nil {
-		a.spool.Close()
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	a.httpSrv = &http.Server{
@@ -175,8 +170,10 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 	return a, nil
 }
 
-func credentialsOf(r *registry.Registry) []broker.Credential {
-	var list []broker.Credential
+// credentialsOf lists the MQTT accounts: the configured ones, then every
+// device of the fleet.
+func (a *App) credentialsOf(r *registry.Registry) []broker.Credential {
+	list := append([]broker.Credential(nil), a.cfg.MQTT.Accounts...)
 	for _, c := range r.Credentials() {
 		list = append(list, broker.Credential{Username: c.Device, Hash: c.Hash, Role: broker.RoleDevice})
 	}
@@ -190,12 +187,12 @@ func credentialsOf(r *registry.Registry) []broker.Credential {
 func (a *App) Run(ctx context.Context) error {
 	var err error
 	if a.httpLn, err = net.Listen("tcp", a.cfg.HTTP.Addr); err != nil {
-		a.spool.Close()
+		a.release()
 		return fmt.Errorf("http listen: %w", err)
 	}
 	if err := a.startMQTT(ctx); err != nil {
 		a.httpLn.Close()
-		a.spool.Close()
+		a.release()
 		return fmt.Errorf("broker: %w", err)
 	}
 	close(a.started)
@@ -262,6 +259,27 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	a.log.Info("backend stopped")
 	return runErr
+}
+
+// Close releases an App whose Run was never called (Run releases
+// everything itself when it returns).
+func (a *App) Close() { a.release() }
+
+// release closes what New opened, on the paths where Run will not get to
+// close it (a failed New, a Run that cannot listen).
+func (a *App) release() {
+	if a.rollup != nil {
+		a.rollup.Close()
+	}
+	if err := a.stopAlerts(); err != nil {
+		a.log.Warn("alerts stop", "err", err)
+	}
+	if a.spool != nil {
+		a.spool.Close()
+	}
+	if err := a.closeFleet(); err != nil {
+		a.log.Warn("fleet db close", "err", err)
+	}
 }
 
 // drainWriter gives the writer a moment to empty the spool before shutdown,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/semko/semko/backend/diagnostics"
 	"github.com/semko/semko/backend/lifecycle"
+	"github.com/semko/semko/broker"
 )
 
 // Config is the backend's whole configuration. Zero values take the
@@ -56,6 +57,10 @@ type MQTTConfig struct {
 	// no limit); ConnectTimeout closes connections that send no CONNECT.
 	MaxConnsPerAddr int           `yaml:"max_conns_per_addr"`
 	ConnectTimeout  time.Duration `yaml:"connect_timeout"`
+	// Accounts are MQTT logins beside the fleet's devices: observers (a
+	// technicians' phone app reading semko/v1/alerts/#) and backend-role
+	// tools. Passwords are given as hashes (semko-broker hash).
+	Accounts []broker.Credential `yaml:"accounts"`
 	// External, when its URL is set, replaces the embedded broker: the
 	// backend connects as a client to a broker running alone
 	// (cmd/semko-broker, or a cluster). The settings above are then unused.

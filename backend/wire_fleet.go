@@ -77,7 +77,7 @@ func (a *App) fleetChanged(r *registry.Registry) {
 		return // still opening: New builds everything from the first snapshot
 	}
 	a.registry.Set(r)
-	if err := a.creds.Replace(credentialsOf(r)); err != nil {
+	if err := a.creds.Replace(a.credentialsOf(r)); err != nil {
 		a.log.Error("fleet changed but broker credentials not replaced", "err", err)
 	}
 	a.kickPush()
@@ -176,6 +176,9 @@ func (a *App) pushLoop(ctx context.Context, p *devconfig.Pusher) {
 func (a *App) closeFleet() error {
 	if a.fleet.done != nil {
 		<-a.fleet.done
+	}
+	if a.fleet.db == nil {
+		return nil
 	}
 	return a.fleet.db.Close()
 }
