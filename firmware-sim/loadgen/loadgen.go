@@ -59,6 +59,11 @@ type Options struct {
 	// MaxBackoff caps the wait between failed connection attempts, which
 	// doubles from Jitter (default 8 s).
 	MaxBackoff time.Duration
+	// DialTimeout bounds the TCP connect (default 3 s). When a broker's
+	// accept queue overflows the kernel drops SYNs and retries them after
+	// 1, 3, 7, 15, 31 s; giving up sooner and retrying after a jittered
+	// wait keeps a reconnecting fleet from waiting out that ladder.
+	DialTimeout time.Duration
 	// Heartbeat, if positive, makes each unit publish a heartbeat this
 	// often (QoS 1, not retried).
 	Heartbeat time.Duration
@@ -112,6 +117,9 @@ func New(opts Options) (*Fleet, error) {
 	}
 	if opts.MaxBackoff < opts.Jitter {
 		opts.MaxBackoff = max(opts.Jitter, 8*time.Second)
+	}
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = 3 * time.Second
 	}
 	if opts.AckTimeout <= 0 {
 		opts.AckTimeout = 20 * time.Second
@@ -299,9 +307,11 @@ func (u *unit) connect(ctx context.Context) (paho.Client, <-chan struct{}, error
 		SetKeepAlive(60 * time.Second).SetConnectTimeout(30 * time.Second).
 		SetOrderMatters(false).
 		SetConnectionLostHandler(func(paho.Client, error) { once.Do(func() { close(lost) }) })
+	dialer := &net.Dialer{Timeout: u.f.opts.DialTimeout}
 	if u.local != nil {
-		opts.SetDialer(&net.Dialer{LocalAddr: u.local, Timeout: 30 * time.Second})
+		dialer.LocalAddr = u.local
 	}
+	opts.SetDialer(dialer)
 	c := paho.NewClient(opts)
 	tok := c.Connect()
 	select {
