@@ -211,8 +211,8 @@ func runStorm(ctx context.Context, e *env) (Result, error) {
 	dropped, _ := st.brokerMetric(ctx, "dropped_total")
 	res.Figure = fmt.Sprintf("online %.1f s, landed %.1f s", online.Seconds(), all.Seconds())
 	res.Met = all <= 30*time.Second
-	res.Note = fmt.Sprintf("%d units (separate generator process), %d votes queued, all once; backend up in %.1f s; jitter %s, backoff cap %s; %d publishes for %d votes; peak heap+stack %d MiB (GC garbage included); drops %.0f",
-		n, want, appUp.Seconds(), jitter, maxBackoff, s.Publishes, s.Enqueued, peak.Load()>>20, dropped)
+	res.Note = fmt.Sprintf("%d units (separate generator process), %d votes queued, all once; backend up in %.1f s; jitter %s, backoff cap %s; %d publishes for %d votes; peak heap+stack %d MiB (GC garbage included); drops %.0f; %d failed connection attempts (last: %s); slowest connection %s",
+		n, want, appUp.Seconds(), jitter, maxBackoff, s.Publishes, s.Enqueued, peak.Load()>>20, dropped, s.ConnectFailures, s.LastConnectError, s.SlowestConnect.Round(time.Millisecond))
 	return res, nil
 }
 

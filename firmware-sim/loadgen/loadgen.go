@@ -83,6 +83,13 @@ type Stats struct {
 	Publishes  uint64 // vote PUBLISH packets sent, resends included
 	Reconnects uint64 // connections after the first, per unit
 	Heartbeats uint64 // heartbeats acknowledged
+	// ConnectFailures counts failed connection attempts; LastConnectError
+	// is the latest one's message.
+	ConnectFailures  uint64
+	LastConnectError string
+	// SlowestConnect is the longest successful connection (TCP, CONNECT,
+	// CONNACK) so far.
+	SlowestConnect time.Duration
 }
 
 // ErrOutboxFull is returned by Enqueue when a unit's outbox is at its limit.
@@ -96,6 +103,9 @@ type Fleet struct {
 
 	connected                                          atomic.Int64
 	enqueued, acked, publishes, reconnects, heartbeats atomic.Uint64
+	connectFailures                                    atomic.Uint64
+	slowestConnect                                     atomic.Int64
+	lastConnectError                                   atomic.Pointer[string]
 }
 
 // New checks opts and builds the units; nothing connects until Run.
@@ -199,6 +209,10 @@ func (f *Fleet) Stats() Stats {
 		Units: len(f.units), Connected: int(f.connected.Load()),
 		Enqueued: f.enqueued.Load(), Acked: f.acked.Load(), Publishes: f.publishes.Load(),
 		Reconnects: f.reconnects.Load(), Heartbeats: f.heartbeats.Load(),
+		ConnectFailures: f.connectFailures.Load(), SlowestConnect: time.Duration(f.slowestConnect.Load()),
+	}
+	if e := f.lastConnectError.Load(); e != nil {
+		s.LastConnectError = *e
 	}
 	for _, u := range f.units {
 		s.Pending += u.pendingLen()
@@ -282,6 +296,12 @@ func (u *unit) run(ctx context.Context) {
 		}
 		c, lost, err := u.connect(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			u.f.connectFailures.Add(1)
+			msg := err.Error()
+			u.f.lastConnectError.Store(&msg)
 			backoff = min(backoff*2, u.f.opts.MaxBackoff)
 			continue
 		}
@@ -313,6 +333,7 @@ func (u *unit) connect(ctx context.Context) (paho.Client, <-chan struct{}, error
 	}
 	opts.SetDialer(dialer)
 	c := paho.NewClient(opts)
+	started := time.Now()
 	tok := c.Connect()
 	select {
 	case <-tok.Done():
@@ -321,7 +342,14 @@ func (u *unit) connect(ctx context.Context) (paho.Client, <-chan struct{}, error
 		return nil, nil, ctx.Err()
 	}
 	if err := tok.Error(); err != nil {
-		return nil, nil, fmt.Errorf("connect %s: %w", u.dev.ID, err)
+		return nil, nil, fmt.Errorf("connect %s after %s: %w", u.dev.ID, time.Since(started).Round(time.Millisecond), err)
+	}
+	took := int64(time.Since(started))
+	for {
+		prev := u.f.slowestConnect.Load()
+		if took <= prev || u.f.slowestConnect.CompareAndSwap(prev, took) {
+			break
+		}
 	}
 	return c, lost, nil
 }
