@@ -64,9 +64,13 @@ func VoteLine(dst []byte, v protocol.Vote, p Placement) []byte {
 
 // ActivationLine appends the activation record as one line of measurement
 // activation: the tags of a vote (channel keypad, valid true), fields
-// service_s, voted, closed, window_s, seq (integers), ticket and activation
-// (strings, omitted when empty). Both reports of one activation carry its
-// opening time, so the closing one overwrites the first.
+// service_s, window_s (integers), ticket and activation (strings, omitted
+// when empty), and for the closing record also voted, closed and seq. Both
+// reports of one activation carry its opening time and so make one point,
+// whose fields InfluxDB merges. The opening report leaves out what the
+// closing one settles: redelivered late, after the closing report, it must
+// not turn a voted activation back into an unvoted one. So voted is there
+// only once final, and count("voted") counts closed activations.
 func ActivationLine(dst []byte, a protocol.ActivationRecord, p Placement) []byte {
 	l := line{b: dst}
 	l.b = append(l.b, MeasurementActivation...)
@@ -79,10 +83,14 @@ func ActivationLine(dst []byte, a protocol.ActivationRecord, p Placement) []byte
 	l.tag("site", p.Site)
 	l.tag("valid", "true")
 	l.int("service_s", int64(a.ServiceS))
-	l.bool("voted", a.Voted)
-	l.bool("closed", a.Closed)
+	if a.Closed {
+		l.bool("voted", a.Voted)
+		l.bool("closed", true)
+	}
 	l.int("window_s", int64(a.WindowS))
-	l.int("seq", int64(a.Seq))
+	if a.Closed {
+		l.int("seq", int64(a.Seq))
+	}
 	l.str("ticket", a.Ticket)
 	l.str("activation", a.ID)
 	return l.end(a.Time.UnixNano())

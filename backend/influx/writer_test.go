@@ -255,6 +255,35 @@ func TestDuplicatesCountOnce(t *testing.T) {
 	}
 }
 
+// TestActivationReportsInAnyOrder: the opening report of an activation
+// redelivered after its closing report (a broker restart, a session
+// takeover) must not undo the closing report's voted=1.
+func TestActivationReportsInAnyOrder(t *testing.T) {
+	srv := influxlocal.StartForTest(t)
+	sp := openSpool(t, t.TempDir())
+	runWriter(t, newTestWriter(t, sp, srv, nil))
+	closing := protocol.SampleActivationRecord()
+	opening := closing
+	opening.Seq, opening.Voted, opening.Closed = closing.Seq-1, false, false
+	later := closing
+	later.Time, later.ID = closing.Time.Add(time.Minute), "act-later"
+	for _, rec := range []protocol.ActivationRecord{opening, closing, later, opening} {
+		if err := sp.Append(context.Background(), ActivationLine(nil, rec, place)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 20*time.Second, "report written", drained(sp)) // one batch each: order kept
+	}
+	if n := queryInt(t, srv, `SELECT count(window_s) FROM activation`, "count"); n != 2 {
+		t.Errorf("%d activation points, want 2", n)
+	}
+	if n := queryInt(t, srv, `SELECT sum(voted) FROM activation`, "sum"); n != 2 {
+		t.Errorf("sum(voted) = %d, want 2: a late opening report undid a vote", n)
+	}
+	if n := queryInt(t, srv, `SELECT count(voted) FROM activation`, "count"); n != 2 {
+		t.Errorf("count(voted) = %d, want 2 closed activations", n)
+	}
+}
+
 // TestOutage: with InfluxDB down, votes wait in the spool (nothing
 // committed, Ready says why); once it is back every vote lands once.
 func TestOutage(t *testing.T) {
