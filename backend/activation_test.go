@@ -2,9 +2,7 @@ package backend_test
 
 import (
 	"context"
-	"net"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -24,42 +22,20 @@ func TestActivationThroughAPI(t *testing.T) {
 	}
 	db := influxlocal.StartForTest(t)
 	model := fleet.Generate(fleet.Spec{Seed: 3, Orgs: 1, SitesPerOrg: 1, CountersPerSite: 1})
-	app, mqttAddr, httpAddr := startBackend(t, db, model)
+	app := runBackend(t, newTestConfig(t, model, db))
+	mqttAddr, httpAddr := app.MQTTAddr(), app.HTTPAddr()
 	dev := model.Devices[0]
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	hostEnd, keypadEnd := net.Pipe()
-	kp := keypad.New(keypadEnd, keypad.Options{Serial: dev.Serial})
-	agent, err := edge.New(edge.Config{
+	kp, agent := startEdge(t, ctx, edge.Config{
 		Device: dev.ID, Secret: dev.Secret, Broker: "tcp://" + mqttAddr, DataDir: t.TempDir(),
 		ReconnectMin: 50 * time.Millisecond, Logger: testLogger(t),
-	}, hostEnd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); kp.Run(ctx) }()
-	agentDone := make(chan error, 1)
-	go func() { agentDone <- agent.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-agentDone
-		<-done
-	}()
+	}, keypad.Options{Serial: dev.Serial})
 	waitFor(t, "edge connected", func() bool { return agent.Stats().Connected })
 
 	body := `{"v":1,"id":"ticket-A113-done","ticket":"A113","service":"passport","operator":"op-api","service_s":245,"window_s":30}`
-	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+httpAddr+"/api/v1/devices/"+dev.ID+"/activate", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer test-token")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("POST activate: %s", resp.Status)
-	}
+	apiDo(t, http.MethodPost, "http://"+httpAddr+"/api/v1/devices/"+dev.ID+"/activate", body, http.StatusAccepted, nil)
 	waitFor(t, "keypad armed", func() bool { return kp.State().Armed })
 	if err := kp.Press(ctx, 5); err != nil {
 		t.Fatalf("press: %v", err)
@@ -92,16 +68,5 @@ func TestActivationThroughAPI(t *testing.T) {
 	}
 	if voted, _ := act[0].Int(0, "voted"); voted != 1 {
 		t.Errorf("activation voted = %d, want 1", voted)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

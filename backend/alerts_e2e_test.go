@@ -4,17 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/semko/semko/backend"
 	"github.com/semko/semko/backend/alert"
-	"github.com/semko/semko/broker"
 	"github.com/semko/semko/edge"
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/firmware-sim/keypad"
@@ -55,63 +51,33 @@ func TestNegativeVoteNotice(t *testing.T) {
 	dev := model.Devices[0]
 	site := model.Orgs[0].Sites[0]
 
-	dir := t.TempDir()
-	cfg := backend.DefaultConfig()
-	cfg.DataDir = filepath.Join(dir, "backend")
-	cfg.FleetFile = filepath.Join(dir, "fleet.yaml")
-	cfg.MQTT.Addr, cfg.HTTP.Addr, cfg.HTTP.Token = "127.0.0.1:0", "127.0.0.1:0", "test-token"
-	cfg.Influx.URL, cfg.Influx.FlushInterval = db.URL(), 50*time.Millisecond
+	cfg := newTestConfig(t, model, db)
 	// Group wait long enough for both presses to land in one notice.
 	cfg.Alerts.Route = alert.RouteConfig{Routes: []alert.RouteConfig{{
 		Match: alert.Matchers{"kind": "negative_vote"}, Receivers: []string{alert.ReceiverResponsible},
 		GroupWait: 8 * time.Second, GroupInterval: time.Hour,
 	}}}
 	cfg.Alerts.Tick = 50 * time.Millisecond
-	if err := model.WriteFleetFile(cfg.FleetFile, broker.HashSecret); err != nil {
-		t.Fatal(err)
-	}
-	app, err := backend.New(cfg, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	app := newApp(t, cfg, testLogger(t))
 	rec := &noticeRecorder{}
 	if err := app.AddNotifier(rec); err != nil {
 		t.Fatal(err)
 	}
+	startApp(t, app)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	appCtx, stopApp := context.WithCancel(ctx)
-	appDone := make(chan error, 1)
-	go func() { appDone <- app.Run(appCtx) }()
-	defer func() {
-		stopApp()
-		if err := <-appDone; err != nil {
-			t.Errorf("backend run: %v", err)
-		}
-	}()
-	<-app.Started()
 	httpAddr := app.HTTPAddr()
 
-	hostEnd, keypadEnd := net.Pipe()
-	kp := keypad.New(keypadEnd, keypad.Options{Serial: dev.Serial})
-	agent, err := edge.New(edge.Config{
+	kp, agent := startEdge(t, ctx, edge.Config{
 		Device: dev.ID, Secret: dev.Secret, Broker: "tcp://" + app.MQTTAddr(), DataDir: t.TempDir(),
 		ReconnectMin: 50 * time.Millisecond, Logger: testLogger(t),
-	}, hostEnd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	edgeCtx, stopEdge := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { kp.Run(edgeCtx) })
-	wg.Go(func() { agent.Run(edgeCtx) })
-	defer func() { stopEdge(); wg.Wait() }()
+	}, keypad.Options{Serial: dev.Serial})
 	waitFor(t, "edge connected", func() bool { return agent.Stats().Connected })
 
 	api := func(method, path, body string, out any) int {
 		t.Helper()
 		req, _ := http.NewRequestWithContext(ctx, method, "http://"+httpAddr+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer test-token")
+		req.Header.Set("Authorization", "Bearer "+testToken)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

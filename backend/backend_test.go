@@ -1,7 +1,6 @@
 package backend_test
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -20,15 +19,7 @@ import (
 // lock and the databases. Otherwise the retry a supervisor makes after
 // fixing the config fails with "locked".
 func TestNewFailureReleasesEverything(t *testing.T) {
-	dir := t.TempDir()
-	cfg := backend.DefaultConfig()
-	cfg.DataDir = filepath.Join(dir, "data")
-	cfg.FleetFile = filepath.Join(dir, "fleet.yaml")
-	cfg.MQTT.Addr, cfg.HTTP.Addr, cfg.HTTP.Token = "127.0.0.1:0", "127.0.0.1:0", "t"
-	model := fleet.Generate(fleet.Spec{Seed: 1})
-	if err := model.WriteFleetFile(cfg.FleetFile, broker.HashSecret); err != nil {
-		t.Fatal(err)
-	}
+	cfg := newTestConfig(t, fleet.Generate(fleet.Spec{Seed: 1}), nil)
 
 	bad := cfg
 	bad.Rollup.TimeZone = "Nowhere/Atlantis" // fails after the spool and databases are open
@@ -45,29 +36,15 @@ func TestNewFailureReleasesEverything(t *testing.T) {
 // Accounts from the config (an observer app) log in beside the devices and
 // may read alerts, not votes' topics for writing.
 func TestConfiguredAccounts(t *testing.T) {
-	dir := t.TempDir()
-	cfg := backend.DefaultConfig()
-	cfg.DataDir = filepath.Join(dir, "data")
-	cfg.FleetFile = filepath.Join(dir, "fleet.yaml")
-	cfg.MQTT.Addr, cfg.HTTP.Addr, cfg.HTTP.Token = "127.0.0.1:0", "127.0.0.1:0", "t"
-	model := fleet.Generate(fleet.Spec{Seed: 1})
-	if err := model.WriteFleetFile(cfg.FleetFile, broker.HashSecret); err != nil {
-		t.Fatal(err)
-	}
+	cfg := newTestConfig(t, fleet.Generate(fleet.Spec{Seed: 1}), nil)
 	hash, err := broker.HashSecret("phone-app-secret")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.MQTT.Accounts = []broker.Credential{{Username: "tech-app", Hash: hash, Role: broker.RoleObserver}}
-	app, err := backend.New(cfg, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	<-app.Started()
+	app := newApp(t, cfg, testLogger(t))
+	stop := startApp(t, app)
+	t.Cleanup(func() { _ = stop() }) // Run's error is not checked
 
 	connect := func(secret string) error {
 		c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + app.MQTTAddr()).

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -53,42 +52,14 @@ func standaloneBroker(t *testing.T, addr, dataDir string, model *fleet.Model) *b
 }
 
 // startExternalBackend runs the backend as a client of the broker at
-// brokerAddr.
+// brokerAddr, and waits until it is connected.
 func startExternalBackend(t *testing.T, db *influxlocal.Server, model *fleet.Model, brokerAddr string) *backend.App {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := backend.DefaultConfig()
-	cfg.DataDir = filepath.Join(dir, "backend")
-	cfg.FleetFile = filepath.Join(dir, "fleet.yaml")
+	cfg := newTestConfig(t, model, db)
 	cfg.MQTT.Addr = ""
 	cfg.MQTT.External = backend.ExternalMQTTConfig{URL: "tcp://" + brokerAddr, Username: backendAccount, Secret: backendSecret}
-	cfg.HTTP.Addr = "127.0.0.1:0"
-	cfg.HTTP.Token = "test-token"
-	cfg.Influx.URL = db.URL()
-	cfg.Influx.FlushInterval = 50 * time.Millisecond
-	if err := model.WriteFleetFile(cfg.FleetFile, broker.HashSecret); err != nil {
-		t.Fatal(err)
-	}
-	app, err := backend.New(cfg, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("backend run: %v", err)
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for app.Ready() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("backend not ready in 30 s: %v", app.Ready())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	app := runBackend(t, cfg)
+	waitFor(t, "backend ready", func() bool { return app.Ready() == nil })
 	return app
 }
 

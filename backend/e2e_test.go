@@ -3,17 +3,11 @@ package backend_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/semko/semko/backend"
-	"github.com/semko/semko/broker"
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/internal/influxlocal"
 )
@@ -31,7 +25,8 @@ func TestEndToEnd(t *testing.T) {
 	if n := len(model.Devices); n < 50 {
 		t.Fatalf("fleet has %d units, want at least 50", n)
 	}
-	app, mqttAddr, httpAddr := startBackend(t, db, model)
+	app := runBackend(t, newTestConfig(t, model, db))
+	mqttAddr, httpAddr := app.MQTTAddr(), app.HTTPAddr()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -116,117 +111,9 @@ func TestEndToEnd(t *testing.T) {
 	t.Logf("InfluxDB holds %d activations and %d valid votes, exactly as pressed", sum(gotAct), int64(total.Votes))
 }
 
-// startBackend writes the fleet file and runs the backend on free loopback
-// ports until the test ends.
-func startBackend(t *testing.T, db *influxlocal.Server, model *fleet.Model) (*backend.App, string, string) {
-	t.Helper()
-	dir := t.TempDir()
-	cfg := backend.DefaultConfig()
-	cfg.DataDir = filepath.Join(dir, "backend")
-	cfg.FleetFile = filepath.Join(dir, "fleet.yaml")
-	cfg.MQTT.Addr = "127.0.0.1:0"
-	cfg.HTTP.Addr = "127.0.0.1:0"
-	cfg.HTTP.Token = "test-token"
-	cfg.Influx.URL = db.URL()
-	cfg.Influx.FlushInterval = 50 * time.Millisecond
-	if err := model.WriteFleetFile(cfg.FleetFile, broker.HashSecret); err != nil {
-		t.Fatal(err)
-	}
-	app, err := backend.New(cfg, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("backend run: %v", err)
-		}
-	})
-	select {
-	case <-app.Started():
-	case err := <-done:
-		t.Fatalf("backend stopped at start: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("backend did not start in 30 s")
-	}
-	return app, app.MQTTAddr(), app.HTTPAddr()
-}
-
-// waitWritten waits until everything the broker acknowledged is in InfluxDB.
-func waitWritten(t *testing.T, app *backend.App) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for app.WriterStats().Backlog.PendingRecords > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("writer backlog still %d after 60 s", app.WriterStats().Backlog.PendingRecords)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func countBySite(t *testing.T, db *influxlocal.Server, q string) map[string]int64 {
-	t.Helper()
-	series, err := db.Query(context.Background(), q)
-	if err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	out := map[string]int64{}
-	for _, s := range series {
-		col := s.Columns[1]
-		n, err := s.Int(0, col)
-		if err != nil {
-			t.Fatalf("%s: site %s: %v", q, s.Tags["site"], err)
-		}
-		out[s.Tags["site"]] = n
-	}
-	return out
-}
-
-func testLogger(t *testing.T) *slog.Logger {
-	if testing.Verbose() && os.Getenv("SEMKO_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-func httpGet(t *testing.T, url string) int {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
-func httpBody(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 func abs(f float64) float64 {
 	if f < 0 {
 		return -f
 	}
 	return f
-}
-
-func sum(m map[string]int64) int64 {
-	var n int64
-	for _, v := range m {
-		n += v
-	}
-	return n
 }

@@ -499,49 +499,22 @@ func TestHostileClients(t *testing.T) {
 	}
 }
 
-// startHostileBackend is startBackend with the limits these tests exercise,
-// its own logger, and a last say on the config (configure, when not nil).
+// startHostileBackend runs the backend with the limits these tests
+// exercise, its own logger, and a last say on the config (configure, when
+// not nil).
 func startHostileBackend(t *testing.T, db *influxlocal.Server, model *fleet.Model, log *slog.Logger,
 	configure func(*backend.Config)) (*backend.App, string, string) {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := backend.DefaultConfig()
-	cfg.DataDir = filepath.Join(dir, "backend")
-	cfg.FleetFile = filepath.Join(dir, "fleet.yaml")
-	cfg.MQTT.Addr = "127.0.0.1:0"
+	cfg := newTestConfig(t, model, db)
 	cfg.MQTT.MaxConnsPerAddr = hostileLimit
 	cfg.MQTT.ConnectTimeout = hostileConnectTimeout
 	cfg.MQTT.MaxInflight = hostileMaxInflight
-	cfg.HTTP.Addr = "127.0.0.1:0"
 	cfg.HTTP.Token = hostileAPIToken
-	cfg.Influx.URL = db.URL()
-	cfg.Influx.FlushInterval = 50 * time.Millisecond
 	if configure != nil {
 		configure(&cfg)
 	}
-	if err := model.WriteFleetFile(cfg.FleetFile, broker.HashSecret); err != nil {
-		t.Fatal(err)
-	}
-	app, err := backend.New(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("backend run: %v", err)
-		}
-	})
-	select {
-	case <-app.Started():
-	case err := <-done:
-		t.Fatalf("backend stopped at start: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("backend did not start in 30 s")
-	}
+	app := newApp(t, cfg, log)
+	startApp(t, app)
 	return app, app.MQTTAddr(), app.HTTPAddr()
 }
 
@@ -765,34 +738,6 @@ func activate(t *testing.T, httpAddr, device, id string) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("activate %s: %d", device, resp.StatusCode)
-	}
-}
-
-func countByDevice(t *testing.T, db *influxlocal.Server, q string) map[string]int64 {
-	t.Helper()
-	res, err := db.Query(context.Background(), q)
-	if err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	out := map[string]int64{}
-	for _, s := range res {
-		n, err := s.Int(0, s.Columns[1])
-		if err != nil {
-			t.Fatalf("%s: device %s: %v", q, s.Tags["device"], err)
-		}
-		out[s.Tags["device"]] = n
-	}
-	return out
-}
-
-func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -132,25 +132,15 @@ func TestTLSEndToEnd(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			model := fleet.Generate(fleet.Spec{Seed: 5, Orgs: 1, SitesPerOrg: 1, CountersPerSite: 1})
 			dev := model.Devices[0]
-			bdir := t.TempDir()
-			cfg := backend.DefaultConfig()
-			cfg.DataDir = filepath.Join(bdir, "backend")
-			cfg.FleetFile = filepath.Join(bdir, "fleet.yaml")
+			cfg := newTestConfig(t, model, db)
 			cfg.MQTT.Addr = "" // TLS only
 			cfg.MQTT.TLSAddr = "127.0.0.1:0"
 			cfg.MQTT.CertFile, cfg.MQTT.KeyFile = certFile, keyFile
 			if tc.mutual {
 				cfg.MQTT.ClientCAFile = caFile
 			}
-			cfg.HTTP.Addr = "127.0.0.1:0"
-			cfg.HTTP.Token = "test-token"
 			cfg.HTTP.CertFile, cfg.HTTP.KeyFile = certFile, keyFile
-			cfg.Influx.URL = db.URL()
-			cfg.Influx.FlushInterval = 50 * time.Millisecond
-			if err := model.WriteFleetFile(cfg.FleetFile, broker.HashSecret); err != nil {
-				t.Fatal(err)
-			}
-			app := runConfiguredApp(t, cfg)
+			app := runBackend(t, cfg)
 			mqttAddr := app.MQTTTLSAddr()
 			if mqttAddr == "" {
 				t.Fatal("no TLS listener")
@@ -176,20 +166,11 @@ func TestTLSEndToEnd(t *testing.T) {
 
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			kpEnd, edgeEnd := net.Pipe()
-			kp := keypad.New(kpEnd, keypad.Options{FW: dev.FW, Serial: dev.Serial, Model: dev.Model, Logger: testLogger(t)})
-			agent, err := edge.New(edge.Config{
+			kp, agent := startEdge(t, ctx, edge.Config{
 				Device: dev.ID, Secret: dev.Secret, Broker: "ssl://" + mqttAddr, TLS: clientTLS,
 				DataDir: t.TempDir(), Defaults: edge.DefaultConfig(), Logger: testLogger(t),
-			}, edgeEnd)
-			if err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan struct{}, 2)
-			go func() { _ = kp.Run(ctx); done <- struct{}{} }()
-			go func() { _ = agent.Run(ctx); done <- struct{}{} }()
-			defer func() { cancel(); <-done; <-done }()
-			pollFor(t, "edge connected over TLS", func() bool { return agent.Stats().Connected })
+			}, keypad.Options{FW: dev.FW, Serial: dev.Serial, Model: dev.Model, Logger: testLogger(t)})
+			waitFor(t, "edge connected over TLS", func() bool { return agent.Stats().Connected })
 
 			act := "tls-" + tc.name
 			if err := agent.Activate(ctx, protocol.Activate{V: protocol.Version, ID: act}); err != nil {
@@ -199,13 +180,13 @@ func TestTLSEndToEnd(t *testing.T) {
 				t.Fatalf("press: %v", err)
 			}
 			q := fmt.Sprintf(`SELECT count(score) FROM vote WHERE activation='%s' AND valid='true'`, act)
-			pollFor(t, "the vote in InfluxDB", func() bool { return sum(countAll(t, db, q)) == 1 })
+			waitFor(t, "the vote in InfluxDB", func() bool { return sum(countAll(t, db, q)) == 1 })
 
 			// The API answers on HTTPS to a client trusting the CA, with
 			// the token; plain HTTP on the same port gets nowhere.
 			hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool()}}}
 			req, _ := http.NewRequest(http.MethodGet, "https://"+app.HTTPAddr()+"/api/v1/devices", nil)
-			req.Header.Set("Authorization", "Bearer test-token")
+			req.Header.Set("Authorization", "Bearer "+testToken)
 			resp, err := hc.Do(req)
 			if err != nil {
 				t.Fatalf("https api: %v", err)
@@ -242,43 +223,6 @@ func tlsHandshake(addr string, tc *tls.Config) error {
 		return nil // the server kept the connection: accepted
 	}
 	return err
-}
-
-// runConfiguredApp runs the backend until the test ends and waits for it to listen.
-func runConfiguredApp(t *testing.T, cfg backend.Config) *backend.App {
-	t.Helper()
-	app, err := backend.New(cfg, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("backend run: %v", err)
-		}
-	})
-	select {
-	case <-app.Started():
-	case err := <-done:
-		t.Fatalf("backend stopped at start: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("backend did not start in 30 s")
-	}
-	return app
-}
-
-func pollFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // TestExternalBrokerTLS: the broker runs alone with MQTT over TLS only and
@@ -330,24 +274,14 @@ func TestExternalBrokerTLS(t *testing.T) {
 	t.Cleanup(func() { b.Close() })
 
 	beCert, beKey := ca.issue(t, backendAccount, false)
-	bdir := t.TempDir()
-	cfg := backend.DefaultConfig()
-	cfg.DataDir = filepath.Join(bdir, "backend")
-	cfg.FleetFile = filepath.Join(bdir, "fleet.yaml")
+	cfg := newTestConfig(t, model, db)
 	cfg.MQTT.Addr = ""
 	cfg.MQTT.External = backend.ExternalMQTTConfig{
 		URL: "ssl://" + b.TLSAddr(), Username: backendAccount, Secret: backendSecret,
 		CAFile: caFile, CertFile: writePEM(t, dir, "backend.crt", beCert), KeyFile: writePEM(t, dir, "backend.key", beKey),
 	}
-	cfg.HTTP.Addr = "127.0.0.1:0"
-	cfg.HTTP.Token = "test-token"
-	cfg.Influx.URL = db.URL()
-	cfg.Influx.FlushInterval = 50 * time.Millisecond
-	if err := model.WriteFleetFile(cfg.FleetFile, broker.HashSecret); err != nil {
-		t.Fatal(err)
-	}
-	app := runConfiguredApp(t, cfg)
-	pollFor(t, "backend connected over mutual TLS", func() bool { return app.Ready() == nil })
+	app := runBackend(t, cfg)
+	waitFor(t, "backend connected over mutual TLS", func() bool { return app.Ready() == nil })
 
 	devCert, devKey := ca.issue(t, dev.ID, false)
 	pair, err := tls.X509KeyPair(devCert, devKey)
@@ -356,21 +290,12 @@ func TestExternalBrokerTLS(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	kpEnd, edgeEnd := net.Pipe()
-	kp := keypad.New(kpEnd, keypad.Options{FW: dev.FW, Serial: dev.Serial, Model: dev.Model, Logger: testLogger(t)})
-	agent, err := edge.New(edge.Config{
+	kp, agent := startEdge(t, ctx, edge.Config{
 		Device: dev.ID, Secret: dev.Secret, Broker: "ssl://" + b.TLSAddr(),
 		TLS:     &tls.Config{RootCAs: ca.pool(), Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12},
 		DataDir: t.TempDir(), Defaults: edge.DefaultConfig(), Logger: testLogger(t),
-	}, edgeEnd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{}, 2)
-	go func() { _ = kp.Run(ctx); done <- struct{}{} }()
-	go func() { _ = agent.Run(ctx); done <- struct{}{} }()
-	defer func() { cancel(); <-done; <-done }()
-	pollFor(t, "edge connected over mutual TLS", func() bool { return agent.Stats().Connected })
+	}, keypad.Options{FW: dev.FW, Serial: dev.Serial, Model: dev.Model, Logger: testLogger(t)})
+	waitFor(t, "edge connected over mutual TLS", func() bool { return agent.Stats().Connected })
 
 	if err := agent.Activate(ctx, protocol.Activate{V: protocol.Version, ID: "tls-external"}); err != nil {
 		t.Fatalf("activate: %v", err)
@@ -379,5 +304,5 @@ func TestExternalBrokerTLS(t *testing.T) {
 		t.Fatalf("press: %v", err)
 	}
 	q := `SELECT count(score) FROM vote WHERE activation='tls-external' AND valid='true'`
-	pollFor(t, "the vote in InfluxDB", func() bool { return sum(countAll(t, db, q)) == 1 })
+	waitFor(t, "the vote in InfluxDB", func() bool { return sum(countAll(t, db, q)) == 1 })
 }

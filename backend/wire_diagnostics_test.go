@@ -4,18 +4,13 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/semko/semko/backend"
 	"github.com/semko/semko/backend/alert"
 	"github.com/semko/semko/backend/devconfig"
 	"github.com/semko/semko/backend/diagnostics"
-	"github.com/semko/semko/backend/registry"
-	"github.com/semko/semko/broker"
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/firmware-sim/keypad"
 	"github.com/semko/semko/internal/influxlocal"
@@ -34,12 +29,7 @@ func TestDiagnosticsWired(t *testing.T) {
 	model := fleet.Generate(fleet.Spec{Seed: 21, Orgs: 1, SitesPerOrg: 1, CountersPerSite: 2})
 	healthy, broken := model.Devices[0], model.Devices[1]
 
-	dir := t.TempDir()
-	cfg := backend.DefaultConfig()
-	cfg.DataDir = filepath.Join(dir, "backend")
-	cfg.FleetFile = filepath.Join(dir, "fleet.yaml")
-	cfg.MQTT.Addr, cfg.HTTP.Addr, cfg.HTTP.Token = "127.0.0.1:0", "127.0.0.1:0", "test-token"
-	cfg.Influx.URL, cfg.Influx.FlushInterval = db.URL(), 50*time.Millisecond
+	cfg := newTestConfig(t, model, db)
 	cfg.Rollup.Disabled = true
 	cfg.Diagnostics.Schedule = map[string]string{}
 	for _, c := range diagnostics.Checks {
@@ -47,43 +37,13 @@ func TestDiagnosticsWired(t *testing.T) {
 	}
 	cfg.Diagnostics.Schedule[diagnostics.CheckHardware] = "200ms"
 	cfg.Diagnostics.Schedule[diagnostics.CheckOffline] = "200ms"
-	if err := model.WriteFleetFile(cfg.FleetFile, broker.HashSecret); err != nil {
-		t.Fatal(err)
-	}
 	// Heartbeats every second, through the organisation's remote config.
-	data, err := os.ReadFile(cfg.FleetFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ff, err := registry.ParseFile(data)
-	if err != nil {
-		t.Fatal(err)
-	}
 	one := 1
-	ff.Organisations[0].Config = &devconfig.Override{HeartbeatS: &one}
-	if data, err = ff.Marshal(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(cfg.FleetFile, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFleetWithConfig(t, model, cfg.FleetFile, map[string]*devconfig.Override{model.Orgs[0].ID: {HeartbeatS: &one}})
 
-	app, err := backend.New(cfg, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	app := runBackend(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	appCtx, stopApp := context.WithCancel(ctx)
-	appDone := make(chan error, 1)
-	go func() { appDone <- app.Run(appCtx) }()
-	defer func() {
-		stopApp()
-		if err := <-appDone; err != nil {
-			t.Errorf("backend run: %v", err)
-		}
-	}()
-	<-app.Started()
 
 	fleetCtx, stopFleet := context.WithCancel(ctx)
 	fleetDone := make(chan struct{})
@@ -131,7 +91,7 @@ func TestDiagnosticsWired(t *testing.T) {
 		{"POST", "/api/v1/diagnostics/selftest", `"ran":"selftest"`},
 	} {
 		req, _ := http.NewRequestWithContext(ctx, call.method, "http://"+app.HTTPAddr()+call.path, nil)
-		req.Header.Set("Authorization", "Bearer test-token")
+		req.Header.Set("Authorization", "Bearer "+testToken)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -1,15 +1,11 @@
 package backend_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,32 +30,18 @@ func TestRemoteConfig(t *testing.T) {
 	siteA, siteB := model.Orgs[0].Sites[0], model.Orgs[0].Sites[1]
 	special := siteB.Counters[1].Device // has its own device-level override
 
-	dir := t.TempDir()
-	cfg := backend.DefaultConfig()
-	cfg.DataDir = filepath.Join(dir, "backend")
-	cfg.FleetFile = filepath.Join(dir, "fleet.yaml")
-	cfg.MQTT.Addr = "127.0.0.1:0"
-	cfg.HTTP.Addr = "127.0.0.1:0"
-	cfg.HTTP.Token = "test-token"
-	cfg.Influx.URL = "http://127.0.0.1:1" // no InfluxDB needed: nothing here is written
+	cfg := newTestConfig(t, model, nil) // no InfluxDB needed: nothing here is written
 	writeFleetWithConfig(t, model, cfg.FleetFile, map[string]*devconfig.Override{
 		org:              {Panel: &devconfig.PanelOverride{Lang: ptr("bg"), Texts: map[string]string{"bg": "Org text", "en": "Org text en"}}, Backlight: &devconfig.BacklightOverride{Level: ptr(70)}},
 		siteA.ID:         {Panel: &devconfig.PanelOverride{Texts: map[string]string{"bg": "Site A text"}}},
 		"dev:" + special: {Backlight: &devconfig.BacklightOverride{Level: ptr(33)}, Panel: &devconfig.PanelOverride{Lang: ptr("en")}},
 	})
 
-	app, err := backend.New(cfg, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	app := newApp(t, cfg, testLogger(t))
+	stop := startApp(t, app)
+	t.Cleanup(func() { _ = stop() }) // Run's error is not checked
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	<-app.Started()
+	defer cancel()
 	base := "http://" + app.HTTPAddr()
 
 	pads := startUnits(t, ctx, model, "tcp://"+app.MQTTAddr())
@@ -189,21 +171,11 @@ func startUnits(t *testing.T, ctx context.Context, model *fleet.Model, brokerURL
 // startUnit runs a real edge agent for device on a simulated keypad.
 func startUnit(t *testing.T, ctx context.Context, device, secret, serial, brokerURL string) *keypad.Keypad {
 	t.Helper()
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	hostEnd, padEnd := net.Pipe()
-	kp := keypad.New(padEnd, keypad.Options{Serial: serial})
-	ag, err := edge.New(edge.Config{
+	kp, _ := startEdge(t, ctx, edge.Config{
 		Device: device, Secret: secret, Broker: brokerURL,
 		DataDir: filepath.Join(t.TempDir(), device), Logger: testLogger(t),
 		ReconnectMin: 50 * time.Millisecond, ReconnectMax: time.Second,
-	}, hostEnd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wg.Go(func() { _ = kp.Run(ctx) })
-	wg.Go(func() { _ = ag.Run(ctx) })
+	}, keypad.Options{Serial: serial})
 	return kp
 }
 
@@ -232,57 +204,18 @@ func checkFronts(t *testing.T, base string, pads map[string]*keypad.Keypad, expe
 	}
 }
 
-func apiDo(t *testing.T, method, url, body string, wantCode int, out any) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, bytes.NewBufferString(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer test-token")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	var raw json.RawMessage
-	_ = json.NewDecoder(resp.Body).Decode(&raw)
-	if resp.StatusCode != wantCode {
-		t.Fatalf("%s %s = %d %s, want %d", method, url, resp.StatusCode, raw, wantCode)
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			t.Fatalf("%s %s: decode %s: %v", method, url, raw, err)
-		}
-	}
-}
-
 // TestFleetFileBadAtRestart: a bad edit of the fleet file does not keep a
 // backend with a fleet from starting; it runs the database's fleet, and
 // the API changes made before the restart are still there.
 func TestFleetFileBadAtRestart(t *testing.T) {
 	model := fleet.Generate(fleet.Spec{Seed: 5, Orgs: 1, SitesPerOrg: 1, CountersPerSite: 2})
-	dir := t.TempDir()
-	cfg := backend.DefaultConfig()
-	cfg.DataDir = filepath.Join(dir, "backend")
-	cfg.FleetFile = filepath.Join(dir, "fleet.yaml")
-	cfg.MQTT.Addr, cfg.HTTP.Addr, cfg.HTTP.Token = "127.0.0.1:0", "127.0.0.1:0", "test-token"
-	cfg.Influx.URL = "http://127.0.0.1:1"
-	if err := model.WriteFleetFile(cfg.FleetFile, broker.HashSecret); err != nil {
-		t.Fatal(err)
-	}
+	cfg := newTestConfig(t, model, nil)
 	run := func(check func(app *backend.App)) {
 		t.Helper()
-		app, err := backend.New(cfg, testLogger(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- app.Run(ctx) }()
-		<-app.Started()
+		app := newApp(t, cfg, testLogger(t))
+		stop := startApp(t, app)
 		check(app)
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -20,7 +20,6 @@ import (
 	"github.com/semko/semko/backend"
 	"github.com/semko/semko/backend/alert"
 	"github.com/semko/semko/backend/notify/webhook"
-	"github.com/semko/semko/broker"
 	"github.com/semko/semko/edge"
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/firmware-sim/keypad"
@@ -69,13 +68,9 @@ func TestNegativeVoteReachesMailAndWebhook(t *testing.T) {
 	model := fleet.Generate(fleet.Spec{Seed: 5, Orgs: 1, SitesPerOrg: 1, CountersPerSite: 1})
 	dev := model.Devices[0]
 	site := model.Orgs[0].Sites[0]
-	cfg := backend.DefaultConfig()
-	cfg.DataDir = filepath.Join(dir, "backend")
-	cfg.FleetFile = filepath.Join(dir, "fleet.yaml")
-	cfg.MQTT.Addr, cfg.HTTP.Addr, cfg.HTTP.Token = "127.0.0.1:0", "127.0.0.1:0", "test-token"
-	// Nothing listens there: points wait in the spool, which is not what
-	// this test is about.
-	cfg.Influx.URL = "http://127.0.0.1:1"
+	// No InfluxDB: points wait in the spool, which is not what this test
+	// is about.
+	cfg := newTestConfig(t, model, nil)
 	cfg.Alerts.Tick = 50 * time.Millisecond
 	cfg.Alerts.Receivers = []alert.Receiver{{Name: "ops", Webhook: hook.URL + "/semko", Lang: "ru"}}
 	cfg.Alerts.Route = alert.RouteConfig{Routes: []alert.RouteConfig{{
@@ -84,51 +79,22 @@ func TestNegativeVoteReachesMailAndWebhook(t *testing.T) {
 	}}}
 	cfg.Notify.SMTP = backend.SMTPConfig{Host: sinkHost, Port: sinkPort, TLS: "none", From: "Semko <semko@localhost>"}
 	cfg.Notify.Webhook.Secret = string(secret)
-	if err := model.WriteFleetFile(cfg.FleetFile, broker.HashSecret); err != nil {
-		t.Fatal(err)
-	}
-	app, err := backend.New(cfg, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	app := newApp(t, cfg, testLogger(t))
+	stop := startApp(t, app)
+	// Run's error is not checked: the unreachable InfluxDB may make it
+	// report the backlog.
+	t.Cleanup(func() { _ = stop() })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	appCtx, stopApp := context.WithCancel(ctx)
-	appDone := make(chan error, 1)
-	go func() { appDone <- app.Run(appCtx) }()
-	defer func() {
-		stopApp()
-		<-appDone // the unreachable InfluxDB may make Run report the backlog
-	}()
-	<-app.Started()
 
-	hostEnd, keypadEnd := net.Pipe()
-	kp := keypad.New(keypadEnd, keypad.Options{Serial: dev.Serial})
-	agent, err := edge.New(edge.Config{
+	kp, agent := startEdge(t, ctx, edge.Config{
 		Device: dev.ID, Secret: dev.Secret, Broker: "tcp://" + app.MQTTAddr(), DataDir: t.TempDir(),
 		ReconnectMin: 50 * time.Millisecond, Logger: testLogger(t),
-	}, hostEnd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	edgeCtx, stopEdge := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { kp.Run(edgeCtx) })
-	wg.Go(func() { agent.Run(edgeCtx) })
-	defer func() { stopEdge(); wg.Wait() }()
+	}, keypad.Options{Serial: dev.Serial})
 	waitFor(t, "edge connected", func() bool { return agent.Stats().Connected })
 
 	body := `{"v":1,"id":"done-B7","ticket":"B7","service":"permits","operator":"op-mail","service_s":250,"window_s":30}`
-	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+app.HTTPAddr()+"/api/v1/devices/"+dev.ID+"/activate", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer test-token")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("activate: %s", resp.Status)
-	}
+	apiDo(t, http.MethodPost, "http://"+app.HTTPAddr()+"/api/v1/devices/"+dev.ID+"/activate", body, http.StatusAccepted, nil)
 	waitFor(t, "keypad armed", func() bool { return kp.State().Armed })
 	if err := kp.Press(ctx, 1); err != nil {
 		t.Fatal(err)
