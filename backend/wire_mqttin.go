@@ -2,12 +2,11 @@ package backend
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"os"
 
 	"github.com/semko/semko/backend/mqttin"
+	"github.com/semko/semko/internal/tlsconf"
 )
 
 // externalMQTT is the backend as a client of a broker running alone; in
@@ -37,7 +36,7 @@ func (a *App) newExternalMQTT() error {
 	if secret == "" {
 		secret = os.Getenv("SEMKO_MQTT_SECRET")
 	}
-	tc, err := clientTLS(ec.CAFile, ec.CertFile, ec.KeyFile)
+	tc, err := tlsconf.Client(ec.CAFile, ec.CertFile, ec.KeyFile) // nil: ssl:// verifies against the system roots
 	if err != nil {
 		return fmt.Errorf("external tls: %w", err)
 	}
@@ -91,33 +90,6 @@ func (a *App) mqttReady() error {
 		return nil
 	}
 	return a.ext.consumer.Ready()
-}
-
-// clientTLS is nil when no file is given: ssl:// then verifies against the
-// system roots.
-func clientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
-	if caFile == "" && certFile == "" && keyFile == "" {
-		return nil, nil
-	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca file: %w", err)
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca file %s: no certificates", caFile)
-		}
-	}
-	if certFile != "" || keyFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("client key pair: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
 }
 
 // MQTTTLSAddr is the embedded broker's MQTT-over-TLS address ("" when it

@@ -15,8 +15,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,6 +31,7 @@ import (
 	"github.com/semko/semko/backend/registry"
 	"github.com/semko/semko/broker"
 	"github.com/semko/semko/internal/cli"
+	"github.com/semko/semko/internal/tlsconf"
 )
 
 // config is the YAML file; flags given on the command line override it.
@@ -199,21 +198,9 @@ func brokerOptions(cfg config, creds *broker.Credentials, log *slog.Logger) (bro
 	if cfg.CertFile == "" || cfg.KeyFile == "" {
 		return opts, errors.New("tls_addr needs cert_file and key_file")
 	}
-	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+	tc, err := tlsconf.Server(cfg.CertFile, cfg.KeyFile, cfg.ClientCAFile)
 	if err != nil {
-		return opts, fmt.Errorf("load key pair: %w", err)
-	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if cfg.ClientCAFile != "" {
-		pem, err := os.ReadFile(cfg.ClientCAFile)
-		if err != nil {
-			return opts, fmt.Errorf("client ca: %w", err)
-		}
-		tc.ClientCAs = x509.NewCertPool()
-		if !tc.ClientCAs.AppendCertsFromPEM(pem) {
-			return opts, fmt.Errorf("client ca %s: no certificates", cfg.ClientCAFile)
-		}
-		tc.ClientAuth = tls.RequireAndVerifyClientCert
+		return opts, err
 	}
 	opts.TLSAddr, opts.TLSConfig = cfg.TLSAddr, tc
 	return opts, nil

@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"github.com/semko/semko/edge"
 	"github.com/semko/semko/edge/keypad"
 	"github.com/semko/semko/internal/cli"
+	"github.com/semko/semko/internal/tlsconf"
 	"github.com/semko/semko/protocol"
 )
 
@@ -191,29 +191,8 @@ func openKeypad(ctx context.Context, fc fileConfig) (io.ReadWriteCloser, error) 
 // clientTLS builds the TLS config for ssl:// brokers; nil when no file is
 // given (the system roots, no client certificate).
 func clientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
-	if caFile == "" && certFile == "" && keyFile == "" {
-		return nil, nil
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("-cert-file and -key-file go together")
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca file: %w", err)
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca file %s: no certificates", caFile)
-		}
-	}
-	if certFile != "" || keyFile != "" {
-		if certFile == "" || keyFile == "" {
-			return nil, errors.New("-cert-file and -key-file go together")
-		}
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("client key pair: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
+	return tlsconf.Client(caFile, certFile, keyFile)
 }
