@@ -79,14 +79,15 @@ func run(args []string, stdin io.Reader, stdout io.Writer) int {
 	cfg := defaultConfig()
 	fs := flag.NewFlagSet("semko-broker", flag.ContinueOnError)
 	configFile := fs.String("config", "", "YAML config file (optional; flags override it)")
-	addr := fs.String("mqtt", cfg.Addr, "plain MQTT listen address; empty disables it")
-	tlsAddr := fs.String("mqtt-tls", "", "MQTT over TLS listen address, e.g. :8883")
-	certFile := fs.String("cert-file", "", "TLS certificate (PEM)")
-	keyFile := fs.String("key-file", "", "TLS private key (PEM)")
-	clientCA := fs.String("client-ca-file", "", "CA for client certificates: enables mutual TLS")
-	dataDir := fs.String("data", cfg.DataDir, "persistence directory; empty keeps sessions in memory only")
-	credFile := fs.String("credentials", "", "accounts file: a YAML list of {username, hash, role}")
-	fleetFile := fs.String("fleet", "", "fleet file: one device account per device")
+	flags := cli.NewOverrides(fs)
+	flags.String(&cfg.Addr, "mqtt", "plain MQTT listen address; empty disables it")
+	flags.String(&cfg.TLSAddr, "mqtt-tls", "MQTT over TLS listen address, e.g. :8883")
+	flags.String(&cfg.CertFile, "cert-file", "TLS certificate (PEM)")
+	flags.String(&cfg.KeyFile, "key-file", "TLS private key (PEM)")
+	flags.String(&cfg.ClientCAFile, "client-ca-file", "CA for client certificates: enables mutual TLS")
+	flags.String(&cfg.DataDir, "data", "persistence directory; empty keeps sessions in memory only")
+	flags.String(&cfg.CredentialsFile, "credentials", "accounts file: a YAML list of {username, hash, role}")
+	flags.String(&cfg.FleetFile, "fleet", "fleet file: one device account per device")
 	logger := cli.LogFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -102,26 +103,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) int {
 			return 2
 		}
 	}
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "mqtt":
-			cfg.Addr = *addr
-		case "mqtt-tls":
-			cfg.TLSAddr = *tlsAddr
-		case "cert-file":
-			cfg.CertFile = *certFile
-		case "key-file":
-			cfg.KeyFile = *keyFile
-		case "client-ca-file":
-			cfg.ClientCAFile = *clientCA
-		case "data":
-			cfg.DataDir = *dataDir
-		case "credentials":
-			cfg.CredentialsFile = *credFile
-		case "fleet":
-			cfg.FleetFile = *fleetFile
-		}
-	})
+	flags.Apply()
 
 	accounts, err := loadAccounts(cfg.CredentialsFile, cfg.FleetFile)
 	if err != nil {

@@ -49,17 +49,18 @@ func run(args []string) int {
 	fc := fileConfig{Broker: "tcp://127.0.0.1:1883", DataDir: "var/edge", HTTPAddr: "127.0.0.1:8181", Baud: 9600}
 	fs := flag.NewFlagSet("semko-edge", flag.ContinueOnError)
 	configFile := fs.String("config", "", "YAML config file (optional; flags override it)")
-	device := fs.String("device", "", "device id (MQTT client id and username)")
-	secretFile := fs.String("secret-file", "", "file holding the device's MQTT secret (or env SEMKO_DEVICE_SECRET)")
-	brokerURL := fs.String("broker", fc.Broker, "MQTT broker URL")
-	dataDir := fs.String("data", fc.DataDir, "outbox and state directory")
-	httpAddr := fs.String("http", fc.HTTPAddr, "local activation endpoint; empty disables it")
-	serialPath := fs.String("serial", "", "keypad serial device, e.g. /dev/ttyUSB0")
-	baud := fs.Int("baud", fc.Baud, "serial speed")
-	keypadTCP := fs.String("keypad-tcp", "", "keypad reachable over TCP (host:port) instead of a serial port")
-	caFile := fs.String("ca-file", "", "CA certificate (PEM) that signed the broker's, for ssl:// brokers")
-	certFile := fs.String("cert-file", "", "client certificate (PEM), for mutual TLS")
-	keyFile := fs.String("key-file", "", "client private key (PEM), for mutual TLS")
+	flags := cli.NewOverrides(fs)
+	flags.String(&fc.Device, "device", "device id (MQTT client id and username)")
+	flags.String(&fc.SecretFile, "secret-file", "file holding the device's MQTT secret (or env SEMKO_DEVICE_SECRET)")
+	flags.String(&fc.Broker, "broker", "MQTT broker URL")
+	flags.String(&fc.DataDir, "data", "outbox and state directory")
+	flags.String(&fc.HTTPAddr, "http", "local activation endpoint; empty disables it")
+	flags.String(&fc.Serial, "serial", "keypad serial device, e.g. /dev/ttyUSB0")
+	flags.Int(&fc.Baud, "baud", "serial speed")
+	flags.String(&fc.KeypadTCP, "keypad-tcp", "keypad reachable over TCP (host:port) instead of a serial port")
+	flags.String(&fc.CAFile, "ca-file", "CA certificate (PEM) that signed the broker's, for ssl:// brokers")
+	flags.String(&fc.CertFile, "cert-file", "client certificate (PEM), for mutual TLS")
+	flags.String(&fc.KeyFile, "key-file", "client private key (PEM), for mutual TLS")
 	logger := cli.LogFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -75,32 +76,7 @@ func run(args []string) int {
 			return 2
 		}
 	}
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "device":
-			fc.Device = *device
-		case "secret-file":
-			fc.SecretFile = *secretFile
-		case "broker":
-			fc.Broker = *brokerURL
-		case "data":
-			fc.DataDir = *dataDir
-		case "http":
-			fc.HTTPAddr = *httpAddr
-		case "serial":
-			fc.Serial = *serialPath
-		case "baud":
-			fc.Baud = *baud
-		case "keypad-tcp":
-			fc.KeypadTCP = *keypadTCP
-		case "ca-file":
-			fc.CAFile = *caFile
-		case "cert-file":
-			fc.CertFile = *certFile
-		case "key-file":
-			fc.KeyFile = *keyFile
-		}
-	})
+	flags.Apply()
 	secret, err := readSecret(fc.SecretFile)
 	if err != nil {
 		log.Error("secret", "err", err)

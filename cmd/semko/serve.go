@@ -17,14 +17,15 @@ import (
 func serve(args []string) int {
 	fs := flag.NewFlagSet("semko serve", flag.ContinueOnError)
 	configFile := fs.String("config", "", "YAML config file (optional; flags override it)")
-	def := backend.DefaultConfig()
-	dataDir := fs.String("data", def.DataDir, "data directory (spool, broker sessions)")
-	fleet := fs.String("fleet", def.FleetFile, "fleet file: organisations, sites, counters, devices")
-	mqttAddr := fs.String("mqtt", def.MQTT.Addr, "MQTT listen address")
-	httpAddr := fs.String("http", def.HTTP.Addr, "HTTP API listen address")
-	influxURL := fs.String("influx-url", def.Influx.URL, "InfluxDB URL")
-	influxBucket := fs.String("influx-bucket", def.Influx.Bucket, "InfluxDB bucket (1.8: database)")
-	influxOrg := fs.String("influx-org", def.Influx.Org, "InfluxDB organisation (empty for 1.8)")
+	cfg := backend.DefaultConfig()
+	flags := cli.NewOverrides(fs)
+	flags.String(&cfg.DataDir, "data", "data directory (spool, broker sessions)")
+	flags.String(&cfg.FleetFile, "fleet", "fleet file: organisations, sites, counters, devices")
+	flags.String(&cfg.MQTT.Addr, "mqtt", "MQTT listen address")
+	flags.String(&cfg.HTTP.Addr, "http", "HTTP API listen address")
+	flags.String(&cfg.Influx.URL, "influx-url", "InfluxDB URL")
+	flags.String(&cfg.Influx.Bucket, "influx-bucket", "InfluxDB bucket (1.8: database)")
+	flags.String(&cfg.Influx.Org, "influx-org", "InfluxDB organisation (empty for 1.8)")
 	logger := cli.LogFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -35,7 +36,6 @@ func serve(args []string) int {
 		return 2
 	}
 
-	cfg := def
 	if *configFile != "" {
 		if cfg, err = backend.LoadConfig(*configFile); err != nil {
 			log.Error("config", "err", err)
@@ -43,24 +43,7 @@ func serve(args []string) int {
 		}
 	}
 	// Flags given on the command line win over the file.
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "data":
-			cfg.DataDir = *dataDir
-		case "fleet":
-			cfg.FleetFile = *fleet
-		case "mqtt":
-			cfg.MQTT.Addr = *mqttAddr
-		case "http":
-			cfg.HTTP.Addr = *httpAddr
-		case "influx-url":
-			cfg.Influx.URL = *influxURL
-		case "influx-bucket":
-			cfg.Influx.Bucket = *influxBucket
-		case "influx-org":
-			cfg.Influx.Org = *influxOrg
-		}
-	})
+	flags.Apply()
 	// Secrets come from the environment, never from flags (visible in ps).
 	if v := os.Getenv("SEMKO_INFLUX_TOKEN"); v != "" {
 		cfg.Influx.Token = v
