@@ -107,28 +107,32 @@ func (s Series) value(row int, col string) (any, error) {
 
 // Int returns an integer cell (fields, counts, and "time" with epoch=ns).
 func (s Series) Int(row int, col string) (int64, error) {
-	v, err := s.value(row, col)
+	n, err := s.number(row, col)
 	if err != nil {
 		return 0, err
-	}
-	n, ok := v.(json.Number)
-	if !ok {
-		return 0, fmt.Errorf("series %s: %s[%d] is %T, not a number", s.Name, col, row, v)
 	}
 	return n.Int64()
 }
 
 // Float returns a numeric cell as float64.
 func (s Series) Float(row int, col string) (float64, error) {
-	v, err := s.value(row, col)
+	n, err := s.number(row, col)
 	if err != nil {
 		return 0, err
 	}
+	return n.Float64()
+}
+
+func (s Series) number(row int, col string) (json.Number, error) {
+	v, err := s.value(row, col)
+	if err != nil {
+		return "", err
+	}
 	n, ok := v.(json.Number)
 	if !ok {
-		return 0, fmt.Errorf("series %s: %s[%d] is %T, not a number", s.Name, col, row, v)
+		return "", fmt.Errorf("series %s: %s[%d] is %T, not a number", s.Name, col, row, v)
 	}
-	return n.Float64()
+	return n, nil
 }
 
 // Text returns a string cell.
