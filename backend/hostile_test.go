@@ -4,23 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,6 +27,7 @@ import (
 	"github.com/semko/semko/broker"
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/internal/influxlocal"
+	"github.com/semko/semko/internal/testpki"
 	"github.com/semko/semko/protocol"
 )
 
@@ -843,27 +835,26 @@ func TestMutualTLSAndHTTPS(t *testing.T) {
 	model := fleet.Generate(fleet.Spec{Seed: 5, Orgs: 1, SitesPerOrg: 1, CountersPerSite: 2})
 	dev := model.Devices[0]
 	dir := t.TempDir()
-	ca := newTestCert(t, dir, "ca", nil)
-	server := newTestCert(t, dir, "server", ca)
-	client := newTestCert(t, dir, dev.ID, ca)
-	strangerCA := newTestCert(t, dir, "stranger-ca", nil)
-	stranger := newTestCert(t, dir, "stranger-"+dev.ID, strangerCA)
+	ca := testpki.NewCA(t, "ca")
+	caFile, _ := ca.WriteFiles(t, dir)
+	serverCert, serverKey := ca.Issue(t, "server").WriteFiles(t, dir)
+	client := ca.Issue(t, dev.ID)
+	stranger := testpki.NewCA(t, "stranger-ca").Issue(t, "stranger-"+dev.ID)
 
 	app, _, httpAddr := startHostileBackend(t, db, model, testLogger(t), func(cfg *backend.Config) {
 		cfg.MQTT.TLSAddr = "127.0.0.1:0"
-		cfg.MQTT.CertFile, cfg.MQTT.KeyFile, cfg.MQTT.ClientCAFile = server.certFile, server.keyFile, ca.certFile
-		cfg.HTTP.CertFile, cfg.HTTP.KeyFile = server.certFile, server.keyFile
+		cfg.MQTT.CertFile, cfg.MQTT.KeyFile, cfg.MQTT.ClientCAFile = serverCert, serverKey, caFile
+		cfg.HTTP.CertFile, cfg.HTTP.KeyFile = serverCert, serverKey
 	})
 	tlsAddr := app.MQTTTLSAddr()
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
+	roots := ca.Pool()
 	https := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
 	m := &metricsReader{url: "https://" + httpAddr + "/metrics", client: https}
 
-	dialTLS := func(t *testing.T, cert *testCert) net.Conn {
+	dialTLS := func(t *testing.T, cert *testpki.Cert) net.Conn {
 		tc := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 		if cert != nil {
-			tc.Certificates = []tls.Certificate{cert.pair}
+			tc.Certificates = []tls.Certificate{cert.Pair}
 		}
 		d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: tc}
 		conn, err := d.Dial("tcp", tlsAddr)
@@ -900,7 +891,7 @@ func TestMutualTLSAndHTTPS(t *testing.T) {
 	bad := series("semko_broker_bad_connects_total")
 	for _, tc := range []struct {
 		name string
-		cert *testCert
+		cert *testpki.Cert
 	}{
 		{"no client certificate", nil},
 		{"certificate from another CA", stranger},
@@ -970,65 +961,4 @@ func TestMutualTLSAndHTTPS(t *testing.T) {
 			}
 		}
 	})
-}
-
-// testCert is a certificate with its key, as files and in memory.
-type testCert struct {
-	cert              *x509.Certificate
-	key               *ecdsa.PrivateKey
-	pair              tls.Certificate
-	certFile, keyFile string
-}
-
-// newTestCert issues a certificate for name signed by parent, or a CA
-// certificate when parent is nil. Leaf certificates are valid for
-// 127.0.0.1, as server and as client.
-func newTestCert(t *testing.T, dir, name string, parent *testCert) *testCert {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	signer, signerKey := tmpl, key
-	if parent == nil {
-		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
-		tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature
-	} else {
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
-		signer, signerKey = parent.cert, parent.key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &testCert{cert: cert, key: key,
-		certFile: filepath.Join(dir, name+".crt"), keyFile: filepath.Join(dir, name+".key")}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	if err := os.WriteFile(c.certFile, certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(c.keyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if c.pair, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
-		t.Fatal(err)
-	}
-	return c
 }

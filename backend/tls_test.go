@@ -2,19 +2,10 @@ package backend_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -24,86 +15,9 @@ import (
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/firmware-sim/keypad"
 	"github.com/semko/semko/internal/influxlocal"
+	"github.com/semko/semko/internal/testpki"
 	"github.com/semko/semko/protocol"
 )
-
-// testCA is a throwaway certificate authority.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "semko test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-func (ca *testCA) pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(ca.cert)
-	return p
-}
-
-// issue signs a leaf certificate: a server one for 127.0.0.1, or a client
-// one. It returns the PEM certificate and key.
-func (ca *testCA) issue(t *testing.T, cn string, server bool) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-		tmpl.DNSNames = []string{"localhost"}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-}
-
-func writePEM(t *testing.T, dir, name string, b []byte) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 // TestTLSEndToEnd runs the backend with MQTT over TLS only and the API on
 // HTTPS, with certificates from a throwaway CA. A real edge connects with
@@ -115,11 +29,10 @@ func TestTLSEndToEnd(t *testing.T) {
 		t.Skip("end-to-end: starts InfluxDB")
 	}
 	db := influxlocal.StartForTest(t)
-	ca := newTestCA(t)
+	ca := testpki.NewCA(t, "ca")
 	dir := t.TempDir()
-	caFile := writePEM(t, dir, "ca.crt", ca.pem)
-	srvCert, srvKey := ca.issue(t, "127.0.0.1", true)
-	certFile, keyFile := writePEM(t, dir, "server.crt", srvCert), writePEM(t, dir, "server.key", srvKey)
+	caFile, _ := ca.WriteFiles(t, dir)
+	certFile, keyFile := ca.Issue(t, "server").WriteFiles(t, dir)
 
 	cases := []struct {
 		name   string
@@ -146,18 +59,13 @@ func TestTLSEndToEnd(t *testing.T) {
 				t.Fatal("no TLS listener")
 			}
 
-			clientTLS := &tls.Config{RootCAs: ca.pool(), MinVersion: tls.VersionTLS12}
+			clientTLS := &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}
 			if tc.mutual {
 				// Without a certificate the handshake fails.
 				if err := tlsHandshake(mqttAddr, clientTLS); err == nil {
 					t.Fatal("mutual TLS: client without certificate accepted")
 				}
-				c, k := ca.issue(t, dev.ID, false)
-				pair, err := tls.X509KeyPair(c, k)
-				if err != nil {
-					t.Fatal(err)
-				}
-				clientTLS.Certificates = []tls.Certificate{pair}
+				clientTLS.Certificates = []tls.Certificate{ca.Issue(t, dev.ID).Pair}
 			}
 			// A client that does not trust the CA is refused either way.
 			if err := tlsHandshake(mqttAddr, &tls.Config{MinVersion: tls.VersionTLS12}); err == nil {
@@ -184,7 +92,7 @@ func TestTLSEndToEnd(t *testing.T) {
 
 			// The API answers on HTTPS to a client trusting the CA, with
 			// the token; plain HTTP on the same port gets nowhere.
-			hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool()}}}
+			hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
 			req, _ := http.NewRequest(http.MethodGet, "https://"+app.HTTPAddr()+"/api/v1/devices", nil)
 			req.Header.Set("Authorization", "Bearer "+testToken)
 			resp, err := hc.Do(req)
@@ -234,14 +142,10 @@ func TestExternalBrokerTLS(t *testing.T) {
 		t.Skip("end-to-end: starts InfluxDB")
 	}
 	db := influxlocal.StartForTest(t)
-	ca := newTestCA(t)
+	ca := testpki.NewCA(t, "ca")
 	dir := t.TempDir()
-	caFile := writePEM(t, dir, "ca.crt", ca.pem)
-	srvCert, srvKey := ca.issue(t, "127.0.0.1", true)
-	srvPair, err := tls.X509KeyPair(srvCert, srvKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	caFile, _ := ca.WriteFiles(t, dir)
+	srvPair := ca.Issue(t, "127.0.0.1").Pair
 	model := fleet.Generate(fleet.Spec{Seed: 6, Orgs: 1, SitesPerOrg: 1, CountersPerSite: 1})
 	dev := model.Devices[0]
 
@@ -263,7 +167,7 @@ func TestExternalBrokerTLS(t *testing.T) {
 	b, err := broker.New(broker.Options{
 		TLSAddr: "127.0.0.1:0", DataDir: t.TempDir(), Credentials: creds, Logger: testLogger(t),
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{srvPair}, MinVersion: tls.VersionTLS12,
-			ClientCAs: ca.pool(), ClientAuth: tls.RequireAndVerifyClientCert},
+			ClientCAs: ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -273,26 +177,22 @@ func TestExternalBrokerTLS(t *testing.T) {
 	}
 	t.Cleanup(func() { b.Close() })
 
-	beCert, beKey := ca.issue(t, backendAccount, false)
+	beCert, beKey := ca.Issue(t, backendAccount).WriteFiles(t, dir)
 	cfg := newTestConfig(t, model, db)
 	cfg.MQTT.Addr = ""
 	cfg.MQTT.External = backend.ExternalMQTTConfig{
 		URL: "ssl://" + b.TLSAddr(), Username: backendAccount, Secret: backendSecret,
-		CAFile: caFile, CertFile: writePEM(t, dir, "backend.crt", beCert), KeyFile: writePEM(t, dir, "backend.key", beKey),
+		CAFile: caFile, CertFile: beCert, KeyFile: beKey,
 	}
 	app := runBackend(t, cfg)
 	waitFor(t, "backend connected over mutual TLS", func() bool { return app.Ready() == nil })
 
-	devCert, devKey := ca.issue(t, dev.ID, false)
-	pair, err := tls.X509KeyPair(devCert, devKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pair := ca.Issue(t, dev.ID).Pair
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	kp, agent := startEdge(t, ctx, edge.Config{
 		Device: dev.ID, Secret: dev.Secret, Broker: "ssl://" + b.TLSAddr(),
-		TLS:     &tls.Config{RootCAs: ca.pool(), Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12},
+		TLS:     &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12},
 		DataDir: t.TempDir(), Defaults: edge.DefaultConfig(), Logger: testLogger(t),
 	}, keypad.Options{FW: dev.FW, Serial: dev.Serial, Model: dev.Model, Logger: testLogger(t)})
 	waitFor(t, "edge connected over mutual TLS", func() bool { return agent.Stats().Connected })
