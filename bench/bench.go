@@ -44,6 +44,9 @@ type Config struct {
 	// duration (0: 4000 units for 60 s; quick 200 for 5 s).
 	IngestUnits int
 	IngestFor   time.Duration
+	// StormJitter and StormBackoffCap override the storm's reconnect policy
+	// (0: 5 s doubling to 10 s; quick 1 s to 2 s).
+	StormJitter, StormBackoffCap time.Duration
 	// PendingWrites is the broker's per-client write queue used for the
 	// connection target (broker.Options.MaxPendingWrites; 0: 64).
 	PendingWrites int32

@@ -133,6 +133,12 @@ func runStorm(ctx context.Context, e *env) (Result, error) {
 	if e.cfg.Quick {
 		jitter, maxBackoff = time.Second, 2*time.Second
 	}
+	if e.cfg.StormJitter > 0 {
+		jitter = e.cfg.StormJitter
+	}
+	if e.cfg.StormBackoffCap > 0 {
+		maxBackoff = e.cfg.StormBackoffCap
+	}
 	dir := filepath.Join(e.cfg.Dir, "t4")
 	fleetFile, devs, err := makeFleet(dir, n)
 	if err != nil {

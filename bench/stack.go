@@ -97,11 +97,22 @@ func (e *env) startStack(ctx context.Context, dir, fleetFile, db, mqttAddr strin
 	}
 }
 
-// stop shuts the backend down and waits for it.
+// stop shuts the backend down and waits for it, at most a minute: a
+// benchmark that cannot stop its backend reports it rather than hang.
 func (s *stack) stop() error {
 	s.cancel()
-	return <-s.done
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	select {
+	case err := <-s.done:
+		return err
+	case <-t.C:
+		return errors.New("backend did not stop within a minute")
+	}
 }
+
+// metricsClient bounds every /metrics scrape.
+var metricsClient = &http.Client{Timeout: 10 * time.Second}
 
 // brokerMetric reads one semko_broker_* value from the backend's /metrics:
 // App exposes the broker's counters there and nowhere else.
@@ -110,7 +121,7 @@ func (s *stack) brokerMetric(ctx context.Context, name string) (float64, error) 
 	if err != nil {
 		return 0, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := metricsClient.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("metrics: %w", err)
 	}

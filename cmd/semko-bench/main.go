@@ -34,6 +34,8 @@ func run(args []string) int {
 	scale := fs.Int("n", 0, "units for the connection and storm targets (default 19500, quick 500)")
 	ingestUnits := fs.Int("ingest-units", 0, "units for the ingest target (default 4000, quick 200)")
 	ingestFor := fs.Duration("ingest-for", 0, "how long the ingest target presses (default 60s, quick 5s)")
+	stormJitter := fs.Duration("storm-jitter", 0, "storm: first reconnect wait, full jitter (default 5s, quick 1s)")
+	stormCap := fs.Duration("storm-backoff-cap", 0, "storm: cap of the doubling reconnect wait (default 10s, quick 2s)")
 	pending := fs.Int("pending-writes", 64, "broker MaxPendingWrites per client for the connection targets")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the backend process here")
 	memProfile := fs.String("memprofile", "", "write a heap profile here when the connection target measures")
@@ -88,6 +90,7 @@ func run(args []string) int {
 		Quick: *quick, Dir: filepath.Clean(workDir), GeneratorArgv: []string{self, "gen"},
 		Targets: targets, Scale: *scale, PendingWrites: int32(*pending), HeapProfile: *memProfile,
 		IngestUnits: *ingestUnits, IngestFor: *ingestFor,
+		StormJitter: *stormJitter, StormBackoffCap: *stormCap,
 		Logger: log, Progress: os.Stderr,
 	})
 	if err != nil {

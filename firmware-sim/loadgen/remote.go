@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // The remote protocol drives a Fleet in another process, one command per
@@ -149,11 +150,23 @@ func (r *Remote) Stats() (Stats, error) {
 	return s, nil
 }
 
-// Close asks the child to quit and waits for it.
+// Close asks the child to quit and waits for it; a child still running
+// after 30 s is killed.
 func (r *Remote) Close() error {
 	_, _ = fmt.Fprintln(r.in, "quit")
 	r.in.Close()
-	err := r.cmd.Wait()
+	done := make(chan error, 1)
+	go func() { done <- r.cmd.Wait() }()
+	var err error
+	t := time.NewTimer(30 * time.Second)
+	defer t.Stop()
+	select {
+	case err = <-done:
+	case <-t.C:
+		_ = r.cmd.Process.Kill()
+		<-done
+		return errors.New("generator did not quit within 30 s: killed")
+	}
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
 		return fmt.Errorf("generator: %w", err)
