@@ -66,9 +66,10 @@ func Serve(ctx context.Context, f *Fleet, r io.Reader, w io.Writer) error {
 
 // Remote is a Fleet running in a child process (see Serve).
 type Remote struct {
-	cmd *exec.Cmd
-	in  io.WriteCloser
-	out *bufio.Scanner
+	cmd     *exec.Cmd
+	in      io.WriteCloser
+	out     *bufio.Scanner
+	outFile *os.File // for read deadlines; nil if the pipe is not a file
 
 	mu sync.Mutex // one command at a time
 }
@@ -99,7 +100,8 @@ func StartRemote(argv []string, optsPath string, opts Options, stderr io.Writer)
 	}
 	sc := bufio.NewScanner(outPipe)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	return &Remote{cmd: cmd, in: in, out: sc}, nil
+	f, _ := outPipe.(*os.File)
+	return &Remote{cmd: cmd, in: in, out: sc, outFile: f}, nil
 }
 
 // ReadOptions reads what StartRemote wrote, for the child.
@@ -115,9 +117,16 @@ func ReadOptions(path string) (Options, error) {
 	return o, nil
 }
 
+// callTimeout bounds one command's answer.
+const callTimeout = time.Minute
+
 func (r *Remote) call(line string) (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// A child that stops answering fails the call instead of hanging it.
+	if r.outFile != nil {
+		_ = r.outFile.SetReadDeadline(time.Now().Add(callTimeout))
+	}
 	if _, err := fmt.Fprintln(r.in, line); err != nil {
 		return "", fmt.Errorf("generator %s: %w", line, err)
 	}
