@@ -3,7 +3,6 @@ package backend_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"testing"
 	"time"
 
@@ -18,6 +17,25 @@ const backendAccount, backendSecret = "semko-backend", "backend-secret-012345678
 // standaloneBroker runs the broker alone, as cmd/semko-broker does: no
 // Intake, pebble persistence, accounts for every device and the backend.
 func standaloneBroker(t *testing.T, addr, dataDir string, model *fleet.Model) *broker.Broker {
+	t.Helper()
+	b, err := broker.New(broker.Options{
+		TCPAddr: addr, DataDir: dataDir, Credentials: standaloneCredentials(t, model), Logger: testLogger(t).With("part", "standalone-broker"),
+		// The backend's session holds everything the backend has not
+		// acknowledged yet; past MaxInflight mochi would drop.
+		MaxInflight: 65535,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// standaloneCredentials are the accounts of a broker running alone: one
+// for every device of model, and the backend's.
+func standaloneCredentials(t *testing.T, model *fleet.Model) *broker.Credentials {
 	t.Helper()
 	var list []broker.Credential
 	for _, d := range model.Devices {
@@ -36,19 +54,7 @@ func standaloneBroker(t *testing.T, addr, dataDir string, model *fleet.Model) *b
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := broker.New(broker.Options{
-		TCPAddr: addr, DataDir: dataDir, Credentials: creds, Logger: testLogger(t).With("part", "standalone-broker"),
-		// The backend's session holds everything the backend has not
-		// acknowledged yet; past MaxInflight mochi would drop.
-		MaxInflight: 65535,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return creds
 }
 
 // startExternalBackend runs the backend as a client of the broker at
@@ -154,20 +160,7 @@ func TestStandaloneBrokerRestart(t *testing.T) {
 			t.Errorf("site %s: %d activations marked voted, fleet cast %d valid votes", site, gotVoted[site], w.Votes)
 		}
 	}
-	for score := 1; score <= 5; score++ {
-		got := countBySite(t, db, fmt.Sprintf(`SELECT count(score) FROM vote WHERE valid='true' AND score=%d GROUP BY site`, score))
-		for site, w := range tally.Sites() {
-			if got[site] != int64(w.Scores[score-1]) {
-				t.Errorf("site %s score %d: %d in InfluxDB, fleet pressed %d", site, score, got[site], w.Scores[score-1])
-			}
-		}
-	}
-	invalid := countBySite(t, db, `SELECT count(score) FROM vote WHERE valid='false' GROUP BY site`)
-	for site, w := range tally.Sites() {
-		if invalid[site] != int64(w.Invalid) {
-			t.Errorf("site %s: %d invalid votes in InfluxDB, fleet pressed %d", site, invalid[site], w.Invalid)
-		}
-	}
+	checkVotesBySite(t, db, tally.Sites())
 	t.Logf("through a standalone broker restart: %d activations, %d valid votes %v, %d invalid: all in InfluxDB once",
 		total.Activations, total.Votes, total.Scores, total.Invalid)
 }

@@ -2,7 +2,6 @@ package backend_test
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -65,20 +64,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// Valid votes by site and score, and invalid presses by site.
-	for score := 1; score <= 5; score++ {
-		got := countBySite(t, db, fmt.Sprintf(`SELECT count(score) FROM vote WHERE valid='true' AND score=%d GROUP BY site`, score))
-		for site, want := range tally.Sites() {
-			if got[site] != int64(want.Scores[score-1]) {
-				t.Errorf("site %s score %d: %d in InfluxDB, fleet pressed %d", site, score, got[site], want.Scores[score-1])
-			}
-		}
-	}
-	invalid := countBySite(t, db, `SELECT count(score) FROM vote WHERE valid='false' GROUP BY site`)
-	for site, want := range tally.Sites() {
-		if invalid[site] != int64(want.Invalid) {
-			t.Errorf("site %s: %d invalid votes in InfluxDB, fleet pressed %d", site, invalid[site], want.Invalid)
-		}
-	}
+	checkVotesBySite(t, db, tally.Sites())
 	if len(tally.Sites()) != 9 {
 		t.Errorf("tally has %d sites, want 9", len(tally.Sites()))
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -183,6 +184,26 @@ func countByTag(t *testing.T, db *influxlocal.Server, tag, q string) map[string]
 		out[s.Tags[tag]] = n
 	}
 	return out
+}
+
+// checkVotesBySite compares InfluxDB's valid votes by site and score, and
+// its invalid presses by site, with what the fleet pressed.
+func checkVotesBySite(t *testing.T, db *influxlocal.Server, sites map[string]fleet.Counts) {
+	t.Helper()
+	for score := 1; score <= 5; score++ {
+		got := countBySite(t, db, fmt.Sprintf(`SELECT count(score) FROM vote WHERE valid='true' AND score=%d GROUP BY site`, score))
+		for site, want := range sites {
+			if got[site] != int64(want.Scores[score-1]) {
+				t.Errorf("site %s score %d: %d in InfluxDB, fleet pressed %d", site, score, got[site], want.Scores[score-1])
+			}
+		}
+	}
+	invalid := countBySite(t, db, `SELECT count(score) FROM vote WHERE valid='false' GROUP BY site`)
+	for site, want := range sites {
+		if invalid[site] != int64(want.Invalid) {
+			t.Errorf("site %s: %d invalid votes in InfluxDB, fleet pressed %d", site, invalid[site], want.Invalid)
+		}
+	}
 }
 
 func sum(m map[string]int64) int64 {

@@ -81,14 +81,7 @@ func TestTLSEndToEnd(t *testing.T) {
 			waitFor(t, "edge connected over TLS", func() bool { return agent.Stats().Connected })
 
 			act := "tls-" + tc.name
-			if err := agent.Activate(ctx, protocol.Activate{V: protocol.Version, ID: act}); err != nil {
-				t.Fatalf("activate: %v", err)
-			}
-			if err := kp.Press(ctx, 5); err != nil {
-				t.Fatalf("press: %v", err)
-			}
-			q := fmt.Sprintf(`SELECT count(score) FROM vote WHERE activation='%s' AND valid='true'`, act)
-			waitFor(t, "the vote in InfluxDB", func() bool { return sum(countAll(t, db, q)) == 1 })
+			voteOnce(t, ctx, db, agent, kp, act, 5)
 
 			// The API answers on HTTPS to a client trusting the CA, with
 			// the token; plain HTTP on the same port gets nowhere.
@@ -149,23 +142,8 @@ func TestExternalBrokerTLS(t *testing.T) {
 	model := fleet.Generate(fleet.Spec{Seed: 6, Orgs: 1, SitesPerOrg: 1, CountersPerSite: 1})
 	dev := model.Devices[0]
 
-	var list []broker.Credential
-	for _, a := range []struct {
-		user, secret string
-		role         broker.Role
-	}{{dev.ID, dev.Secret, broker.RoleDevice}, {backendAccount, backendSecret, broker.RoleBackend}} {
-		h, err := broker.HashSecret(a.secret)
-		if err != nil {
-			t.Fatal(err)
-		}
-		list = append(list, broker.Credential{Username: a.user, Hash: h, Role: a.role})
-	}
-	creds, err := broker.NewCredentials(list)
-	if err != nil {
-		t.Fatal(err)
-	}
 	b, err := broker.New(broker.Options{
-		TLSAddr: "127.0.0.1:0", DataDir: t.TempDir(), Credentials: creds, Logger: testLogger(t),
+		TLSAddr: "127.0.0.1:0", DataDir: t.TempDir(), Credentials: standaloneCredentials(t, model), Logger: testLogger(t),
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{srvPair}, MinVersion: tls.VersionTLS12,
 			ClientCAs: ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert},
 	})
@@ -197,12 +175,19 @@ func TestExternalBrokerTLS(t *testing.T) {
 	}, keypad.Options{FW: dev.FW, Serial: dev.Serial, Model: dev.Model, Logger: testLogger(t)})
 	waitFor(t, "edge connected over mutual TLS", func() bool { return agent.Stats().Connected })
 
-	if err := agent.Activate(ctx, protocol.Activate{V: protocol.Version, ID: "tls-external"}); err != nil {
+	voteOnce(t, ctx, db, agent, kp, "tls-external", 4)
+}
+
+// voteOnce activates the keypad behind agent as activation act, presses
+// score and waits for the valid vote in InfluxDB.
+func voteOnce(t *testing.T, ctx context.Context, db *influxlocal.Server, agent *edge.Agent, kp *keypad.Keypad, act string, score int) {
+	t.Helper()
+	if err := agent.Activate(ctx, protocol.Activate{V: protocol.Version, ID: act}); err != nil {
 		t.Fatalf("activate: %v", err)
 	}
-	if err := kp.Press(ctx, 4); err != nil {
+	if err := kp.Press(ctx, score); err != nil {
 		t.Fatalf("press: %v", err)
 	}
-	q := `SELECT count(score) FROM vote WHERE activation='tls-external' AND valid='true'`
+	q := fmt.Sprintf(`SELECT count(score) FROM vote WHERE activation='%s' AND valid='true'`, act)
 	waitFor(t, "the vote in InfluxDB", func() bool { return sum(countAll(t, db, q)) == 1 })
 }
