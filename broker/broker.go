@@ -323,7 +323,7 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 			Mode:    pebble.Sync, // a retained config or a session must survive a power cut
 			Options: &pebbledb.Options{Logger: pebbleLogger{b.log.With("component", "pebble")}},
 		}
-		if err := b.server.AddHook(new(pebble.Hook), store); err != nil {
+		if err := b.server.AddHook(newStoreHook(), store); err != nil {
 			return fmt.Errorf("open store %s: %w", b.opts.DataDir, err)
 		}
 	}
