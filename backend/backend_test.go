@@ -85,3 +85,14 @@ func TestAccountsFromConfigFile(t *testing.T) {
 		t.Errorf("accounts = %+v", got)
 	}
 }
+
+// The example configuration in deploy/ loads, so what users copy works.
+func TestExampleConfigLoads(t *testing.T) {
+	cfg, err := backend.LoadConfig("../deploy/semko.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Diagnostics.Firmware.Target != "1.4.2" || len(cfg.Alerts.Receivers) != 2 {
+		t.Errorf("example not read as written: %+v %+v", cfg.Diagnostics.Firmware, cfg.Alerts.Receivers)
+	}
+}
