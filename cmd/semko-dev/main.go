@@ -169,7 +169,7 @@ Semko is running. Ctrl-C stops everything.
   InfluxDB   %s  (database semko; try: curl -G %s/query --data-urlencode "db=semko" --data-urlencode "q=SELECT count(score) FROM vote GROUP BY site")
   MQTT       tcp://%s  (devices authenticate with their secrets; the backend owns the broker)
   HTTP API   http://%s  (/healthz, /readyz, /metrics; /api/v1/... with "Authorization: Bearer $(cat %s)")
-  Grafana    add an InfluxDB (InfluxQL) data source: URL %s, database semko; dashboards come with the Grafana issue.
+  Grafana    run "make grafana" in another terminal, then open http://127.0.0.1:3000/ (datasource %s, database semko)
   Fleet      %d keypads at %d sites of %d organisations (seed %d), fleet file %s
   Mail       %s/ (negative-vote notices land here; ls %s; cat %s/<file>.eml)
   Log        %s
