@@ -113,7 +113,7 @@ func dev(ctx context.Context, log *slog.Logger, o devOptions) error {
 	cfg.DataDir = filepath.Join(o.varDir, "backend")
 	cfg.FleetFile = filepath.Join(o.varDir, "fleet.yaml")
 	cfg.Influx.URL = db.URL()
-	if err := model.WriteFleetFile(cfg.FleetFile, broker.HashSecret); err != nil {
+	if err := writeFleetFile(model, cfg.FleetFile); err != nil {
 		return fmt.Errorf("write fleet file: %w", err)
 	}
 	cfg.HTTP.Token, err = apiToken(filepath.Join(o.varDir, "api-token"))
@@ -222,6 +222,24 @@ loop:
 		}
 	}
 	return runErr
+}
+
+// writeFleetFile writes the fleet file unless the one from an earlier run
+// describes the same fleet. Rewriting it would change every salted secret
+// hash, and the backend applies a changed file over what support changed
+// through the API since.
+func writeFleetFile(model *fleet.Model, path string) error {
+	spec := fmt.Sprintf("%+v\n", model.Spec)
+	specPath := path + ".spec"
+	if old, err := os.ReadFile(specPath); err == nil && string(old) == spec {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+	}
+	if err := model.WriteFleetFile(path, broker.HashSecret); err != nil {
+		return err
+	}
+	return os.WriteFile(specPath, []byte(spec), 0o640)
 }
 
 // apiToken reads the dev API token, making one on the first run.
