@@ -562,15 +562,22 @@ func (s *Spool) writeBatch(batch []*appendReq) {
 	if firstErr == nil {
 		firstErr = flush()
 	}
+	if firstErr != nil {
+		// publish took the written requests off queuedBytes; release the
+		// rest before anyone hears of the failure.
+		var unwritten int64
+		for _, r := range waiting {
+			unwritten += int64(len(r.frames))
+		}
+		for _, r := range batch[i:] {
+			unwritten += int64(len(r.frames))
+		}
+		s.mu.Lock()
+		s.queuedBytes -= unwritten
+		s.mu.Unlock()
+	}
 	answer(waiting, firstErr)
 	answer(batch[i:], firstErr) // not reached because of an error; empty otherwise
-	var queued int64
-	for _, r := range batch {
-		queued += int64(len(r.frames))
-	}
-	s.mu.Lock()
-	s.queuedBytes -= queued
-	s.mu.Unlock()
 }
 
 // fail puts the spool in the failed state and returns the error to report.
@@ -596,6 +603,10 @@ func (s *Spool) publish(seg *segment, n int64, recs uint64, now time.Time) {
 	s.nextSeq += recs
 	s.pendingRecs += int64(recs)
 	s.pendingSize += n
+	// The bytes move from queued to pending in one step: an Append made
+	// right after its predecessor returned must not count them twice and
+	// refuse with ErrFull below the limit.
+	s.queuedBytes -= n
 	s.appended += recs
 	s.syncs++
 	s.mu.Unlock()
