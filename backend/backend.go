@@ -6,8 +6,6 @@ package backend
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +26,7 @@ import (
 	"github.com/semko/semko/backend/rollup"
 	"github.com/semko/semko/backend/spool"
 	"github.com/semko/semko/broker"
+	"github.com/semko/semko/internal/tlsconf"
 )
 
 // App is one backend process.
@@ -124,7 +123,7 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 			ConnectTimeout:   cfg.MQTT.ConnectTimeout,
 		}
 		if cfg.MQTT.TLSAddr != "" {
-			tc, err := serverTLS(cfg.MQTT.CertFile, cfg.MQTT.KeyFile, cfg.MQTT.ClientCAFile)
+			tc, err := tlsconf.Server(cfg.MQTT.CertFile, cfg.MQTT.KeyFile, cfg.MQTT.ClientCAFile)
 			if err != nil {
 				return nil, fmt.Errorf("mqtt tls: %w", err)
 			}
@@ -329,23 +328,3 @@ func (a *App) WriterStats() influx.WriterStats { return a.writer.Stats() }
 // changed (see backend/fleetdb); the new snapshot replaces the registry,
 // credentials and configs. On error the current fleet stays in force.
 func (a *App) ReloadRegistry() error { return a.reloadFleet() }
-
-func serverTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("load key pair: %w", err)
-	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if clientCAFile != "" {
-		pem, err := os.ReadFile(clientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("client CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("client CA %s: no certificates", clientCAFile)
-		}
-		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
-	}
-	return tc, nil
-}
