@@ -294,21 +294,25 @@ func (d *Diagnostics) prime(ctx context.Context, kinds []alert.Kind, firing map[
 
 // raise raises f unless it is open already.
 func (d *Diagnostics) raise(ctx context.Context, f alert.Finding) error {
+	// Marked open before it is raised, in one step with the check: a run
+	// started through the API at the same time as a scheduled one cannot
+	// raise it twice, and Open never lags behind the alert manager.
 	d.mu.Lock()
-	_, open := d.open[f.Key()]
-	d.mu.Unlock()
-	if open {
+	if _, open := d.open[f.Key()]; open {
+		d.mu.Unlock()
 		return nil
 	}
+	d.open[f.Key()] = f
+	d.mu.Unlock()
 	if err := d.opts.Raiser.Raise(ctx, f); err != nil {
 		// Not remembered as open: the next run raises it again.
+		d.mu.Lock()
+		delete(d.open, f.Key())
+		d.mu.Unlock()
 		return fmt.Errorf("raise %s for %s: %w", f.Kind, f.Subject.Device, err)
 	}
 	d.log.Warn("diagnostics: finding", "kind", f.Kind, "device", f.Subject.Device, "site", f.Subject.Site,
 		"counter", f.Subject.Counter, "message", f.Message, "hint", f.Hint)
-	d.mu.Lock()
-	d.open[f.Key()] = f
-	d.mu.Unlock()
 	return nil
 }
 
