@@ -251,3 +251,36 @@ func waitConnected(ctx context.Context, f *localFleet, limit time.Duration) erro
 		return s.Connected == s.Units, fmt.Errorf("%d of %d connected", s.Connected, s.Units)
 	})
 }
+
+// startTarget gives a throughput target its own fleet file, database and
+// backend, and an in-process generator of units with the given in-flight
+// window, all connected within limit. stop undoes it, generator first.
+func (e *env) startTarget(ctx context.Context, name string, units, window int, limit time.Duration) (*stack, *localFleet, func(), error) {
+	dir := filepath.Join(e.cfg.Dir, name)
+	fleetFile, devs, err := makeFleet(dir, units)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := e.newDatabase(ctx, name); err != nil {
+		return nil, nil, nil, err
+	}
+	st, err := e.startStack(ctx, dir, fleetFile, name, "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	f, err := startLocal(ctx, loadgen.Options{Broker: "tcp://" + st.app.MQTTAddr(), Devices: devs,
+		Window: window, MaxRate: unitRate, Jitter: time.Second, UnitsPerAddr: 40, Logger: e.log})
+	if err != nil {
+		st.stop()
+		return nil, nil, nil, err
+	}
+	stop := func() {
+		f.stop()
+		st.stop()
+	}
+	if err := waitConnected(ctx, f, limit); err != nil {
+		stop()
+		return nil, nil, nil, err
+	}
+	return st, f, stop, nil
+}

@@ -3,11 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"time"
 
-	"github.com/semko/semko/firmware-sim/loadgen"
 	"github.com/semko/semko/internal/influxlocal"
 )
 
@@ -35,31 +33,14 @@ func runIngest(ctx context.Context, e *env) (Result, error) {
 	if e.cfg.IngestFor > 0 {
 		dur = e.cfg.IngestFor
 	}
-	dir := filepath.Join(e.cfg.Dir, "t1")
-	fleetFile, devs, err := makeFleet(dir, units)
-	if err != nil {
-		return res, err
-	}
-	if err := e.newDatabase(ctx, "t1"); err != nil {
-		return res, err
-	}
-	st, err := e.startStack(ctx, dir, fleetFile, "t1", "127.0.0.1:0")
-	if err != nil {
-		return res, err
-	}
-	defer st.stop()
 	// The broker reads one message at a time per connection, so a deeper
 	// window only queues votes in TCP buffers (and PUBACKs then time out).
 	const window = 4
-	f, err := startLocal(ctx, loadgen.Options{Broker: "tcp://" + st.app.MQTTAddr(), Devices: devs,
-		Window: window, MaxRate: unitRate, Jitter: time.Second, UnitsPerAddr: 40, Logger: e.log})
+	st, f, stop, err := e.startTarget(ctx, "t1", units, window, 2*time.Minute)
 	if err != nil {
 		return res, err
 	}
-	defer f.stop()
-	if err := waitConnected(ctx, f, 2*time.Minute); err != nil {
-		return res, err
-	}
+	defer stop()
 	e.step("  %d units connected; pressing for %s", units, dur)
 
 	start := time.Now()
@@ -105,28 +86,11 @@ func runLatency(ctx context.Context, e *env) (Result, error) {
 	if e.cfg.Quick {
 		units, dur = 100, 5*time.Second
 	}
-	dir := filepath.Join(e.cfg.Dir, "t2")
-	fleetFile, devs, err := makeFleet(dir, units)
+	st, f, stop, err := e.startTarget(ctx, "t2", units, 8, time.Minute)
 	if err != nil {
 		return res, err
 	}
-	if err := e.newDatabase(ctx, "t2"); err != nil {
-		return res, err
-	}
-	st, err := e.startStack(ctx, dir, fleetFile, "t2", "127.0.0.1:0")
-	if err != nil {
-		return res, err
-	}
-	defer st.stop()
-	f, err := startLocal(ctx, loadgen.Options{Broker: "tcp://" + st.app.MQTTAddr(), Devices: devs,
-		Window: 8, MaxRate: unitRate, Jitter: time.Second, UnitsPerAddr: 40, Logger: e.log})
-	if err != nil {
-		return res, err
-	}
-	defer f.stop()
-	if err := waitConnected(ctx, f, time.Minute); err != nil {
-		return res, err
-	}
+	defer stop()
 
 	type sample struct {
 		seq     uint64
@@ -237,28 +201,11 @@ func runDrain(ctx context.Context, e *env) (Result, error) {
 		units, rate = 100, 10
 	}
 	backlog := rate * 600
-	dir := filepath.Join(e.cfg.Dir, "t5")
-	fleetFile, devs, err := makeFleet(dir, units)
+	st, f, stop, err := e.startTarget(ctx, "t5", units, 16, time.Minute)
 	if err != nil {
 		return res, err
 	}
-	if err := e.newDatabase(ctx, "t5"); err != nil {
-		return res, err
-	}
-	st, err := e.startStack(ctx, dir, fleetFile, "t5", "127.0.0.1:0")
-	if err != nil {
-		return res, err
-	}
-	defer st.stop()
-	f, err := startLocal(ctx, loadgen.Options{Broker: "tcp://" + st.app.MQTTAddr(), Devices: devs,
-		Window: 16, MaxRate: unitRate, Jitter: time.Second, UnitsPerAddr: 40, Logger: e.log})
-	if err != nil {
-		return res, err
-	}
-	defer f.stop()
-	if err := waitConnected(ctx, f, time.Minute); err != nil {
-		return res, err
-	}
+	defer stop()
 
 	e.step("  InfluxDB down; pressing %d votes (10 min at %d/s, compressed)", backlog, rate)
 	if err := e.influx.Stop(); err != nil {
