@@ -39,6 +39,11 @@ type guardListener struct {
 	closed atomic.Bool
 	mu     sync.Mutex
 	live   map[*guardedConn]struct{} // connections being served
+	// serving counts the goroutines that call mochi's establish. Close
+	// waits for them: mochi adds each client to its WaitGroup from inside
+	// establish, and an Add racing mochi's Wait is a data race (and a
+	// client mochi's Close would not wait for).
+	serving sync.WaitGroup
 }
 
 var _ listeners.Listener = (*guardListener)(nil)
@@ -98,9 +103,11 @@ func (l *guardListener) serveConn(conn net.Conn, establish listeners.EstablishFn
 		return
 	}
 	l.live[gc] = struct{}{}
+	l.serving.Add(1)
 	l.mu.Unlock()
 
 	go func() {
+		defer l.serving.Done()
 		defer l.addrs.release(key)
 		err := establish(l.id, c)
 		c.Close() // mochi has closed it already; this is for the paths where it has not
@@ -111,9 +118,11 @@ func (l *guardListener) serveConn(conn net.Conn, establish listeners.EstablishFn
 	}()
 }
 
-// Close stops accepting, closes the clients mochi knows (closeClients) and
-// the connections still waiting for their CONNECT, which mochi does not
-// know and would otherwise keep its Close waiting.
+// Close stops accepting, closes the clients mochi knows (closeClients),
+// then every connection still being served: those waiting for their
+// CONNECT, which mochi does not know and would otherwise keep its Close
+// waiting, and those whose session was still being set up when
+// closeClients ran. It returns when every establish call has returned.
 func (l *guardListener) Close(closeClients listeners.CloseFn) {
 	if !l.closed.CompareAndSwap(false, true) {
 		return
@@ -121,12 +130,11 @@ func (l *guardListener) Close(closeClients listeners.CloseFn) {
 	l.ln.Close()
 	closeClients(l.id)
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	for gc := range l.live {
-		if !gc.sessionStarted() {
-			gc.Conn.Close()
-		}
+		gc.Conn.Close()
 	}
+	l.mu.Unlock()
+	l.serving.Wait()
 }
 
 // guardedConn notes when mochi first sets a deadline on the connection,
