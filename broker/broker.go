@@ -189,6 +189,9 @@ type Broker struct {
 
 	onPresence atomic.Pointer[func(clientID string, online bool)]
 	closing    atomic.Bool
+	// takeovers maps a client ID to the connection a newer one is taking
+	// over, while mochi does so (see presenceHook.OnSessionEstablish).
+	takeovers sync.Map
 
 	mu        sync.Mutex // guards started, closed and the addresses
 	started   bool

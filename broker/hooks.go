@@ -179,11 +179,10 @@ func (h *intakeHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) 
 		// whole fleet would be false and would flap back on restart.
 		log.Debug("will suppressed: broker closing")
 		return noWill, nil
-	case cl.IsTakenOver():
-		// The device has already reconnected; its old death is stale
-		// (best effort: mochi marks the takeover after closing the old
-		// connection, so a late will can still slip through; Status.BDSeq
-		// lets the backend ignore it).
+	case h.b.takenOver(cl):
+		// The device has already reconnected; its old death is stale.
+		// Status.BDSeq lets the backend ignore one that slips through
+		// anyway (a takeover of a connection already closing).
 		log.Debug("will suppressed: session taken over")
 		return noWill, nil
 	}
@@ -228,19 +227,35 @@ type presenceHook struct {
 func (h *presenceHook) ID() string { return "semko-presence" }
 
 func (h *presenceHook) Provides(b byte) bool {
-	return b == mqtt.OnSessionEstablished || b == mqtt.OnDisconnect || b == mqtt.OnPublishDropped
+	return b == mqtt.OnSessionEstablish || b == mqtt.OnSessionEstablished ||
+		b == mqtt.OnDisconnect || b == mqtt.OnPublishDropped
+}
+
+// OnSessionEstablish runs for a new connection just before mochi takes over
+// an existing session with the same client ID. mochi closes the old
+// connection first and marks it taken over only afterwards, so the old
+// connection's OnDisconnect and OnWill can run in between and would see an
+// ordinary disconnect. Noting the takeover here, before mochi closes it,
+// closes that window (see takenOver).
+func (h *presenceHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	if old, ok := h.b.server.Clients.Get(cl.ID); ok && old != cl && !old.Closed() {
+		h.b.takeovers.Store(cl.ID, old)
+	}
 }
 
 func (h *presenceHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	// mochi has marked the old session taken over by now.
+	h.b.takeovers.Delete(cl.ID)
 	if h.isDevice(cl) {
 		h.b.presence(cl.ID, true)
 	}
 }
 
 func (h *presenceHook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
-	// On a takeover the old connection ends after the new session is up:
-	// reporting it would mark a connected device offline (mochi #173, #483).
-	if cl.IsTakenOver() || !h.isDevice(cl) {
+	// On a takeover the old connection ends while the new session comes
+	// up: reporting it would mark a connected device offline (mochi #173,
+	// #483).
+	if h.b.takenOver(cl) || !h.isDevice(cl) {
 		return
 	}
 	h.b.limiter.forget(cl.ID)
@@ -252,6 +267,16 @@ func (h *presenceHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 	// Counted by mochi in Info.MessagesDropped (see Stats.Dropped); logged
 	// at debug because one slow client can drop thousands per second.
 	h.b.log.Debug("message dropped: client write queue full", "client", cl.ID, "topic", pk.TopicName)
+}
+
+// takenOver reports whether cl's session is being or has been taken over
+// by a newer connection with the same client ID.
+func (b *Broker) takenOver(cl *mqtt.Client) bool {
+	if cl.IsTakenOver() {
+		return true
+	}
+	old, ok := b.takeovers.Load(cl.ID)
+	return ok && old == cl
 }
 
 func (h *presenceHook) isDevice(cl *mqtt.Client) bool {
