@@ -18,7 +18,7 @@ type brokerCollector struct {
 	rateLimited, dropped                         *prometheus.Desc
 	connLimited, connectTimeouts, badConnects    *prometheus.Desc
 	oversized, idleTimeouts, rateDelayed         *prometheus.Desc
-	resumeRepublished                            *prometheus.Desc
+	resumeRepublished, revoked                   *prometheus.Desc
 }
 
 func newBrokerCollector(b *broker.Broker) *brokerCollector {
@@ -47,6 +47,7 @@ func newBrokerCollector(b *broker.Broker) *brokerCollector {
 		rateDelayed:       d("rate_delayed_total", "Publishes held back to the client's rate limit (the client is slowed, not refused)."),
 		resumeRepublished: d("resume_republished_total", "Messages caught on a session being taken over and published again to its successor."),
 		idleTimeouts:      d("idle_timeouts_total", "Sessions closed after 1.5 keepalives of silence (a vanished network or a silent client)."),
+		revoked:           d("revoked_sessions_total", "Sessions ended because their account was removed or its secret or role changed."),
 	}
 }
 
@@ -55,6 +56,7 @@ func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.clients, c.subscriptions, c.retained, c.inflight, c.messagesIn, c.intakeAccepted, c.authFailures,
 		c.aclDenied, c.rejected, c.intakeRetries, c.willFail, c.rateLimited, c.dropped,
 		c.connLimited, c.connectTimeouts, c.badConnects, c.oversized, c.idleTimeouts, c.rateDelayed, c.resumeRepublished,
+		c.revoked,
 	} {
 		ch <- d
 	}
@@ -90,4 +92,5 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.idleTimeouts, s.IdleTimeouts)
 	counter(c.rateDelayed, s.RateDelayed)
 	counter(c.resumeRepublished, s.ResumeRepublished)
+	counter(c.revoked, s.Revoked)
 }

@@ -113,6 +113,10 @@ func TestRemoteConfig(t *testing.T) {
 	if _, ok := app.Fleet().Current().Device(old); ok {
 		t.Errorf("retired %s still in the registry", old)
 	}
+	// Its session ends with its credentials; it cannot come back.
+	waitFor(t, "the retired unit's session revoked", func() bool {
+		return strings.Contains(httpBody(t, base+"/metrics"), "semko_broker_revoked_sessions_total 1\n")
+	})
 	metrics := httpBody(t, base+"/metrics")
 	for _, line := range []string{"semko_fleet_devices 4", "semko_fleet_config_out_of_sync 0"} {
 		if !strings.Contains(metrics, line) {

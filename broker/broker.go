@@ -192,6 +192,10 @@ type Broker struct {
 	// takeovers maps a client ID to the connection a newer one is taking
 	// over, while mochi does so (see presenceHook.OnSessionEstablish).
 	takeovers sync.Map
+	// authed maps a client ID to the credential its session authenticated
+	// with (see revoke.go).
+	authed   sync.Map
+	watchers sync.WaitGroup // watchCredentials
 
 	mu        sync.Mutex // guards started, closed and the addresses
 	started   bool
@@ -357,6 +361,8 @@ func (b *Broker) Start(ctx context.Context) (err error) {
 	if err := b.server.Serve(); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	b.watchers.Add(1)
+	go b.watchCredentials()
 	b.log.Info("broker listening", "tcp", b.tcpAddr, "tls", b.tlsAddr, "persistent", b.opts.DataDir != "")
 	return nil
 }
@@ -376,6 +382,7 @@ func (b *Broker) closeLocked() {
 		b.closed = true
 		b.closing.Store(true)
 		b.cancel()
+		b.watchers.Wait()
 		// mochi's Close waits for every client goroutine, then stops the
 		// hooks (closing pebble).
 		if err := b.server.Close(); err != nil {
@@ -451,6 +458,7 @@ func (b *Broker) Stats() Stats {
 		IdleTimeouts:      b.count.idleTimeouts.Load(),
 		RateDelayed:       b.count.rateDelayed.Load(),
 		ResumeRepublished: b.count.resumeRepublished.Load(),
+		Revoked:           b.count.revoked.Load(),
 		Dropped:           uint64(atomic.LoadInt64(&info.MessagesDropped) + atomic.LoadInt64(&info.InflightDropped)),
 		RejectedInvalid:   make(map[string]uint64, len(rejectReasons)),
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/semko/semko/protocol"
@@ -79,6 +80,9 @@ var (
 // connected client, without a restart.
 type Credentials struct {
 	set atomic.Pointer[map[string]Credential]
+
+	mu      sync.Mutex
+	changed chan struct{} // closed by the next Replace; nil until asked for
 }
 
 // NewCredentials validates list and returns the set.
@@ -104,7 +108,25 @@ func (c *Credentials) Replace(list []Credential) error {
 		m[cr.Username] = cr
 	}
 	c.set.Store(&m)
+	c.mu.Lock()
+	if c.changed != nil {
+		close(c.changed)
+		c.changed = nil
+	}
+	c.mu.Unlock()
 	return nil
+}
+
+// Changed returns a channel closed by the next successful Replace. The
+// broker watches it to end sessions whose account was removed or whose
+// secret or role changed.
+func (c *Credentials) Changed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.changed == nil {
+		c.changed = make(chan struct{})
+	}
+	return c.changed
 }
 
 // Len returns the number of accounts.

@@ -25,7 +25,8 @@ type authHook struct {
 func (h *authHook) ID() string { return "semko-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return b == mqtt.OnConnect || b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+	return b == mqtt.OnConnect || b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck ||
+		b == mqtt.OnSessionEstablished
 }
 
 // OnConnect caps the client's keepalive (see Options.MaxKeepalive). mochi
@@ -69,7 +70,12 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 		h.b.count.aclDenied.Add(1)
 		return refuse("will topic not allowed")
 	}
+	h.b.noteAuthenticated(cl, cr)
 	return true
+}
+
+func (h *authHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	h.b.revokeIfStale(cl)
 }
 
 func (h *authHook) isDevice(clientID string) bool {

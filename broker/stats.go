@@ -37,6 +37,9 @@ type Stats struct {
 	// ResumeRepublished counts messages caught on a session being taken
 	// over and published again to its successor (see resumeHook).
 	ResumeRepublished uint64
+	// Revoked counts sessions ended because their account was removed or
+	// its secret or role changed while they were connected.
+	Revoked uint64
 	// Dropped counts outbound messages mochi discarded because a client's
 	// write queue or inflight window was full (QoS 1 included).
 	Dropped uint64
@@ -60,6 +63,7 @@ type counters struct {
 	intakeRetries, willIntakeFails, rateLimited          atomic.Uint64
 	connLimited, connectTimeouts, badConnects, oversized atomic.Uint64
 	idleTimeouts, rateDelayed, resumeRepublished         atomic.Uint64
+	revoked                                              atomic.Uint64
 	rejected                                             [5]atomic.Uint64 // indexed like rejectReasons
 }
 
