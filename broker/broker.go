@@ -23,6 +23,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/pebble"
 
+	"github.com/semko/semko/internal/connlimit"
 	"github.com/semko/semko/protocol"
 )
 
@@ -176,7 +177,7 @@ type Broker struct {
 	now      func() time.Time
 	server   *mqtt.Server
 	limiter  *rateLimiter
-	addrs    *addrLimiter
+	addrs    *connlimit.Limiter
 	logLimit *logLimiter
 	slowLog  *keyLimiter
 	count    counters
@@ -222,7 +223,7 @@ func New(opts Options) (*Broker, error) {
 	b := &Broker{opts: opts, log: opts.Logger, now: opts.Now}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.limiter = newRateLimiter(opts.PublishRate, opts.PublishBurst, opts.Now)
-	b.addrs = newAddrLimiter(opts.MaxConnsPerAddr)
+	b.addrs = connlimit.New(opts.MaxConnsPerAddr)
 	b.logLimit = newLogLimiter(opts.WarnPerSecond)
 	b.slowLog = newKeyLimiter(time.Minute)
 

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -14,6 +13,8 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/semko/semko/internal/connlimit"
 )
 
 // guardListener is a mochi listener that defends the broker before MQTT
@@ -34,7 +35,7 @@ type guardListener struct {
 	ln    net.Listener
 	tls   *tls.Config // nil for plain MQTT
 	b     *Broker
-	addrs *addrLimiter
+	addrs *connlimit.Limiter
 
 	closed atomic.Bool
 	mu     sync.Mutex
@@ -79,8 +80,8 @@ func (l *guardListener) Serve(establish listeners.EstablishFn) {
 }
 
 func (l *guardListener) serveConn(conn net.Conn, establish listeners.EstablishFn) {
-	key := addrKey(conn.RemoteAddr())
-	if !l.addrs.acquire(key) {
+	key := connlimit.Key(conn.RemoteAddr())
+	if !l.addrs.Acquire(key) {
 		l.b.count.connLimited.Add(1)
 		l.b.warn("mqtt connection refused: too many from one address",
 			"remote", conn.RemoteAddr().String(), "limit", l.b.opts.MaxConnsPerAddr)
@@ -98,7 +99,7 @@ func (l *guardListener) serveConn(conn net.Conn, establish listeners.EstablishFn
 	l.mu.Lock()
 	if l.closed.Load() {
 		l.mu.Unlock()
-		l.addrs.release(key)
+		l.addrs.Release(key)
 		conn.Close()
 		return
 	}
@@ -108,7 +109,7 @@ func (l *guardListener) serveConn(conn net.Conn, establish listeners.EstablishFn
 
 	go func() {
 		defer l.serving.Done()
-		defer l.addrs.release(key)
+		defer l.addrs.Release(key)
 		err := establish(l.id, c)
 		c.Close() // mochi has closed it already; this is for the paths where it has not
 		l.mu.Lock()
@@ -189,52 +190,4 @@ func (b *Broker) connectionEnded(remote net.Addr, started bool, err error) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
-}
-
-// addrKey is the unit the per-address limit counts: the IPv4 address, or
-// the /64 of an IPv6 address (one host commonly holds a whole /64).
-func addrKey(a net.Addr) netip.Addr {
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Addr{} // not IP (a pipe in tests): one shared key
-	}
-	ip := ap.Addr().Unmap()
-	if ip.Is6() {
-		if p, err := ip.Prefix(64); err == nil {
-			return p.Addr()
-		}
-	}
-	return ip
-}
-
-// addrLimiter counts open connections per address key. It holds an entry
-// only for keys with connections open, so it is bounded by them.
-type addrLimiter struct {
-	limit int // <= 0: no limit
-	mu    sync.Mutex
-	open  map[netip.Addr]int
-}
-
-func newAddrLimiter(limit int) *addrLimiter {
-	return &addrLimiter{limit: limit, open: make(map[netip.Addr]int)}
-}
-
-func (l *addrLimiter) acquire(k netip.Addr) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.limit > 0 && l.open[k] >= l.limit {
-		return false
-	}
-	l.open[k]++
-	return true
-}
-
-func (l *addrLimiter) release(k netip.Addr) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.open[k] <= 1 {
-		delete(l.open, k)
-		return
-	}
-	l.open[k]--
 }

@@ -356,25 +356,6 @@ func TestRateDelayedCounted(t *testing.T) {
 	}
 }
 
-func TestAddrKey(t *testing.T) {
-	cases := []struct {
-		remote net.Addr
-		want   string
-	}{
-		{&net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 50000}, "192.0.2.7"},
-		{&net.TCPAddr{IP: net.ParseIP("::ffff:192.0.2.7"), Port: 1}, "192.0.2.7"},
-		// One IPv6 host commonly holds a whole /64: it counts as one.
-		{&net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:aaaa::1"), Port: 1}, "2001:db8:1:2::"},
-		{&net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:bbbb::9"), Port: 2}, "2001:db8:1:2::"},
-		{&net.UnixAddr{Name: "@x", Net: "unix"}, "invalid IP"},
-	}
-	for _, tc := range cases {
-		if got := addrKey(tc.remote).String(); got != tc.want {
-			t.Errorf("addrKey(%v) = %s, want %s", tc.remote, got, tc.want)
-		}
-	}
-}
-
 func TestMochiLogRedactsPackets(t *testing.T) {
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Connect}, TopicName: strings.Repeat("t", 300),
