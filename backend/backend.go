@@ -46,9 +46,10 @@ type App struct {
 	health   healthParts    // diagnostics and lifecycle reminders (wire_diagnostics.go)
 	alerts   alertParts     // alert manager and rating watcher (wire_alerts.go)
 
-	httpLn  net.Listener
-	httpSrv *http.Server
-	started chan struct{} // closed once the broker and HTTP listen
+	httpLn    net.Listener
+	httpSrv   *http.Server
+	httpGuard *httpGuard    // per-address connection limit (wire_http.go)
+	started   chan struct{} // closed once the broker and HTTP listen
 }
 
 // New opens the registry and the spool and builds every part. Nothing
@@ -63,7 +64,9 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 			a.release()
 		}
 	}()
-	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.httpGuard = newHTTPGuard(cfg.HTTP.MaxConnsPerAddr)
+	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		a.httpGuard.refused)
 
 	reg, err := a.openFleet()
 	if err != nil {
@@ -185,9 +188,9 @@ func (a *App) credentialsOf(r *registry.Registry) []broker.Credential {
 // in the spool for the next start.
 func (a *App) Run(ctx context.Context) error {
 	var err error
-	if a.httpLn, err = net.Listen("tcp", a.cfg.HTTP.Addr); err != nil {
+	if a.httpLn, err = a.listenHTTP(); err != nil {
 		a.release()
-		return fmt.Errorf("http listen: %w", err)
+		return err
 	}
 	if err := a.startMQTT(ctx); err != nil {
 		a.httpLn.Close()

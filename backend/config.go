@@ -92,7 +92,17 @@ type HTTPConfig struct {
 	Token    string `yaml:"token"`
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// MaxConnsPerAddr bounds open connections per remote address (an IPv4
+	// address or an IPv6 /64): zero means DefaultHTTPConnsPerAddr,
+	// negative no limit. Behind a reverse proxy every client shares the
+	// proxy's address: raise it or turn it off there.
+	MaxConnsPerAddr int `yaml:"max_conns_per_addr"`
 }
+
+// DefaultHTTPConnsPerAddr is the API's per-address connection limit: far
+// above what a browser, the CLI or a phone app opens, far below the
+// process's file descriptors.
+const DefaultHTTPConnsPerAddr = 64
 
 // InfluxConfig says where points go. For InfluxDB 1.8 leave Org empty and
 // use the database name as Bucket; Token may be "user:password" or empty.

@@ -281,6 +281,36 @@ func TestHostileClients(t *testing.T) {
 		}
 	})
 
+	t.Run("API connection storm from one address", func(t *testing.T) {
+		limited := series("semko_http_conn_limited_total")
+		before := m.read(t).get(limited)
+		conns := make([]net.Conn, stormConns)
+		for i := range conns {
+			conns[i] = dialTCP(t, httpAddr, stormAddr)
+		}
+		waitUntil(t, "the API storm counted", 10*time.Second, func() bool {
+			return m.read(t).get(limited)-before >= stormConns-hostileLimit
+		})
+		if d := m.read(t).get(limited) - before; d != stormConns-hostileLimit {
+			t.Errorf("%s moved by %v, want %d", limited, d, stormConns-hostileLimit)
+		}
+		// Closed connections give their slots back: the address is served
+		// again.
+		for _, c := range conns {
+			c.Close()
+		}
+		waitUntil(t, "the storm's address served again", 10*time.Second, func() bool {
+			c := dialTCP(t, httpAddr, stormAddr)
+			defer c.Close()
+			if _, err := c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: semko\r\nConnection: close\r\n\r\n")); err != nil {
+				return false
+			}
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			status, err := bufio.NewReader(c).ReadString('\n')
+			return err == nil && strings.HasPrefix(status, "HTTP/1.1 200")
+		})
+	})
+
 	t.Run("slow reader", func(t *testing.T) {
 		// A device subscribes to its activations and never reads or
 		// acknowledges again. Its queue stays bounded (MaxInflight); what
@@ -483,7 +513,7 @@ func TestHostileClients(t *testing.T) {
 		"mqtt connection refused", "mqtt access denied", "ingest: message rejected",
 		"mqtt device over its publish rate, slowed down", "mqtt connection closed: no CONNECT within the connect timeout",
 		"mqtt connection refused: too many from one address", "mqtt connection closed: packet larger than the limit",
-		"mqtt connection closed: no valid CONNECT",
+		"mqtt connection closed: no valid CONNECT", "http connection refused: too many from one address",
 	} {
 		if !strings.Contains(out, line) {
 			t.Errorf("the backend log has no %q line", line)
@@ -502,6 +532,7 @@ func startHostileBackend(t *testing.T, db *influxlocal.Server, model *fleet.Mode
 	cfg.MQTT.ConnectTimeout = hostileConnectTimeout
 	cfg.MQTT.MaxInflight = hostileMaxInflight
 	cfg.HTTP.Token = hostileAPIToken
+	cfg.HTTP.MaxConnsPerAddr = hostileLimit
 	if configure != nil {
 		configure(&cfg)
 	}
