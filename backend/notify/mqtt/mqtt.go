@@ -25,10 +25,11 @@ type Publisher interface {
 	Publish(topic string, payload []byte, retain bool, qos byte) error
 }
 
-// Message is the JSON payload an app receives. Version changes only with
-// incompatible changes; fields may be added.
+// Message is the JSON payload an app receives. Its version is "v", as in
+// every payload under semko/v1 (protocol/README.md); it changes only with
+// incompatible changes, and fields may be added.
 type Message struct {
-	Version    int            `json:"version"`
+	Version    int            `json:"v"`
 	ID         string         `json:"id"`
 	Kind       alert.Kind     `json:"kind"`
 	Severity   alert.Severity `json:"severity"`

@@ -63,6 +63,12 @@ func subscribe(t *testing.T, addr, filter string) <-chan got {
 			t.Errorf("payload: %v", err)
 			return
 		}
+		// The version key is the contract's, as in every payload under
+		// semko/v1 (protocol/README.md), not this struct's choice.
+		var head map[string]any
+		if err := json.Unmarshal(m.Payload(), &head); err != nil || head["v"] != 1.0 {
+			t.Errorf(`payload has no "v": 1: %.120s`, m.Payload())
+		}
 		ch <- got{m.Topic(), msg}
 	})
 	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
