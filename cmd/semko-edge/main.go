@@ -41,6 +41,11 @@ type fileConfig struct {
 	CAFile   string `yaml:"ca_file"`
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// Reconnect backoff (edge.Config); zero keeps the agent's defaults.
+	// A large fleet behind one broker wants a ReconnectMin of about its
+	// size divided by the broker's set-up rate (edge/README.md).
+	ReconnectMin time.Duration `yaml:"reconnect_min"`
+	ReconnectMax time.Duration `yaml:"reconnect_max"`
 }
 
 func main() { os.Exit(run(os.Args[1:])) }
@@ -61,6 +66,8 @@ func run(args []string) int {
 	flags.String(&fc.CAFile, "ca-file", "CA certificate (PEM) that signed the broker's, for ssl:// brokers")
 	flags.String(&fc.CertFile, "cert-file", "client certificate (PEM), for mutual TLS")
 	flags.String(&fc.KeyFile, "key-file", "client private key (PEM), for mutual TLS")
+	flags.Duration(&fc.ReconnectMin, "reconnect-min", "first reconnect wait, full jitter (0: 1s)")
+	flags.Duration(&fc.ReconnectMax, "reconnect-max", "cap of the doubling reconnect wait (0: 2m)")
 	logger := cli.LogFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -97,7 +104,8 @@ func run(args []string) int {
 	}
 	agent, err := edge.New(edge.Config{
 		Device: fc.Device, Secret: secret, Broker: fc.Broker, TLS: tlsConfig, DataDir: fc.DataDir, HTTPAddr: fc.HTTPAddr,
-		Defaults: defaultDeviceConfig(), Logger: log.With("device", fc.Device),
+		Defaults: defaultDeviceConfig(), ReconnectMin: fc.ReconnectMin, ReconnectMax: fc.ReconnectMax,
+		Logger: log.With("device", fc.Device),
 	}, line)
 	if err != nil {
 		line.Close()

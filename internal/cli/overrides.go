@@ -1,6 +1,9 @@
 package cli
 
-import "flag"
+import (
+	"flag"
+	"time"
+)
 
 // Overrides binds flags to the fields of a config that a YAML file may set
 // too. Each flag's default is the field's value when it is defined; after
@@ -26,6 +29,12 @@ func (o *Overrides) String(field *string, name, usage string) {
 // Int defines the int flag name for *field.
 func (o *Overrides) Int(field *int, name, usage string) {
 	v := o.fs.Int(name, *field, usage)
+	o.apply[name] = func() { *field = *v }
+}
+
+// Duration defines the duration flag name for *field.
+func (o *Overrides) Duration(field *time.Duration, name, usage string) {
+	v := o.fs.Duration(name, *field, usage)
 	o.apply[name] = func() { *field = *v }
 }
 
