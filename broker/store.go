@@ -8,14 +8,26 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// storeHook is mochi's pebble hook minus one write pattern. For every
-// inbound QoS 1 publish mochi stores its PUBACK as an inflight record and
-// deletes it right after sending it: with pebble.Sync, two fsyncs per vote
-// on the device's read goroutine, about a tenth of the broker's CPU under
-// load, protecting nothing (a PUBACK lost in a crash only makes the device
-// resend, and ingest is idempotent). docs/performance.md measured 1.48x the
-// acknowledged votes per second without them. Everything else (sessions,
-// subscriptions, retained messages, outbound inflight messages) is stored
+// storeHook is mochi's pebble hook minus two write patterns that protect
+// nothing:
+//
+//   - For every inbound QoS 1 publish mochi stores its PUBACK as an
+//     inflight record and deletes it right after sending it: with
+//     pebble.Sync, two fsyncs per vote on the device's read goroutine,
+//     about a tenth of the broker's CPU under load (a PUBACK lost in a
+//     crash only makes the device resend, and ingest is idempotent).
+//     docs/performance.md measured 1.48x the acknowledged votes per second
+//     without them.
+//   - For a session that ends with its connection (MQTT 3.1.1 clean
+//     session, MQTT 5 without session expiry: every keypad's) mochi stores
+//     the client, each subscription and each outbound inflight message,
+//     and deletes them all again at disconnect: about nine synced writes
+//     a connection, on the path a reconnect storm takes 19,500 times. Such
+//     a session cannot outlive a broker restart, so restoring it would only
+//     bring back subscriptions and messages nobody will collect.
+//
+// Persistent sessions (the backend's, observer apps'), their
+// subscriptions and inflight messages, and retained messages are stored
 // as before.
 type storeHook struct {
 	*pebble.Hook
@@ -29,12 +41,47 @@ type storeHook struct {
 
 func newStoreHook() *storeHook { return &storeHook{Hook: new(pebble.Hook)} }
 
+// ephemeral reports whether cl's session ends with its connection, by the
+// rule mochi applies at disconnect.
+func ephemeral(cl *mqtt.Client) bool {
+	if cl.Properties.ProtocolVersion == 5 {
+		return cl.Properties.Props.SessionExpiryInterval == 0
+	}
+	return cl.Properties.Clean
+}
+
+func (h *storeHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
+	if !ephemeral(cl) {
+		h.Hook.OnSessionEstablished(cl, pk)
+	}
+}
+
+func (h *storeHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
+	if !ephemeral(cl) {
+		h.Hook.OnWillSent(cl, pk)
+	}
+}
+
+func (h *storeHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []byte) {
+	if !ephemeral(cl) {
+		h.Hook.OnSubscribed(cl, pk, reasonCodes)
+	}
+}
+
+func (h *storeHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	if !ephemeral(cl) {
+		h.Hook.OnUnsubscribed(cl, pk)
+	}
+}
+
 func (h *storeHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, resends int) {
 	if pk.FixedHeader.Type == packets.Puback {
 		h.skipped.Store(cl.ID, pk.PacketID)
 		return
 	}
-	h.Hook.OnQosPublish(cl, pk, sent, resends)
+	if !ephemeral(cl) {
+		h.Hook.OnQosPublish(cl, pk, sent, resends)
+	}
 }
 
 func (h *storeHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
@@ -44,10 +91,20 @@ func (h *storeHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 			return
 		}
 	}
-	h.Hook.OnQosComplete(cl, pk)
+	if !ephemeral(cl) {
+		h.Hook.OnQosComplete(cl, pk)
+	}
+}
+
+func (h *storeHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	if !ephemeral(cl) {
+		h.Hook.OnQosDropped(cl, pk)
+	}
 }
 
 func (h *storeHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.skipped.Delete(cl.ID)
-	h.Hook.OnDisconnect(cl, err, expire)
+	if !ephemeral(cl) {
+		h.Hook.OnDisconnect(cl, err, expire)
+	}
 }
