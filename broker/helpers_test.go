@@ -165,7 +165,7 @@ func withWill(topic string, payload []byte) clientOption {
 }
 
 // connect builds and connects a paho client (MQTT 3.1.1, persistent
-// session, as the edge uses it).
+// session, as the backend and apps use it; keypads use clean sessions).
 func connect(t *testing.T, addr, clientID, user, secret string, opts ...clientOption) (*client, error) {
 	t.Helper()
 	c := &client{lost: make(chan error, 10)}
