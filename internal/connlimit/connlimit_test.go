@@ -32,8 +32,10 @@ func TestLimiterHoldsOnlyOpenKeys(t *testing.T) {
 	l := New(2)
 	a := Key(&net.TCPAddr{IP: net.ParseIP("192.0.2.1")})
 	b := Key(&net.TCPAddr{IP: net.ParseIP("192.0.2.2")})
-	if !l.Acquire(a) || !l.Acquire(a) {
-		t.Fatal("the first two slots were refused")
+	for i := range 2 {
+		if !l.Acquire(a) {
+			t.Fatalf("slot %d of 2 refused", i+1)
+		}
 	}
 	if l.Acquire(a) {
 		t.Fatal("a third slot was granted")
