@@ -215,10 +215,14 @@ func runStorm(ctx context.Context, e *env) (Result, error) {
 	all := landed.Sub(t0)
 	s, _ := gen.Stats()
 	dropped, _ := st.brokerMetric(ctx, "dropped_total")
+	// A PUBACK the broker withholds (intake failed or too slow, rate limit)
+	// costs that unit the generator's AckTimeout before it reconnects.
+	retries, _ := st.brokerMetric(ctx, "intake_retries_total")
+	refused, _ := st.brokerMetric(ctx, "rate_limited_total")
 	res.Figure = fmt.Sprintf("online %.1f s, landed %.1f s", online.Seconds(), all.Seconds())
 	res.Met = all <= 30*time.Second
-	res.Note = fmt.Sprintf("%d units (separate generator process), %d votes queued, all once; backend up in %.1f s; jitter %s, backoff cap %s; %d publishes for %d votes; peak heap+stack %d MiB (GC garbage included); drops %.0f; %d failed connection attempts (last: %s); slowest connection %s",
-		n, want, appUp.Seconds(), jitter, maxBackoff, s.Publishes, s.Enqueued, peak.Load()>>20, dropped, s.ConnectFailures, s.LastConnectError, s.SlowestConnect.Round(time.Millisecond))
+	res.Note = fmt.Sprintf("%d units (separate generator process), %d votes queued, all once; backend up in %.1f s; jitter %s, backoff cap %s; %d publishes for %d votes; peak heap+stack %d MiB (GC garbage included); drops %.0f; PUBACKs withheld: %.0f intake, %.0f rate; %d reconnects after an overdue PUBACK; %d publishes stalled by paho; %d failed connection attempts (last: %s); slowest connection %s",
+		n, want, appUp.Seconds(), jitter, maxBackoff, s.Publishes, s.Enqueued, peak.Load()>>20, dropped, retries, refused, s.AckTimeouts, s.PublishStalls, s.ConnectFailures, s.LastConnectError, s.SlowestConnect.Round(time.Millisecond))
 	return res, nil
 }
 

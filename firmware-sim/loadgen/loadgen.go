@@ -90,6 +90,12 @@ type Stats struct {
 	// SlowestConnect is the longest successful connection (TCP, CONNECT,
 	// CONNACK) so far.
 	SlowestConnect time.Duration
+	// AckTimeouts counts connections given up because a PUBACK was
+	// overdue (AckTimeout).
+	AckTimeouts uint64
+	// PublishStalls counts vote publishes paho held for over a second
+	// (a publish racing the loss of its connection; see connect).
+	PublishStalls uint64
 }
 
 // ErrOutboxFull is returned by Enqueue when a unit's outbox is at its limit.
@@ -104,6 +110,7 @@ type Fleet struct {
 	connected                                          atomic.Int64
 	enqueued, acked, publishes, reconnects, heartbeats atomic.Uint64
 	connectFailures                                    atomic.Uint64
+	ackTimeouts, publishStalls                         atomic.Uint64
 	slowestConnect                                     atomic.Int64
 	lastConnectError                                   atomic.Pointer[string]
 }
@@ -210,6 +217,7 @@ func (f *Fleet) Stats() Stats {
 		Enqueued: f.enqueued.Load(), Acked: f.acked.Load(), Publishes: f.publishes.Load(),
 		Reconnects: f.reconnects.Load(), Heartbeats: f.heartbeats.Load(),
 		ConnectFailures: f.connectFailures.Load(), SlowestConnect: time.Duration(f.slowestConnect.Load()),
+		AckTimeouts: f.ackTimeouts.Load(), PublishStalls: f.publishStalls.Load(),
 	}
 	if e := f.lastConnectError.Load(); e != nil {
 		s.LastConnectError = *e
@@ -325,6 +333,10 @@ func (u *unit) connect(ctx context.Context) (paho.Client, <-chan struct{}, error
 		SetProtocolVersion(4).SetCleanSession(true).
 		SetAutoReconnect(false).SetConnectRetry(false).
 		SetKeepAlive(60 * time.Second).SetConnectTimeout(30 * time.Second).
+		// As the edge agent: a Publish made while paho is tearing a lost
+		// connection down blocks until this timeout (paho's default is
+		// 30 s), and the unit with it. Broker restarts hit that window.
+		SetWriteTimeout(10 * time.Second).
 		SetOrderMatters(false).
 		SetConnectionLostHandler(func(paho.Client, error) { once.Do(func() { close(lost) }) })
 	dialer := &net.Dialer{Timeout: u.f.opts.DialTimeout}
@@ -395,7 +407,11 @@ func (u *unit) serve(ctx context.Context, c paho.Client, lost <-chan struct{}) {
 				u.f.log.Error("loadgen: encode vote", "device", u.dev.ID, "err", err)
 				return
 			}
-			inflight = append(inflight, flight{tok: c.Publish(u.topic, 1, false, payload), sent: now})
+			tok := c.Publish(u.topic, 1, false, payload)
+			if time.Since(now) > time.Second {
+				u.f.publishStalls.Add(1) // see SetWriteTimeout in connect
+			}
+			inflight = append(inflight, flight{tok: tok, sent: now})
 			u.f.publishes.Add(1)
 			if interval > 0 {
 				nextSend = now.Add(interval)
@@ -419,6 +435,7 @@ func (u *unit) serve(ctx context.Context, c paho.Client, lost <-chan struct{}) {
 		case <-wake.C:
 			if len(inflight) > 0 && time.Since(inflight[0].sent) >= u.f.opts.AckTimeout {
 				u.f.log.Debug("loadgen: PUBACK overdue, reconnecting", "device", u.dev.ID)
+				u.f.ackTimeouts.Add(1)
 				return
 			}
 		case <-u.kick:
