@@ -42,9 +42,6 @@ func New(limit int) *Limiter {
 	return &Limiter{limit: limit, open: make(map[netip.Addr]int)}
 }
 
-// Limit returns the number of connections allowed per key (<= 0: no limit).
-func (l *Limiter) Limit() int { return l.limit }
-
 // Acquire takes a connection slot for k and reports whether one was free.
 // Each successful Acquire must be followed by one Release.
 func (l *Limiter) Acquire(k netip.Addr) bool {
@@ -92,10 +89,12 @@ func (ln *listener) Accept() (net.Conn, error) {
 		if ln.lim.Acquire(k) {
 			return &conn{Conn: c, release: func() { ln.lim.Release(k) }}, nil
 		}
-		c.Close()
+		// Reported before the close, so that whoever sees the connection
+		// closed also finds it counted.
 		if ln.refused != nil {
 			ln.refused(c.RemoteAddr())
 		}
+		c.Close()
 	}
 }
 
