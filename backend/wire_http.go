@@ -3,12 +3,12 @@ package backend
 import (
 	"fmt"
 	"net"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/semko/semko/internal/connlimit"
+	"github.com/semko/semko/internal/loglimit"
 )
 
 // httpGuard bounds the API's open connections per remote address, as the
@@ -19,8 +19,7 @@ import (
 type httpGuard struct {
 	limit   int
 	refused prometheus.Counter
-	lastLog atomic.Int64 // unix nanoseconds of the last warning
-	skipped atomic.Int64 // refusals not logged since then
+	logs    *loglimit.Limiter
 }
 
 func newHTTPGuard(limit int) *httpGuard {
@@ -29,6 +28,7 @@ func newHTTPGuard(limit int) *httpGuard {
 	}
 	return &httpGuard{
 		limit: limit,
+		logs:  loglimit.New(1),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "semko_http_conn_limited_total",
 			Help: "HTTP connections closed at once because their address had the maximum open.",
@@ -46,13 +46,10 @@ func (a *App) listenHTTP() (net.Listener, error) {
 }
 
 func (a *App) httpRefused(remote net.Addr) {
+	const msg = "http connection refused: too many from one address"
 	g := a.httpGuard
 	g.refused.Inc()
-	now, last := time.Now().UnixNano(), g.lastLog.Load()
-	if now-last < int64(time.Second) || !g.lastLog.CompareAndSwap(last, now) {
-		g.skipped.Add(1)
-		return
+	if ok, suppressed := g.logs.Allow(msg, time.Now()); ok {
+		a.log.Warn(msg, "remote", remote.String(), "limit", g.limit, "suppressed_before", suppressed)
 	}
-	a.log.Warn("http connection refused: too many from one address",
-		"remote", remote.String(), "limit", g.limit, "suppressed_before", g.skipped.Swap(0))
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/storage/pebble"
 
 	"github.com/semko/semko/internal/connlimit"
+	"github.com/semko/semko/internal/loglimit"
 	"github.com/semko/semko/protocol"
 )
 
@@ -178,7 +179,7 @@ type Broker struct {
 	server   *mqtt.Server
 	limiter  *rateLimiter
 	addrs    *connlimit.Limiter
-	logLimit *logLimiter
+	logLimit *loglimit.Limiter
 	slowLog  *keyLimiter
 	count    counters
 
@@ -224,7 +225,7 @@ func New(opts Options) (*Broker, error) {
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.limiter = newRateLimiter(opts.PublishRate, opts.PublishBurst, opts.Now)
 	b.addrs = connlimit.New(opts.MaxConnsPerAddr)
-	b.logLimit = newLogLimiter(opts.WarnPerSecond)
+	b.logLimit = loglimit.New(opts.WarnPerSecond)
 	b.slowLog = newKeyLimiter(time.Minute)
 
 	caps := mqtt.NewDefaultServerCapabilities()

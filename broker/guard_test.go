@@ -15,6 +15,7 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/semko/semko/internal/loglimit"
 	"github.com/semko/semko/protocol"
 )
 
@@ -257,22 +258,6 @@ func TestSecretsNeverLogged(t *testing.T) {
 	}
 }
 
-func TestLogLimiter(t *testing.T) {
-	l := newLogLimiter(3)
-	var passed int
-	for range 10 {
-		if ok, _ := l.allow("flood"); ok {
-			passed++
-		}
-	}
-	if ok, _ := l.allow("other"); !ok {
-		t.Error("one message's flood silenced another")
-	}
-	if passed > 6 { // the loop may straddle a second boundary
-		t.Errorf("%d of 10 lines passed a limit of 3 per second", passed)
-	}
-}
-
 func TestSlowReaderDoesNotHoldPublishers(t *testing.T) {
 	in := newRecordingIntake()
 	b := startBroker(t, Options{Intake: in, MaxPendingWrites: 16})
@@ -363,7 +348,7 @@ func TestMochiLogRedactsPackets(t *testing.T) {
 		Payload: []byte("payload-secret"),
 	}
 	var out syncBuffer
-	h := &mochiHandler{next: slog.NewJSONHandler(&out, nil), limit: newLogLimiter(100)}
+	h := &mochiHandler{next: slog.NewJSONHandler(&out, nil), limit: loglimit.New(100)}
 	log := slog.New(h).With("pk", pk).WithGroup("g")
 	log.Warn("error processing packet", "pk", pk, "ptr", &pk, "nilptr", (*packets.Packet)(nil))
 	s := out.String()

@@ -7,54 +7,12 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/semko/semko/internal/loglimit"
 )
 
 // DefaultWarnPerSecond bounds the warnings of one kind logged per second.
 const DefaultWarnPerSecond = 10
-
-// logLimiter bounds log lines per message, per second, so that one hostile
-// client (a flood, a connection storm) cannot flood the log or hide the
-// other kinds of warning. Lines over the bound are counted and the count is
-// reported on the next line of the same message that passes. Messages are
-// constant strings, so the map stays small.
-type logLimiter struct {
-	perSecond int
-	mu        sync.Mutex
-	windows   map[string]*logWindow
-}
-
-type logWindow struct {
-	second     int64
-	n          int
-	suppressed int
-}
-
-func newLogLimiter(perSecond int) *logLimiter {
-	return &logLimiter{perSecond: perSecond, windows: make(map[string]*logWindow)}
-}
-
-// allow reports whether a line of msg may be logged now, and how many were
-// suppressed since the last one that was.
-func (l *logLimiter) allow(msg string) (ok bool, suppressed int) {
-	now := time.Now().Unix()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	w := l.windows[msg]
-	if w == nil {
-		w = &logWindow{}
-		l.windows[msg] = w
-	}
-	if w.second != now {
-		w.second, w.n = now, 0
-	}
-	if w.n >= l.perSecond {
-		w.suppressed++
-		return false, 0
-	}
-	w.n++
-	suppressed, w.suppressed = w.suppressed, 0
-	return true, suppressed
-}
 
 // keyLimiter lets one line per key through per interval, for events that
 // are routine for one client but worth one line (a device slowed to its
@@ -89,7 +47,7 @@ func (l *keyLimiter) forget(key string) {
 
 // warn logs a warning about a client, bounded by the log limiter.
 func (b *Broker) warn(msg string, attrs ...any) {
-	ok, suppressed := b.logLimit.allow(msg)
+	ok, suppressed := b.logLimit.Allow(msg, time.Now())
 	if !ok {
 		return
 	}
@@ -107,7 +65,7 @@ func (b *Broker) warn(msg string, attrs ...any) {
 // reached" comes once per dropped message).
 type mochiHandler struct {
 	next  slog.Handler
-	limit *logLimiter
+	limit *loglimit.Limiter
 }
 
 func (h *mochiHandler) Enabled(ctx context.Context, level slog.Level) bool {
@@ -118,7 +76,7 @@ func (h *mochiHandler) Handle(ctx context.Context, r slog.Record) error {
 	suppressed := 0
 	if r.Level >= slog.LevelWarn {
 		var ok bool
-		if ok, suppressed = h.limit.allow("mochi: " + r.Message); !ok {
+		if ok, suppressed = h.limit.Allow("mochi: "+r.Message, time.Now()); !ok {
 			return nil
 		}
 	}

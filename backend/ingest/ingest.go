@@ -36,6 +36,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/semko/semko/backend/registry"
+	"github.com/semko/semko/internal/loglimit"
 	"github.com/semko/semko/protocol"
 )
 
@@ -106,7 +107,7 @@ type Ingest struct {
 	m      *metrics
 	seen   *seenSet
 	window minuteWindow
-	limit  logLimiter
+	limit  *loglimit.Limiter
 
 	mu     sync.Mutex
 	states map[string]*liveState // bounded by the fleet: only known devices get one
@@ -156,7 +157,7 @@ func New(opts Options) (*Ingest, error) {
 		log:      opts.Logger,
 		m:        m,
 		seen:     newSeenSet(opts.SeenSize),
-		limit:    logLimiter{max: opts.LogPerSecond},
+		limit:    loglimit.New(opts.LogPerSecond),
 		states:   make(map[string]*liveState),
 		rejected: make(map[string]uint64),
 	}, nil
@@ -193,7 +194,7 @@ func (i *Ingest) Accept(ctx context.Context, t protocol.Topic, payload []byte, r
 	i.countMu.Lock()
 	i.rejected[reason]++
 	i.countMu.Unlock()
-	if ok, suppressed := i.limit.allow(time.Now()); ok {
+	if ok, suppressed := i.limit.Allow("ingest: message rejected", time.Now()); ok {
 		attrs := []any{"device", truncate(t.Device, 80), "kind", kind, "reason", reason, "err", truncate(err.Error(), 300)}
 		if suppressed > 0 {
 			attrs = append(attrs, "suppressed_before", suppressed)

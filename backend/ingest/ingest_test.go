@@ -428,20 +428,6 @@ func TestRejectionLogIsRateLimited(t *testing.T) {
 	}
 }
 
-func TestLogLimiter(t *testing.T) {
-	l := logLimiter{max: 2}
-	t0 := time.Unix(1000, 0)
-	for n, want := range []bool{true, true, false, false} {
-		if ok, _ := l.allow(t0); ok != want {
-			t.Fatalf("call %d: allow = %v", n, ok)
-		}
-	}
-	ok, suppressed := l.allow(t0.Add(time.Second))
-	if !ok || suppressed != 2 {
-		t.Fatalf("next second: %v, suppressed %d", ok, suppressed)
-	}
-}
-
 func TestNewOptions(t *testing.T) {
 	reg := func() *registry.Registry { return &registry.Registry{} }
 	tests := []struct {
