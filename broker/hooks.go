@@ -26,7 +26,7 @@ func (h *authHook) ID() string { return "semko-auth" }
 
 func (h *authHook) Provides(b byte) bool {
 	return b == mqtt.OnConnect || b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck ||
-		b == mqtt.OnSessionEstablished
+		b == mqtt.OnSessionEstablished || b == mqtt.OnDisconnect
 }
 
 // OnConnect caps the client's keepalive (see Options.MaxKeepalive). mochi
@@ -76,6 +76,10 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 
 func (h *authHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	h.b.revokeIfStale(cl)
+}
+
+func (h *authHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	h.b.forgetAuthenticated(cl)
 }
 
 func (h *authHook) isDevice(clientID string) bool {

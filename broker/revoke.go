@@ -18,10 +18,21 @@ type authedSession struct {
 	cred Credential
 }
 
-// noteAuthenticated records the credential cl connected with. Keyed by
-// client ID, so the map holds at most one entry per account.
+// noteAuthenticated records the credential cl connected with, until
+// forgetAuthenticated at its disconnect: the map holds an entry per live
+// connection, whatever client IDs accounts other than devices choose (and
+// one per client ID whose connection failed between authentication and its
+// CONNACK, where mochi reports no disconnect, until that ID connects again).
 func (b *Broker) noteAuthenticated(cl *mqtt.Client, cr Credential) {
 	b.authed.Store(cl.ID, authedSession{cl: cl, cred: cr})
+}
+
+// forgetAuthenticated drops cl's entry, unless a newer connection with the
+// same client ID has replaced it already.
+func (b *Broker) forgetAuthenticated(cl *mqtt.Client) {
+	if v, ok := b.authed.Load(cl.ID); ok && v.(authedSession).cl == cl {
+		b.authed.CompareAndDelete(cl.ID, v)
+	}
 }
 
 // watchCredentials ends revoked sessions after every change of the
@@ -45,20 +56,10 @@ func (b *Broker) watchCredentials() {
 // revokeStale disconnects every session whose account is gone or whose
 // credential (secret hash or role) is no longer the one it connected with.
 func (b *Broker) revokeStale() {
-	for id, cl := range b.server.Clients.GetAll() {
-		v, ok := b.authed.Load(id)
-		if !ok {
-			continue
+	for _, cl := range b.server.Clients.GetAll() {
+		if !cl.Closed() {
+			b.revokeIfStale(cl)
 		}
-		if s := v.(authedSession); s.cl != cl || cl.Closed() {
-			// A session that ended, or one a newer connection replaced:
-			// forget it once its credential is no longer current.
-			if !b.current(s.cred) {
-				b.authed.CompareAndDelete(id, v)
-			}
-			continue
-		}
-		b.revokeIfStale(cl)
 	}
 }
 

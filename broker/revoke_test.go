@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -67,5 +68,21 @@ func TestChangedCredentialsEndSessions(t *testing.T) {
 	}
 	if n := b.Stats().Revoked; n != 2 {
 		t.Errorf("Revoked = %d, want 2", n)
+	}
+}
+
+// An account other than a device may choose any client ID: the record of
+// what each session authenticated with must not outlive the session.
+func TestAuthenticatedSessionsForgottenAtDisconnect(t *testing.T) {
+	b := startBroker(t, Options{})
+	for i := range 20 {
+		c := mustConnect(t, b.Addr(), fmt.Sprintf("app-%d", i), observerUser, observerPw)
+		c.Disconnect(0)
+	}
+	eventually(t, "no client connected", func() bool { return b.Stats().ClientsConnected == 0 })
+	n := 0
+	b.authed.Range(func(_, _ any) bool { n++; return true })
+	if n != 0 {
+		t.Errorf("%d authenticated sessions still recorded after all disconnected", n)
 	}
 }
