@@ -407,8 +407,9 @@ func (u *unit) serve(ctx context.Context, c paho.Client, lost <-chan struct{}) {
 				u.f.log.Error("loadgen: encode vote", "device", u.dev.ID, "err", err)
 				return
 			}
+			before := time.Now()
 			tok := c.Publish(u.topic, 1, false, payload)
-			if time.Since(now) > time.Second {
+			if time.Since(before) > time.Second {
 				u.f.publishStalls.Add(1) // see SetWriteTimeout in connect
 			}
 			inflight = append(inflight, flight{tok: tok, sent: now})
