@@ -37,6 +37,22 @@ type Placement struct {
 // (integers) and activation (string, omitted when empty). The timestamp is
 // the press, so a redelivered vote overwrites itself.
 func VoteLine(dst []byte, v protocol.Vote, p Placement) []byte {
+	return VoteLineWith(dst, v, p, Unconfirmed{})
+}
+
+// Unconfirmed holds tag values a device sent that the backend did not
+// accept as tags (an operator or service the registry does not know, a
+// channel or firmware outside the known set): the point carries the
+// counter's default (or "other") as the tag, and the device's value as the
+// string field <tag>_claimed, so nothing is lost and the series stay
+// bounded by the registry.
+type Unconfirmed struct {
+	Operator, Service, Channel, FW string
+}
+
+// VoteLineWith is VoteLine with the fields of u: operator_claimed,
+// service_claimed, channel_claimed (strings, omitted when empty).
+func VoteLineWith(dst []byte, v protocol.Vote, p Placement, u Unconfirmed) []byte {
 	l := line{b: dst}
 	l.b = append(l.b, MeasurementVote...)
 	// Tags in key order: InfluxDB sorts them anyway, and sorted input
@@ -59,6 +75,9 @@ func VoteLine(dst []byte, v protocol.Vote, p Placement) []byte {
 	l.int("service_s", int64(v.ServiceS))
 	l.int("seq", int64(v.Seq))
 	l.str("activation", v.Activation)
+	l.str("operator_claimed", u.Operator)
+	l.str("service_claimed", u.Service)
+	l.str("channel_claimed", u.Channel)
 	return l.end(v.Time.UnixNano())
 }
 
@@ -72,6 +91,12 @@ func VoteLine(dst []byte, v protocol.Vote, p Placement) []byte {
 // not turn a voted activation back into an unvoted one. So voted is there
 // only once final, and count("voted") counts closed activations.
 func ActivationLine(dst []byte, a protocol.ActivationRecord, p Placement) []byte {
+	return ActivationLineWith(dst, a, p, Unconfirmed{})
+}
+
+// ActivationLineWith is ActivationLine with the fields of u:
+// operator_claimed, service_claimed (strings, omitted when empty).
+func ActivationLineWith(dst []byte, a protocol.ActivationRecord, p Placement, u Unconfirmed) []byte {
 	l := line{b: dst}
 	l.b = append(l.b, MeasurementActivation...)
 	l.tag("channel", protocol.ChannelKeypad)
@@ -93,6 +118,8 @@ func ActivationLine(dst []byte, a protocol.ActivationRecord, p Placement) []byte
 	}
 	l.str("ticket", a.Ticket)
 	l.str("activation", a.ID)
+	l.str("operator_claimed", u.Operator)
+	l.str("service_claimed", u.Service)
 	return l.end(a.Time.UnixNano())
 }
 
@@ -102,6 +129,12 @@ func ActivationLine(dst []byte, a protocol.ActivationRecord, p Placement) []byte
 // (integers), temp_c (float), rssi and supply_v (only when reported, that
 // is non-zero), config (string, omitted when empty).
 func HeartbeatLine(dst []byte, h protocol.Heartbeat, p Placement) []byte {
+	return HeartbeatLineWith(dst, h, p, Unconfirmed{})
+}
+
+// HeartbeatLineWith is HeartbeatLine with the field fw_claimed of u
+// (string, omitted when empty).
+func HeartbeatLineWith(dst []byte, h protocol.Heartbeat, p Placement, u Unconfirmed) []byte {
 	l := line{b: dst}
 	l.b = append(l.b, MeasurementHeartbeat...)
 	l.tag("counter", p.Counter)
@@ -126,6 +159,7 @@ func HeartbeatLine(dst []byte, h protocol.Heartbeat, p Placement) []byte {
 	l.bool("panel_ok", h.PanelOK)
 	l.bool("backlight_ok", h.BacklightOK)
 	l.str("config", h.Config)
+	l.str("fw_claimed", u.FW)
 	return l.end(h.Time.UnixNano())
 }
 

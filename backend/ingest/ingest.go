@@ -8,7 +8,7 @@
 // resends).
 //
 // Per kind: votes and activation records become points and are
-// de-duplicated on (device, kind, seq); heartbeats become points and update
+// de-duplicated on (device, kind, seq, ts); heartbeats become points and update
 // the live state; status messages become presence points and drive
 // Online, following Sparkplug: a death whose bdseq is below the last
 // birth's is late (its connection was already replaced) and is acknowledged
@@ -30,11 +30,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/semko/semko/backend/influx"
 	"github.com/semko/semko/backend/registry"
 	"github.com/semko/semko/internal/loglimit"
 	"github.com/semko/semko/protocol"
@@ -81,7 +83,7 @@ type Options struct {
 	// MaxFuture and MaxAge bound a message's timestamp relative to Now.
 	// Defaults DefaultMaxFuture and DefaultMaxAge.
 	MaxFuture, MaxAge time.Duration
-	// SeenSize is how many recent (device, kind, seq) keys are remembered
+	// SeenSize is how many recent (device, kind, seq, ts) keys are remembered
 	// to skip duplicates. Default DefaultSeenSize.
 	SeenSize int
 	// LogPerSecond bounds the rejection lines logged per second.
@@ -228,7 +230,13 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 		if err != nil {
 			return reason, err
 		}
-		added, err := i.appendOnce(ctx, seenKey{t.Device, t.Kind, v.Seq}, voteLine(nil, v, place))
+		var u influx.Unconfirmed
+		v.Operator, v.Service, u = i.confine(reg, place, t, v.Operator, v.Service)
+		if !knownChannels[v.Channel] {
+			u.Channel, v.Channel = v.Channel, channelOther
+			i.unconfirmed(t, "channel", u.Channel)
+		}
+		added, err := i.appendOnce(ctx, seenKey{t.Device, t.Kind, v.Seq, v.Time.UnixNano()}, voteLine(nil, v, place, u))
 		if err != nil {
 			return "", err
 		}
@@ -248,7 +256,9 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 		if err != nil {
 			return reason, err
 		}
-		added, err := i.appendOnce(ctx, seenKey{t.Device, t.Kind, a.Seq}, activationLine(nil, a, place))
+		var u influx.Unconfirmed
+		a.Operator, a.Service, u = i.confine(reg, place, t, a.Operator, a.Service)
+		added, err := i.appendOnce(ctx, seenKey{t.Device, t.Kind, a.Seq, a.Time.UnixNano()}, activationLine(nil, a, place, u))
 		if err != nil {
 			return "", err
 		}
@@ -271,9 +281,14 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 		if err != nil {
 			return reason, err
 		}
+		var u influx.Unconfirmed
+		if !fwPattern.MatchString(h.FW) {
+			u.FW, h.FW = h.FW, fwOther
+			i.unconfirmed(t, "fw", u.FW)
+		}
 		// No seq to de-duplicate on; a resent heartbeat has the same
 		// timestamp and tags, so it overwrites itself in InfluxDB.
-		if err := i.opts.Spool.Append(ctx, heartbeatLine(nil, h, place)); err != nil {
+		if err := i.opts.Spool.Append(ctx, heartbeatLine(nil, h, place, u)); err != nil {
 			return "", fmt.Errorf("spool heartbeat: %w", err)
 		}
 		i.heard(t.Device, received, func(s *liveState) { s.heartbeat(h, received) })
@@ -377,6 +392,56 @@ func (i *Ingest) check(t protocol.Topic, device string, ts, now time.Time) (stri
 		return ReasonClock, err
 	}
 	return "", nil
+}
+
+// Tag values a device may choose within the known set.
+var (
+	knownChannels = map[string]bool{protocol.ChannelKeypad: true, protocol.ChannelWeb: true}
+	// fwPattern is a version: up to four dotted numbers, an optional "v"
+	// before and a short pre-release or build suffix after ("1.4.2",
+	// "v2.0.0-rc.1"). Anything else is not a firmware a keypad ships.
+	fwPattern = regexp.MustCompile(`^v?[0-9]{1,5}(\.[0-9]{1,5}){0,3}([-+][0-9A-Za-z.]{1,20})?$`)
+)
+
+// The tag values that stand for a device's unconfirmed channel or firmware.
+const (
+	channelOther = "other"
+	fwOther      = "unknown"
+)
+
+// confine checks the operator and service a vote or activation names
+// against the registry: an operator of the device's organisation and a
+// known service stay; anything else would make a new series of the
+// device's choosing, so it is replaced by the counter's default (the
+// returned empty string) and kept in u as a field, counted and logged.
+func (i *Ingest) confine(reg *registry.Registry, p registry.Placement, t protocol.Topic, op, svc string) (string, string, influx.Unconfirmed) {
+	var u influx.Unconfirmed
+	if op != "" {
+		if o, ok := reg.Operator(op); !ok || o.Org != p.Org {
+			u.Operator, op = op, ""
+			i.unconfirmed(t, "operator", u.Operator)
+		}
+	}
+	if svc != "" {
+		if _, ok := reg.Service(svc); !ok {
+			u.Service, svc = svc, ""
+			i.unconfirmed(t, "service", u.Service)
+		}
+	}
+	return op, svc, u
+}
+
+// unconfirmed counts and logs (rate-limited) a tag value the backend did
+// not take from a device.
+func (i *Ingest) unconfirmed(t protocol.Topic, tag, value string) {
+	i.m.unconfirmed.WithLabelValues(string(t.Kind), tag).Inc()
+	if ok, suppressed := i.limit.Allow("ingest: tag value not confirmed", time.Now()); ok {
+		attrs := []any{"device", truncate(t.Device, 80), "kind", t.Kind, "tag", tag, "value", truncate(value, 80)}
+		if suppressed > 0 {
+			attrs = append(attrs, "suppressed_before", suppressed)
+		}
+		i.log.Warn("ingest: tag value not confirmed, kept as a field", attrs...)
+	}
 }
 
 // appendOnce spools line unless key was spooled before. It reports whether

@@ -296,12 +296,12 @@ func TestDuplicates(t *testing.T) {
 func TestSeenSetBound(t *testing.T) {
 	s := newSeenSet(3)
 	for seq := range uint64(10) {
-		s.add(seenKey{"d", protocol.KindVote, seq})
+		s.add(seenKey{"d", protocol.KindVote, seq, 0})
 	}
 	if s.len() != 3 {
 		t.Fatalf("len = %d, want 3", s.len())
 	}
-	if s.has(seenKey{"d", protocol.KindVote, 6}) || !s.has(seenKey{"d", protocol.KindVote, 9}) {
+	if s.has(seenKey{"d", protocol.KindVote, 6, 0}) || !s.has(seenKey{"d", protocol.KindVote, 9, 0}) {
 		t.Error("did not keep the most recent keys")
 	}
 }

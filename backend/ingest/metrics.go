@@ -33,9 +33,12 @@ type metrics struct {
 	messages   *prometheus.CounterVec
 	rejected   *prometheus.CounterVec
 	duplicates prometheus.Counter
-	lateDeaths prometheus.Counter
-	seconds    prometheus.Histogram
-	online     prometheus.Gauge
+	// unconfirmed counts tag values a device sent that were not taken as
+	// tags (see Ingest.confine), by kind and tag.
+	unconfirmed *prometheus.CounterVec
+	lateDeaths  prometheus.Counter
+	seconds     prometheus.Histogram
+	online      prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -52,6 +55,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "semko_ingest_duplicates_total",
 			Help: "Votes and activation records acknowledged without appending because they were already spooled.",
 		}),
+		unconfirmed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "semko_ingest_unconfirmed_tags_total",
+			Help: "Tag values devices sent that the registry or the known set did not confirm: stored as <tag>_claimed fields, the tag takes the default. By kind and tag.",
+		}, []string{"kind", "tag"}),
 		lateDeaths: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "semko_ingest_late_deaths_total",
 			Help: "Death certificates ignored because their bdseq is older than the last birth's.",
@@ -79,7 +86,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.messages, m.rejected, m.duplicates, m.lateDeaths, m.seconds, m.online} {
+	for _, kt := range []struct {
+		kind protocol.Kind
+		tag  string
+	}{
+		{protocol.KindVote, "operator"}, {protocol.KindVote, "service"}, {protocol.KindVote, "channel"},
+		{protocol.KindActivation, "operator"}, {protocol.KindActivation, "service"}, {protocol.KindHeartbeat, "fw"},
+	} {
+		m.unconfirmed.WithLabelValues(string(kt.kind), kt.tag)
+	}
+	for _, c := range []prometheus.Collector{m.messages, m.rejected, m.duplicates, m.unconfirmed, m.lateDeaths, m.seconds, m.online} {
 		if err := reg.Register(c); err != nil {
 			// Usually prometheus.AlreadyRegisteredError: one Ingest per registerer.
 			return nil, fmt.Errorf("register metrics: %w", err)
