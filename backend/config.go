@@ -72,7 +72,7 @@ type MQTTConfig struct {
 // never from the file.
 type ExternalMQTTConfig struct {
 	URL      string `yaml:"url"`       // tcp://host:1883 or ssl://host:8883
-	ClientID string `yaml:"client_id"` // fixed, keeps the persistent session; default semko-backend
+	ClientID string `yaml:"client_id"` // fixed, keeps the persistent session; default the username (or username-<suffix>)
 	Username string `yaml:"username"`  // an account with role backend
 	Secret   string `yaml:"-"`
 	// CAFile verifies the broker's certificate (ssl://); empty uses the
