@@ -57,6 +57,11 @@ type MQTTConfig struct {
 	// no limit); ConnectTimeout closes connections that send no CONNECT.
 	MaxConnsPerAddr int           `yaml:"max_conns_per_addr"`
 	ConnectTimeout  time.Duration `yaml:"connect_timeout"`
+	// MaxSessionsPerAccount and MaxSubscriptions bound a non-device
+	// account's sessions and a client's filters (zero: the broker's
+	// defaults, 256 and 64; negative: no limit).
+	MaxSessionsPerAccount int `yaml:"max_sessions_per_account"`
+	MaxSubscriptions      int `yaml:"max_subscriptions"`
 	// Accounts are MQTT logins beside the fleet's devices: observers (a
 	// technicians' phone app reading semko/v1/alerts/#) and backend-role
 	// tools. Passwords are given as hashes (semko-broker hash).
