@@ -90,7 +90,7 @@ func TestClientIDBelongsToItsAccount(t *testing.T) {
 
 	// The backend comes back to all its votes.
 	ch := make(chan paho.Message, 2*queued)
-	backend = mustConnect(t, b.Addr(), backendID, backendUser, backendPass, func(o *paho.ClientOptions) {
+	mustConnect(t, b.Addr(), backendID, backendUser, backendPass, func(o *paho.ClientOptions) {
 		o.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { ch <- m })
 	})
 	for i := range queued {
