@@ -280,3 +280,29 @@ func TestWillDoesNotRetainAVote(t *testing.T) {
 	case <-time.After(waitShort):
 	}
 }
+
+// FuzzOwner: whatever the client id, its owner is the account named so or
+// one whose name and a '-' begin it, and no other account of the set would
+// be a longer such match.
+func FuzzOwner(f *testing.F) {
+	for _, s := range []string{dev1, dev1 + "-x", "backend", "backend-1", "app-", "-", "", "app--x", strings.Repeat("a-", 200)} {
+		f.Add(s)
+	}
+	creds := testCredentials(f)
+	names := []string{dev1, dev2, backendUser, observerUser}
+	f.Fuzz(func(t *testing.T, id string) {
+		cr, ok := creds.owner(id)
+		longest := ""
+		for _, n := range names {
+			if (id == n || strings.HasPrefix(id, n+"-")) && len(n) > len(longest) {
+				longest = n
+			}
+		}
+		if len(id) > maxClientIDLen {
+			longest = ""
+		}
+		if ok != (longest != "") || cr.Username != longest {
+			t.Fatalf("owner(%q) = %q, %v; want %q", id, cr.Username, ok, longest)
+		}
+	})
+}
