@@ -1,0 +1,70 @@
+package influx
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+
+	"github.com/semko/semko/internal/influxlocal"
+)
+
+func writeSeries(t *testing.T, srv *influxlocal.Server, from, to int) {
+	t.Helper()
+	var b strings.Builder
+	for i := from; i < to; i++ {
+		fmt.Fprintf(&b, "m,k=%d v=1i %d\n", i, time.Now().UnixNano())
+	}
+	resp, err := http.Post(srv.URL()+"/write?db="+srv.Database(), "text/plain", strings.NewReader(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("write: %s", resp.Status)
+	}
+}
+
+// TestSeriesCheck reads the exact count from a real InfluxDB (both index
+// types), warns from 80% of the limit and says when the limit is reached
+// at the growth it saw.
+func TestSeriesCheck(t *testing.T) {
+	for _, index := range []string{"tsi1", "inmem"} {
+		t.Run(index, func(t *testing.T) {
+			srv := influxlocal.StartForTestWith(t, influxlocal.Options{IndexVersion: index, MaxSeriesPerDatabase: 100})
+			clock := clockwork.NewFakeClock()
+			var got []SeriesState
+			c, err := NewSeriesCheck(SeriesCheckOptions{URL: srv.URL(), Database: srv.Database() + "/autogen", Limit: 100,
+				Clock: clock, Report: func(_ context.Context, s SeriesState) { got = append(got, s) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := c.RunOnce(t.Context())
+			if st.Series != 0 || st.Warn {
+				t.Fatalf("empty database: %+v", st)
+			}
+			writeSeries(t, srv, 0, 40)
+			st = c.RunOnce(t.Context())
+			if st.Series != 40 || st.Warn {
+				t.Fatalf("40 series: %+v", st)
+			}
+			clock.Advance(time.Hour)
+			writeSeries(t, srv, 40, 80)
+			st = c.RunOnce(t.Context())
+			// 80 in an hour from 0: 1,920 a day, 20 left: 15 minutes.
+			if st.Series != 80 || !st.Warn || st.PerDay != 1920 || st.Left != 15*time.Minute {
+				t.Fatalf("80 series: %+v", st)
+			}
+			if d := st.Describe(); !strings.Contains(d, "80 series of a limit of 100 (80%)") || !strings.Contains(d, "15m0s") {
+				t.Fatalf("Describe = %q", d)
+			}
+			if len(got) != 3 {
+				t.Fatalf("%d reports, want 3", len(got))
+			}
+		})
+	}
+}
