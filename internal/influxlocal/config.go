@@ -67,7 +67,7 @@ bind-address = %q
 // for how DefaultMaxSeries is sized.
 const (
 	DefaultIndexVersion    = "tsi1"
-	DefaultMaxSeries       = 20_000_000
+	DefaultMaxSeries       = 25_000_000
 	DefaultMaxValuesPerTag = 0 // no limit: an org, site or operator list is the fleet's
 )
 
