@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -313,9 +314,15 @@ func (c *SeriesCheck) debugVars(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	defer resp.Body.Close()
+	return parseDebugVars(resp.Body, c.db)
+}
+
+// parseDebugVars finds numSeries of database db in a /debug/vars answer.
+// A database with no shard yet has no statistics: 0, nothing written.
+func parseDebugVars(r io.Reader, db string) (int64, error) {
 	var vars map[string]json.RawMessage
-	if err := json.NewDecoder(resp.Body).Decode(&vars); err != nil {
-		return 0, fmt.Errorf("decode: %w", err)
+	if err := json.NewDecoder(io.LimitReader(r, maxDebugVars)).Decode(&vars); err != nil {
+		return 0, fmt.Errorf("decode /debug/vars: %w", err)
 	}
 	for _, raw := range vars {
 		var st struct {
@@ -325,14 +332,20 @@ func (c *SeriesCheck) debugVars(ctx context.Context) (int64, error) {
 				NumSeries *int64 `json:"numSeries"`
 			} `json:"values"`
 		}
-		if json.Unmarshal(raw, &st) != nil || st.Name != "database" || st.Tags["database"] != c.db || st.Values.NumSeries == nil {
+		if json.Unmarshal(raw, &st) != nil || st.Name != "database" || st.Tags["database"] != db || st.Values.NumSeries == nil {
 			continue
+		}
+		if *st.Values.NumSeries < 0 {
+			return 0, fmt.Errorf("/debug/vars: numSeries %d of %s", *st.Values.NumSeries, db)
 		}
 		return *st.Values.NumSeries, nil
 	}
-	// A database with no shard yet has no statistics: nothing written.
 	return 0, nil
 }
+
+// maxDebugVars bounds what is read of /debug/vars (a few hundred KiB with
+// many shards).
+const maxDebugVars = 64 << 20
 
 // cardinality runs SHOW SERIES CARDINALITY and sums its rows (1.x/2.x
 // answer per shard group, so a series in several groups counts more than

@@ -68,3 +68,30 @@ func TestSeriesCheck(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseDebugVars: whatever /debug/vars answers, the parser returns a
+// count that is not negative or an error, and never panics.
+func FuzzParseDebugVars(f *testing.F) {
+	f.Add(`{"database:semko":{"name":"database","tags":{"database":"semko"},"values":{"numMeasurements":4,"numSeries":1234}}}`)
+	f.Add(`{"database:other":{"name":"database","tags":{"database":"other"},"values":{"numSeries":9}},"x":1}`)
+	f.Add(`{"database:semko":{"name":"database","tags":{"database":"semko"},"values":{"numSeries":-3}}}`)
+	f.Add(`{"database:semko":{"name":"database","tags":{"database":"semko"},"values":{"numSeries":1e3}}}`)
+	f.Add(`[]`)
+	f.Add(``)
+	f.Fuzz(func(t *testing.T, body string) {
+		n, err := parseDebugVars(strings.NewReader(body), "semko")
+		if err == nil && n < 0 {
+			t.Fatalf("count %d from %q", n, body)
+		}
+	})
+}
+
+func TestParseDebugVars(t *testing.T) {
+	n, err := parseDebugVars(strings.NewReader(`{"cmdline":["influxd"],"database:semko":{"name":"database","tags":{"database":"semko"},"values":{"numMeasurements":4,"numSeries":1234}},"database:_internal":{"name":"database","tags":{"database":"_internal"},"values":{"numSeries":99}}}`), "semko")
+	if err != nil || n != 1234 {
+		t.Fatalf("parseDebugVars = %d, %v; want 1234", n, err)
+	}
+	if _, err := parseDebugVars(strings.NewReader(`{"database:semko":{"name":"database","tags":{"database":"semko"},"values":{"numSeries":-3}}}`), "semko"); err == nil {
+		t.Fatal("negative count accepted")
+	}
+}
