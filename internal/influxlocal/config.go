@@ -81,6 +81,9 @@ type limits struct {
 // writeConfig writes the configuration for a server rooted at dir and returns
 // its path.
 func writeConfig(dir, httpAddr, bindAddr string, lim limits) (string, error) {
+	if lim.index == "" {
+		lim.index = DefaultIndexVersion
+	}
 	conf := fmt.Sprintf(configTemplate, bindAddr,
 		filepath.Join(dir, "meta"), filepath.Join(dir, "data"), filepath.Join(dir, "wal"),
 		lim.index, lim.maxSeries, lim.maxValuesPerTag,
