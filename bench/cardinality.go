@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/semko/semko/backend/influx"
-	"github.com/semko/semko/internal/influxlocal"
 	"github.com/semko/semko/protocol"
 )
 
@@ -257,24 +256,4 @@ func (e *env) writeLines(ctx context.Context, db string, lines []byte) error {
 		return fmt.Errorf("write sample: HTTP %s: %s", resp.Status, resp.Header.Get("X-Influxdb-Error"))
 	}
 	return err
-}
-
-// seriesCardinality runs a SHOW SERIES ... CARDINALITY statement and sums
-// its counts (1.8 answers per shard group).
-func (e *env) seriesCardinality(ctx context.Context, db, q string) (int64, error) {
-	series, err := influxlocal.Query(ctx, e.influx.URL(), db, q)
-	if err != nil {
-		return 0, err
-	}
-	var total int64
-	for _, s := range series {
-		for row := range s.Values {
-			n, err := s.Int(row, "count")
-			if err != nil {
-				return 0, fmt.Errorf("%s: %w", q, err)
-			}
-			total += n
-		}
-	}
-	return total, nil
 }
