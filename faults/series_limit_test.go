@@ -92,8 +92,8 @@ func TestSeriesLimit(t *testing.T) {
 	if !strings.Contains(limitAlert, "critical") || !strings.Contains(limitAlert, "max-series-per-database") {
 		t.Errorf("influx_limit alert %s: want critical, naming the limit", limitAlert)
 	}
-	t.Logf("at the limit: /readyz %q; %v records waiting; landed %s of %s; alerts %s / %s",
-		readyz, m["semko_spool_pending_records"], describe(before), describe(total), limitAlert, warnAlert)
+	t.Logf("at the limit: /readyz %q; %v records waiting; landed %s of %s; alerts: %s; %s",
+		readyz, m["semko_spool_pending_records"], describe(before), describe(total), brief(limitAlert), brief(warnAlert))
 
 	// The operator raises the limit and restarts influxd on the same data.
 	db.SetLimits(10 * seriesLimit * 100)
@@ -134,6 +134,15 @@ func openAlert(t *testing.T, be *backendProc, kind string) string {
 		return ""
 	}
 	return string(answer.Alerts[0])
+}
+
+// brief is an alert's kind, severity and message.
+func brief(alertJSON string) string {
+	var a struct{ Kind, Severity, Message string }
+	if err := json.Unmarshal([]byte(alertJSON), &a); err != nil {
+		return alertJSON
+	}
+	return a.Kind + " (" + a.Severity + "): " + a.Message
 }
 
 // sumLanded adds up what InfluxDB holds over all devices.
