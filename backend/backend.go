@@ -39,12 +39,13 @@ type App struct {
 	spool    *spool.Spool
 	writer   *influx.Writer
 	ingest   *ingest.Ingest
-	broker   *broker.Broker // nil with an external broker
-	ext      externalMQTT   // the client of an external broker (wire_mqttin.go)
-	rollup   *rollup.Job    // nil when disabled
-	fleet    fleetParts     // fleet database and config pusher (wire_fleet.go)
-	health   healthParts    // diagnostics and lifecycle reminders (wire_diagnostics.go)
-	alerts   alertParts     // alert manager and rating watcher (wire_alerts.go)
+	broker   *broker.Broker      // nil with an external broker
+	ext      externalMQTT        // the client of an external broker (wire_mqttin.go)
+	rollup   *rollup.Job         // nil when disabled
+	fleet    fleetParts          // fleet database and config pusher (wire_fleet.go)
+	health   healthParts         // diagnostics and lifecycle reminders (wire_diagnostics.go)
+	alerts   alertParts          // alert manager and rating watcher (wire_alerts.go)
+	series   *influx.SeriesCheck // InfluxDB's series count and limit refusals (wire_series.go)
 
 	httpLn    net.Listener
 	httpSrv   *http.Server
@@ -150,6 +151,9 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	if err := a.newHealth(); err != nil {
 		return nil, err
 	}
+	if err := a.newSeriesCheck(); err != nil {
+		return nil, err
+	}
 
 	handler, err := api.New(api.Options{
 		Token:     cfg.HTTP.Token,
@@ -204,6 +208,7 @@ func (a *App) Run(ctx context.Context) error {
 	a.startFleet(ctx)
 	a.startAlerts(ctx)
 	a.startHealth()
+	a.startSeriesCheck(ctx)
 	a.log.Info("backend up", "mqtt", a.MQTTAddr(), "http", a.httpLn.Addr().String(), "influx", a.cfg.Influx.URL)
 
 	writerCtx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
@@ -239,6 +244,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	a.log.Info("backend stopping")
 	a.stopHealth()
+	a.stopSeriesCheck()
 	if a.rollup != nil {
 		if err := a.rollup.Close(); err != nil {
 			a.log.Warn("rollup close", "err", err)

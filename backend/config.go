@@ -118,6 +118,14 @@ type InfluxConfig struct {
 	Bucket        string        `yaml:"bucket"`
 	BatchSize     int           `yaml:"batch_size"`
 	FlushInterval time.Duration `yaml:"flush_interval"`
+	// MaxSeries is influxd's max-series-per-database as configured there
+	// (on 2.x/3.x: the series budget of the plan); the series check warns
+	// at 80% of it with the time left at the current growth. 0 or less:
+	// the count is watched but never warned about. Default 25,000,000, as
+	// in deploy/influxdb/influxd.conf.example.
+	MaxSeries int64 `yaml:"max_series"`
+	// SeriesCheckEvery is how often the series count is read; default 10m.
+	SeriesCheckEvery time.Duration `yaml:"series_check_every"`
 }
 
 // SpoolConfig bounds the durable queue in front of InfluxDB. When it is
@@ -147,6 +155,7 @@ func DefaultConfig() Config {
 		Influx: InfluxConfig{
 			URL: "http://127.0.0.1:8086", Bucket: "semko",
 			BatchSize: 5000, FlushInterval: 200 * time.Millisecond,
+			MaxSeries: 25_000_000, SeriesCheckEvery: 10 * time.Minute,
 		},
 		Spool:  SpoolConfig{MaxBytes: 1 << 30},
 		Ingest: IngestConfig{MaxFuture: 5 * time.Minute, MaxAge: 35 * 24 * time.Hour},

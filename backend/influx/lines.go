@@ -32,10 +32,19 @@ type Placement struct {
 }
 
 // VoteLine appends the vote as one line (no trailing newline) of measurement
-// vote to dst. Tags: channel, counter, device, operator, org, scale, service, site,
-// valid. Fields: score, satisfied, negative, latency_ms, service_s, seq
-// (integers) and activation (string, omitted when empty). The timestamp is
-// the press, so a redelivered vote overwrites itself.
+// vote to dst. Tags: channel, counter, device, operator, org, scale, service,
+// site. Fields: score, satisfied, negative, latency_ms, service_s, seq
+// (integers), valid ("true" or "false") and activation (strings, activation
+// omitted when empty). The timestamp is the press, so a redelivered vote
+// overwrites itself.
+//
+// valid was a tag until issue 16: as a tag it gave every operator and
+// service at a device a second series for its invalid presses. As a string
+// field, queries written for the tag (WHERE "valid" = 'true') still select
+// the same points: InfluxQL takes an unqualified name for the field when
+// the shard has one. Only a shard holding both shapes needs
+// ("valid"::tag = 'true' OR "valid"::field = 'true'), which the dashboards
+// and rollups use.
 func VoteLine(dst []byte, v protocol.Vote, p Placement) []byte {
 	return VoteLineWith(dst, v, p, Unconfirmed{})
 }
@@ -67,13 +76,13 @@ func VoteLineWith(dst []byte, v protocol.Vote, p Placement, u Unconfirmed) []byt
 	l.tag("scale", string(v.Scale))
 	l.tag("service", or(v.Service, p.Service))
 	l.tag("site", p.Site)
-	l.tag("valid", strconv.FormatBool(v.Valid))
 	l.int("score", int64(v.Score))
 	l.bool("satisfied", v.Satisfied())
 	l.bool("negative", v.Negative())
 	l.int("latency_ms", v.LatencyMS)
 	l.int("service_s", int64(v.ServiceS))
 	l.int("seq", int64(v.Seq))
+	l.str("valid", strconv.FormatBool(v.Valid))
 	l.str("activation", v.Activation)
 	l.str("operator_claimed", u.Operator)
 	l.str("service_claimed", u.Service)
