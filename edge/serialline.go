@@ -167,11 +167,23 @@ func (a *Agent) press(kp protocol.KeyPress) {
 		return
 	}
 	p := a.rules.judge(now, kp.Key)
+	// The vote's ts: the backend's time when the agent has it, else the
+	// wall clock's, replaced once the boot's first reference arrives.
+	ts, synced, mono := a.now()
+	if synced {
+		p.vote.Time = stamp(ts, a.rules.lastStamp)
+	} else {
+		p.vote.Time, p.unstamped = ts, true
+	}
 	v := p.vote
 	v.Device = a.cfg.Device
 	_, err := a.box.Append(protocol.KindVote, func(seq uint64) ([]byte, error) {
 		v.Seq = seq
-		return protocol.Encode(v)
+		data, err := protocol.Encode(v)
+		if err == nil && p.unstamped {
+			data = markUnstamped(data, a.bootID, mono)
+		}
+		return data, err
 	})
 	if err != nil {
 		if errors.Is(err, outbox.ErrFull) {
