@@ -198,6 +198,14 @@ func (a *App) Run(ctx context.Context) error {
 		return fmt.Errorf("broker: %w", err)
 	}
 	close(a.started)
+	beaconCtx, stopBeacon := context.WithCancel(ctx)
+	var beaconWG sync.WaitGroup
+	if every := a.cfg.MQTT.TimeBeacon; every >= 0 {
+		if every == 0 {
+			every = DefaultTimeBeacon
+		}
+		beaconWG.Go(func() { a.runTimeBeacon(beaconCtx, every) })
+	}
 	a.startFleet(ctx)
 	a.startAlerts(ctx)
 	a.startHealth()
@@ -235,6 +243,8 @@ func (a *App) Run(ctx context.Context) error {
 	case runErr = <-errc:
 	}
 	a.log.Info("backend stopping")
+	stopBeacon()
+	beaconWG.Wait()
 	a.stopHealth()
 	if a.rollup != nil {
 		if err := a.rollup.Close(); err != nil {

@@ -57,6 +57,10 @@ type MQTTConfig struct {
 	// no limit); ConnectTimeout closes connections that send no CONNECT.
 	MaxConnsPerAddr int           `yaml:"max_conns_per_addr"`
 	ConnectTimeout  time.Duration `yaml:"connect_timeout"`
+	// TimeBeacon is how often the backend publishes its time on
+	// semko/v1/time, the edges' time reference (protocol/README.md
+	// section 4); zero means DefaultTimeBeacon, negative none.
+	TimeBeacon time.Duration `yaml:"time_beacon"`
 	// Accounts are MQTT logins beside the fleet's devices: observers (a
 	// technicians' phone app reading semko/v1/alerts/#) and backend-role
 	// tools. Passwords are given as hashes (semko-broker hash).
