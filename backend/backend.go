@@ -25,6 +25,7 @@ import (
 	"github.com/semko/semko/backend/registry"
 	"github.com/semko/semko/backend/rollup"
 	"github.com/semko/semko/backend/spool"
+	"github.com/semko/semko/backend/timebeacon"
 	"github.com/semko/semko/broker"
 	"github.com/semko/semko/internal/tlsconf"
 )
@@ -201,10 +202,7 @@ func (a *App) Run(ctx context.Context) error {
 	beaconCtx, stopBeacon := context.WithCancel(ctx)
 	var beaconWG sync.WaitGroup
 	if every := a.cfg.MQTT.TimeBeacon; every >= 0 {
-		if every == 0 {
-			every = DefaultTimeBeacon
-		}
-		beaconWG.Go(func() { a.runTimeBeacon(beaconCtx, every) })
+		beaconWG.Go(func() { timebeacon.Run(beaconCtx, a.publisher(), every, a.log.With("part", "timebeacon")) })
 	}
 	a.startFleet(ctx)
 	a.startAlerts(ctx)

@@ -59,7 +59,7 @@ type MQTTConfig struct {
 	ConnectTimeout  time.Duration `yaml:"connect_timeout"`
 	// TimeBeacon is how often the backend publishes its time on
 	// semko/v1/time, the edges' time reference (protocol/README.md
-	// section 4); zero means DefaultTimeBeacon, negative none.
+	// section 4); zero means timebeacon.DefaultInterval, negative none.
 	TimeBeacon time.Duration `yaml:"time_beacon"`
 	// Accounts are MQTT logins beside the fleet's devices: observers (a
 	// technicians' phone app reading semko/v1/alerts/#) and backend-role
