@@ -32,6 +32,9 @@ func TestAllowed(t *testing.T) {
 		{"device reads own vote", dev, own(protocol.KindVote), false, false},
 		{"device reads with wildcard", dev, protocol.Root + "/devices/kp-1/#", false, false},
 		{"device reads another's cmd", dev, protocol.DeviceTopic("kp-2", protocol.KindCommand), false, false},
+		{"device reads the time beacon", dev, protocol.TimeTopic, false, true},
+		{"device writes the time beacon", dev, protocol.TimeTopic, true, false},
+		{"backend writes the time beacon", backend, protocol.TimeTopic, true, true},
 		{"backend writes config", backend, own(protocol.KindConfig), true, true},
 		{"backend writes outside root", backend, "other", true, false},
 		{"backend reads all", backend, protocol.Root + "/#", false, true},
@@ -65,9 +68,10 @@ func FuzzAllowed(f *testing.F) {
 	f.Add("#", false)
 	f.Add("$share/g/semko/v1/#", false)
 	f.Add("semko/v1/devices/kp-1/vote/#", true)
+	f.Add(protocol.TimeTopic, false)
 	f.Fuzz(func(t *testing.T, topic string, write bool) {
 		dev := Credential{Username: "kp-1", Role: RoleDevice}
-		if allowed(dev, topic, write) {
+		if allowed(dev, topic, write) && topic != protocol.TimeTopic {
 			if strings.ContainsAny(topic, "+#") {
 				t.Fatalf("device allowed wildcard %q", topic)
 			}
@@ -75,6 +79,9 @@ func FuzzAllowed(f *testing.F) {
 			if err != nil || tp.Device != "kp-1" || tp.Kind.Upstream() != write {
 				t.Fatalf("device allowed %q write=%v", topic, write)
 			}
+		}
+		if topic == protocol.TimeTopic && write && allowed(dev, topic, write) {
+			t.Fatal("device allowed to write the time beacon")
 		}
 		if allowed(Credential{Username: "app", Role: RoleObserver}, topic, true) {
 			t.Fatal("observer allowed to write")

@@ -142,8 +142,16 @@ func (b *testBroker) beacons(now func() time.Time) {
 }
 
 // startBroker runs a real mochi broker on addr ("127.0.0.1:0" for a fresh
-// port); rec may be shared with an earlier broker on the same address.
+// port) that publishes the time beacon as the backend does; rec may be
+// shared with an earlier broker on the same address.
 func startBroker(t *testing.T, addr string, rec *recorder) *testBroker {
+	t.Helper()
+	return startBrokerBeacon(t, addr, rec, true)
+}
+
+// startBrokerBeacon is startBroker, without the time beacon if beacon is
+// false.
+func startBrokerBeacon(t *testing.T, addr string, rec *recorder, beacon bool) *testBroker {
 	t.Helper()
 	var ln net.Listener
 	var err error
@@ -172,8 +180,10 @@ func startBroker(t *testing.T, addr string, rec *recorder) *testBroker {
 		t.Fatal(err)
 	}
 	b := &testBroker{addr: ln.Addr().String(), server: s, rec: rec, quit: make(chan struct{})}
-	b.beat.Add(1)
-	go func() { defer b.beat.Done(); b.beacons(time.Now) }()
+	if beacon {
+		b.beat.Add(1)
+		go func() { defer b.beat.Done(); b.beacons(time.Now) }()
+	}
 	t.Cleanup(b.stop)
 	return b
 }

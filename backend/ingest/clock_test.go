@@ -60,8 +60,8 @@ func TestHeartbeatClockMeasured(t *testing.T) {
 		t.Fatalf("birth from a fast clock: %v", err)
 	}
 	h := protocol.SampleHeartbeat()
-	h.Time = now.Add(time.Hour)
-	h.RTTMS = 400
+	h.Time = now.Add(time.Hour) // an edge that never got the backend's time
+	h.RTTMS, h.TimeSynced, h.TimeOffsetMS = 400, false, 0
 	if err := f.in.Accept(t.Context(), topic(protocol.KindHeartbeat), mustJSON(t, h), now); err != nil {
 		t.Fatalf("heartbeat from a fast clock: %v", err)
 	}

@@ -381,8 +381,11 @@ func TestLiveState(t *testing.T) {
 		HeartbeatReceived: now,
 		Health: Health{UptimeS: h.UptimeS, RSSI: h.RSSI, TempC: h.TempC, SupplyV: h.SupplyV, ClockOffsetMS: h.ClockOffsetMS,
 			Presses: h.Presses, PanelOK: true, BacklightOK: true},
-		// The sample heartbeat was made a second before it arrived.
-		Clock:    ClockState{Measured: true, OffsetMS: h.Time.Sub(now).Milliseconds(), StampErrorMS: h.Time.Sub(now).Milliseconds()},
+		// The sample heartbeat was made a second before it arrived, half
+		// its round trip of 48 ms earlier, on a clock 340 ms slow.
+		Clock: ClockState{Measured: true, Synced: true,
+			OffsetMS:     h.Time.Sub(now).Milliseconds() - 340 + 24,
+			StampErrorMS: h.Time.Sub(now).Milliseconds() + 24},
 		Commands: []CommandOutcome{{ID: "cmd-19", OK: true, Detail: protocol.SampleCommandResult().Detail, Received: now}},
 	}
 	if !reflect.DeepEqual(got, want) {
