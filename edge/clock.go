@@ -55,9 +55,16 @@ type edgeClock struct {
 	mu     sync.Mutex
 	latest timeRef // zero until the first beacon of this boot
 	synced bool
-	rtt    time.Duration // last measured publish round trip, 0 unknown
-	firsts []timeRef     // oldest first; the current boot's last once synced
+	rtt    time.Duration // the least of the recent round trips, 0 unknown
+	rtts   [rttSamples]time.Duration
+	rttN   int
+	firsts []timeRef // oldest first; the current boot's last once synced
 }
+
+// rttSamples is how many publish round trips the estimate looks back on.
+// The least of them is the network's: the others include the backend's
+// fsync before its PUBACK and queueing behind other publishes.
+const rttSamples = 16
 
 func loadTimeRefs(dir string) ([]timeRef, error) {
 	data, err := os.ReadFile(filepath.Join(dir, timeRefFile))
@@ -148,10 +155,16 @@ func (a *Agent) firstRef(boot string) (timeRef, bool) {
 	return timeRef{}, false
 }
 
-func (a *Agent) setRTT(d time.Duration) {
+func (a *Agent) addRTT(d time.Duration) {
 	a.clk.mu.Lock()
-	a.clk.rtt = d
-	a.clk.mu.Unlock()
+	defer a.clk.mu.Unlock()
+	c := &a.clk
+	c.rtts[c.rttN%rttSamples] = d
+	c.rttN++
+	c.rtt = d
+	for _, s := range c.rtts[:min(c.rttN, rttSamples)] {
+		c.rtt = min(c.rtt, s)
+	}
 }
 
 // unstampedMark is what an unstamped outbox entry carries besides its

@@ -121,3 +121,21 @@ func TestStampFromStoredReference(t *testing.T) {
 func outboxEntry(kind protocol.Kind, data []byte) outbox.Entry {
 	return outbox.Entry{Seq: 1, Kind: kind, Data: data}
 }
+
+// The round trip taken as the beacon's latency is the least recent one:
+// a PUBACK held up by the backend's fsync does not shift the stamps.
+func TestRTTLeastRecent(t *testing.T) {
+	a := &Agent{}
+	for _, ms := range []int{40, 900, 12, 300} {
+		a.addRTT(time.Duration(ms) * time.Millisecond)
+	}
+	if a.clk.rtt != 12*time.Millisecond {
+		t.Fatalf("rtt %s, want 12ms", a.clk.rtt)
+	}
+	for range rttSamples {
+		a.addRTT(50 * time.Millisecond)
+	}
+	if a.clk.rtt != 50*time.Millisecond {
+		t.Fatalf("rtt %s after the 12 ms sample aged out, want 50ms", a.clk.rtt)
+	}
+}

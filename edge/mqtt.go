@@ -295,9 +295,10 @@ func (a *Agent) settle(c paho.Client, inflight map[uint64]flight) {
 		case <-f.tok.Done():
 			delete(inflight, seq)
 			if f.tok.Error() == nil && f.client == c && f.epoch == epoch {
-				// An upper bound of the round trip (the loop polls), which
-				// the time reference halves as the beacon's latency.
-				a.setRTT(time.Since(f.sent))
+				// A round trip, up to the loop's polling interval over;
+				// the time reference takes half the least recent one as
+				// the beacon's latency.
+				a.addRTT(time.Since(f.sent))
 				if err := a.box.Ack(seq); err != nil {
 					a.log.Warn("ack outbox entry", "seq", seq, "err", err)
 					continue
