@@ -58,8 +58,8 @@ func TestAllowed(t *testing.T) {
 
 // FuzzAllowed checks the invariants that matter whatever the topic: a
 // device never writes outside its own upstream topics nor reads anything but
-// its exact downstream topics, an observer never writes, and nobody reaches
-// outside protocol.Root.
+// its exact downstream topics and the time beacon, an observer never writes,
+// and nobody reaches outside protocol.Root.
 func FuzzAllowed(f *testing.F) {
 	for _, k := range protocol.Kinds() {
 		f.Add(protocol.DeviceTopic("kp-1", k), true)

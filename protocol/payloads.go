@@ -486,8 +486,9 @@ func Encode(v Validator) ([]byte, error) {
 // ErrClock is returned by CheckTime.
 var ErrClock = errors.New("timestamp outside the accepted range")
 
-// CheckTime rejects timestamps too far in the future (a device clock gone
-// wrong) or older than maxAge (beyond what an offline edge may hold).
+// CheckTime reports a timestamp too far in the future (a device clock gone
+// wrong) or older than maxAge (beyond what an offline edge may hold). The
+// Semko backend holds such votes apart rather than discarding them.
 func CheckTime(ts, now time.Time, maxFuture, maxAge time.Duration) error {
 	switch {
 	case ts.After(now.Add(maxFuture)):
