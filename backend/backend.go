@@ -25,6 +25,7 @@ import (
 	"github.com/semko/semko/backend/registry"
 	"github.com/semko/semko/backend/rollup"
 	"github.com/semko/semko/backend/spool"
+	"github.com/semko/semko/backend/timebeacon"
 	"github.com/semko/semko/broker"
 	"github.com/semko/semko/internal/tlsconf"
 )
@@ -205,6 +206,11 @@ func (a *App) Run(ctx context.Context) error {
 		return fmt.Errorf("broker: %w", err)
 	}
 	close(a.started)
+	beaconCtx, stopBeacon := context.WithCancel(ctx)
+	var beaconWG sync.WaitGroup
+	if every := a.cfg.MQTT.TimeBeacon; every >= 0 {
+		beaconWG.Go(func() { timebeacon.Run(beaconCtx, a.publisher(), every, a.log.With("part", "timebeacon")) })
+	}
 	a.startFleet(ctx)
 	a.startAlerts(ctx)
 	a.startHealth()
@@ -243,6 +249,8 @@ func (a *App) Run(ctx context.Context) error {
 	case runErr = <-errc:
 	}
 	a.log.Info("backend stopping")
+	stopBeacon()
+	beaconWG.Wait()
 	a.stopHealth()
 	a.stopSeriesCheck()
 	if a.rollup != nil {

@@ -62,6 +62,10 @@ type MQTTConfig struct {
 	// defaults, 256 and 64; negative: no limit).
 	MaxSessionsPerAccount int `yaml:"max_sessions_per_account"`
 	MaxSubscriptions      int `yaml:"max_subscriptions"`
+	// TimeBeacon is how often the backend publishes its time on
+	// semko/v1/time, the edges' time reference (protocol/README.md
+	// section 4); zero means timebeacon.DefaultInterval, negative none.
+	TimeBeacon time.Duration `yaml:"time_beacon"`
 	// Accounts are MQTT logins beside the fleet's devices: observers (a
 	// technicians' phone app reading semko/v1/alerts/#) and backend-role
 	// tools. Passwords are given as hashes (semko-broker hash).

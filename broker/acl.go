@@ -22,8 +22,9 @@ func allowed(cr Credential, topic string, write bool) bool {
 			t, err := protocol.ParseTopic(topic)
 			return err == nil && t.Device == cr.Username && t.Kind.Upstream()
 		}
-		// Exactly its own downstream topics: no wildcards, no shares.
-		return slices.Contains(protocol.DeviceFilter(cr.Username), topic)
+		// Exactly its own downstream topics and the backend's time beacon:
+		// no wildcards, no shares.
+		return topic == protocol.TimeTopic || slices.Contains(protocol.DeviceFilter(cr.Username), topic)
 	case RoleBackend:
 		if write {
 			return underRoot(topic)

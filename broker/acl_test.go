@@ -32,6 +32,9 @@ func TestAllowed(t *testing.T) {
 		{"device reads own vote", dev, own(protocol.KindVote), false, false},
 		{"device reads with wildcard", dev, protocol.Root + "/devices/kp-1/#", false, false},
 		{"device reads another's cmd", dev, protocol.DeviceTopic("kp-2", protocol.KindCommand), false, false},
+		{"device reads the time beacon", dev, protocol.TimeTopic, false, true},
+		{"device writes the time beacon", dev, protocol.TimeTopic, true, false},
+		{"backend writes the time beacon", backend, protocol.TimeTopic, true, true},
 		{"backend writes config", backend, own(protocol.KindConfig), true, true},
 		{"backend writes outside root", backend, "other", true, false},
 		{"backend reads all", backend, protocol.Root + "/#", false, true},
@@ -65,8 +68,8 @@ func TestAllowed(t *testing.T) {
 
 // FuzzAllowed checks the invariants that matter whatever the topic: a
 // device never writes outside its own upstream topics nor reads anything but
-// its exact downstream topics, an observer never writes, and nobody reaches
-// outside protocol.Root.
+// its exact downstream topics and the time beacon, an observer never writes,
+// and nobody reaches outside protocol.Root.
 func FuzzAllowed(f *testing.F) {
 	for _, k := range protocol.Kinds() {
 		f.Add(protocol.DeviceTopic("kp-1", k), true)
@@ -76,9 +79,10 @@ func FuzzAllowed(f *testing.F) {
 	f.Add("$share/g/semko/v1/#", false)
 	f.Add("semko/v1/alerts/#", false)
 	f.Add("semko/v1/devices/kp-1/vote/#", true)
+	f.Add(protocol.TimeTopic, false)
 	f.Fuzz(func(t *testing.T, topic string, write bool) {
 		dev := Credential{Username: "kp-1", Role: RoleDevice}
-		if allowed(dev, topic, write) {
+		if allowed(dev, topic, write) && topic != protocol.TimeTopic {
 			if strings.ContainsAny(topic, "+#") {
 				t.Fatalf("device allowed wildcard %q", topic)
 			}
@@ -86,6 +90,9 @@ func FuzzAllowed(f *testing.F) {
 			if err != nil || tp.Device != "kp-1" || tp.Kind.Upstream() != write {
 				t.Fatalf("device allowed %q write=%v", topic, write)
 			}
+		}
+		if topic == protocol.TimeTopic && write && allowed(dev, topic, write) {
+			t.Fatal("device allowed to write the time beacon")
 		}
 		if allowed(Credential{Username: "app", Role: RoleObserver}, topic, true) {
 			t.Fatal("observer allowed to write")

@@ -46,7 +46,7 @@ func (a *Agent) setClient(c paho.Client, bdseq uint64) {
 // a valid token rather than failing.
 func (a *Agent) status(online bool, bdseq uint64) []byte {
 	a.mu.Lock()
-	s := protocol.Status{V: protocol.Version, Device: a.cfg.Device, Time: a.cfg.Now(), Online: online,
+	s := protocol.Status{V: protocol.Version, Device: a.cfg.Device, Time: a.timeNow(), Online: online,
 		BootID: a.bootID, FW: a.fw, BDSeq: bdseq}
 	a.mu.Unlock()
 	data, err := protocol.Encode(s)
@@ -81,6 +81,7 @@ func (a *Agent) newClient(bdseq uint64, lost chan<- error, subs chan<- paho.Toke
 			for _, f := range protocol.DeviceFilter(a.cfg.Device) {
 				filters[f] = 1
 			}
+			filters[protocol.TimeTopic] = 0
 			// Never wait inside a paho handler: connectLoop checks the token.
 			tok := c.SubscribeMultiple(filters, a.onMessage)
 			select {
@@ -105,6 +106,18 @@ func (a *Agent) newClient(bdseq uint64, lost chan<- error, subs chan<- paho.Toke
 // dropped here is counted; config is retained and arrives again on the
 // next connect, activations and commands are the backend's to retry.
 func (a *Agent) onMessage(_ paho.Client, m paho.Message) {
+	if m.Topic() == protocol.TimeTopic {
+		// Read the monotonic clock here, not after the queue. A beacon
+		// dropped is replaced by the next one; a retained one is stale.
+		if m.Retained() {
+			return
+		}
+		select {
+		case a.beacons <- beacon{payload: m.Payload(), mono: a.cfg.Mono()}:
+		default:
+		}
+		return
+	}
 	select {
 	case a.downstream <- m:
 	default:
@@ -282,6 +295,10 @@ func (a *Agent) settle(c paho.Client, inflight map[uint64]flight) {
 		case <-f.tok.Done():
 			delete(inflight, seq)
 			if f.tok.Error() == nil && f.client == c && f.epoch == epoch {
+				// A round trip, up to the loop's polling interval over;
+				// the time reference takes half the least recent one as
+				// the beacon's latency.
+				a.addRTT(time.Since(f.sent))
 				if err := a.box.Ack(seq); err != nil {
 					a.log.Warn("ack outbox entry", "seq", seq, "err", err)
 					continue
@@ -311,7 +328,17 @@ func (a *Agent) fill(c paho.Client, inflight map[uint64]flight) {
 		if _, ok := inflight[e.Seq]; ok {
 			continue
 		}
-		tok := c.Publish(protocol.DeviceTopic(a.cfg.Device, e.Kind), 1, false, e.Data)
+		data, ok, err := a.publishable(e)
+		if err != nil {
+			// Cannot happen for entries this agent wrote; send as stored
+			// rather than hold the outbox forever.
+			a.log.Error("unstamped entry unreadable, sent as stored", "seq", e.Seq, "err", err)
+			data, ok = e.Data, true
+		}
+		if !ok {
+			continue // waits for this boot's first time reference
+		}
+		tok := c.Publish(protocol.DeviceTopic(a.cfg.Device, e.Kind), 1, false, data)
 		inflight[e.Seq] = flight{tok: tok, client: c, epoch: epoch, sent: time.Now()}
 		a.published.Add(1)
 	}
@@ -320,14 +347,20 @@ func (a *Agent) fill(c paho.Client, inflight map[uint64]flight) {
 // sendHeartbeat publishes the device's health.
 func (a *Agent) sendHeartbeat() {
 	a.mu.Lock()
-	now := a.cfg.Now()
+	ts, synced, mono := a.now()
+	a.clk.mu.Lock()
+	rtt := a.clk.rtt
+	a.clk.mu.Unlock()
 	hb := protocol.Heartbeat{
-		V: protocol.Version, Device: a.cfg.Device, Time: now, BootID: a.bootID, FW: a.fw,
-		UptimeS: int64(now.Sub(a.start) / time.Second), Outbox: a.box.Len(),
+		V: protocol.Version, Device: a.cfg.Device, Time: ts, BootID: a.bootID, FW: a.fw,
+		UptimeS: int64(mono / time.Second), Outbox: a.box.Len(), TimeSynced: synced, RTTMS: rtt.Milliseconds(),
 		ClockOffsetMS: a.clockOffset.Milliseconds(), Presses: a.presses, Errors: a.errCount,
 		PanelOK: a.panelOK, BacklightOK: a.lightOK, Config: a.conf.Version,
 	}
 	a.mu.Unlock()
+	if synced {
+		hb.TimeOffsetMS = ts.Sub(a.cfg.Now()).Milliseconds()
+	}
 	hb.UptimeS = max(hb.UptimeS, 0)
 	if hb.Validate() != nil {
 		hb.FW = "unknown" // a keypad firmware string that is not a token

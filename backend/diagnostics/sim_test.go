@@ -18,6 +18,7 @@ import (
 	"github.com/semko/semko/backend/ingest"
 	"github.com/semko/semko/backend/registry"
 	"github.com/semko/semko/backend/spool"
+	"github.com/semko/semko/backend/timebeacon"
 	"github.com/semko/semko/broker"
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/firmware-sim/keypad"
@@ -83,6 +84,11 @@ func startSimBackend(t *testing.T, model *fleet.Model, refuseVotesOf string) *si
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
+	// The edges' time reference, as the backend publishes it.
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); timebeacon.Run(ctx, b, 100*time.Millisecond, slog.New(slog.DiscardHandler)) }()
+	t.Cleanup(func() { stop(); <-done })
 	return &simBackend{model: model, reg: store, in: in, broker: b, addr: b.Addr()}
 }
 

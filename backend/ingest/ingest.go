@@ -8,7 +8,9 @@
 // resends).
 //
 // Per kind: votes and activation records become points and are
-// de-duplicated on (device, kind, seq, ts); heartbeats become points and update
+// de-duplicated on (device, kind, seq, ts); one whose timestamp is out of the
+// accepted range is held apart in its own measurement, never discarded
+// (clock.go); heartbeats become points and update
 // the live state; status messages become presence points and drive
 // Online, following Sparkplug: a death whose bdseq is below the last
 // birth's is late (its connection was already replaced) and is acknowledged
@@ -80,8 +82,10 @@ type Options struct {
 	Spool    Appender
 	// Now is the clock timestamps are checked against. Default time.Now.
 	Now func() time.Time
-	// MaxFuture and MaxAge bound a message's timestamp relative to Now.
-	// Defaults DefaultMaxFuture and DefaultMaxAge.
+	// MaxFuture and MaxAge bound the timestamps taken as they are,
+	// relative to Now: a vote or activation record beyond them is held
+	// apart (clock.go), never discarded. Defaults DefaultMaxFuture and
+	// DefaultMaxAge.
 	MaxFuture, MaxAge time.Duration
 	// SeenSize is how many recent (device, kind, seq, ts) keys are remembered
 	// to skip duplicates. Default DefaultSeenSize.
@@ -225,7 +229,7 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 	case protocol.KindVote:
 		v, reason, err := decode[protocol.Vote](payload)
 		if err == nil {
-			reason, err = i.check(t, v.Device, v.Time, now)
+			reason, err = i.checkDevice(t, v.Device)
 		}
 		if err != nil {
 			return reason, err
@@ -236,9 +240,18 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 			u.Channel, v.Channel = v.Channel, channelOther
 			i.unconfirmed(t, "channel", u.Channel)
 		}
-		added, err := i.appendOnce(ctx, seenKey{t.Device, t.Kind, v.Seq, v.Time.UnixNano()}, voteLine(nil, v, place, u))
+		line := voteLine(nil, v, place, u)
+		if !i.inRange(v.Time, now) {
+			line = heldLine(line, influx.MeasurementVote)
+		}
+		added, err := i.appendOnce(ctx, seenKey{t.Device, t.Kind, v.Seq, v.Time.UnixNano()}, line)
 		if err != nil {
 			return "", err
+		}
+		if !i.inRange(v.Time, now) {
+			// Held apart: not a rating until someone looks at the clock.
+			i.held(t.Device, t.Kind, v.Time, received, added)
+			return "", nil
 		}
 		if added && v.Valid {
 			i.window.addVote(now, v.Satisfied())
@@ -251,16 +264,24 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 	case protocol.KindActivation:
 		a, reason, err := decode[protocol.ActivationRecord](payload)
 		if err == nil {
-			reason, err = i.check(t, a.Device, a.Time, now)
+			reason, err = i.checkDevice(t, a.Device)
 		}
 		if err != nil {
 			return reason, err
 		}
 		var u influx.Unconfirmed
 		a.Operator, a.Service, u = i.confine(reg, place, t, a.Operator, a.Service)
-		added, err := i.appendOnce(ctx, seenKey{t.Device, t.Kind, a.Seq, a.Time.UnixNano()}, activationLine(nil, a, place, u))
+		line := activationLine(nil, a, place, u)
+		if !i.inRange(a.Time, now) {
+			line = heldLine(line, influx.MeasurementActivation)
+		}
+		added, err := i.appendOnce(ctx, seenKey{t.Device, t.Kind, a.Seq, a.Time.UnixNano()}, line)
 		if err != nil {
 			return "", err
+		}
+		if !i.inRange(a.Time, now) {
+			i.held(t.Device, t.Kind, a.Time, received, added)
+			return "", nil
 		}
 		// Each activation closes exactly once; counting closings counts
 		// activations without remembering which ones were opened.
@@ -276,7 +297,7 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 	case protocol.KindHeartbeat:
 		h, reason, err := decode[protocol.Heartbeat](payload)
 		if err == nil {
-			reason, err = i.check(t, h.Device, h.Time, now)
+			reason, err = i.checkDevice(t, h.Device)
 		}
 		if err != nil {
 			return reason, err
@@ -287,8 +308,14 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 			i.unconfirmed(t, "fw", u.FW)
 		}
 		// No seq to de-duplicate on; a resent heartbeat has the same
-		// timestamp and tags, so it overwrites itself in InfluxDB.
-		if err := i.opts.Spool.Append(ctx, heartbeatLine(nil, h, place, u)); err != nil {
+		// timestamp and tags, so it overwrites itself in InfluxDB. One
+		// from a clock out of range is stored at its arrival; the live
+		// state keeps its ts for the edge_clock diagnostic.
+		point := h
+		if !i.inRange(h.Time, now) {
+			point.Time = received
+		}
+		if err := i.opts.Spool.Append(ctx, heartbeatLine(nil, point, place, u)); err != nil {
 			return "", fmt.Errorf("spool heartbeat: %w", err)
 		}
 		i.heard(t.Device, received, func(s *liveState) { s.heartbeat(h, received) })
@@ -302,8 +329,10 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 			return ReasonSpoofed, fmt.Errorf("%w: %q on the topic of %q", ErrSpoofed, st.Device, t.Device)
 		}
 		if st.Online {
-			if err := protocol.CheckTime(st.Time, now, i.opts.MaxFuture, i.opts.MaxAge); err != nil {
-				return ReasonClock, err
+			// A birth is made right after connecting, often before the
+			// edge has the backend's time: out of range, take the arrival.
+			if !i.inRange(st.Time, now) {
+				st.Time = received
 			}
 		} else {
 			// A death is usually the will, composed when the connection
@@ -326,7 +355,7 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 	case protocol.KindConfigApplied:
 		c, reason, err := decode[protocol.ConfigApplied](payload)
 		if err == nil {
-			reason, err = i.check(t, c.Device, c.Time, now)
+			reason, err = i.checkDevice(t, c.Device) // no point: its ts does not matter
 		}
 		if err != nil {
 			return reason, err
@@ -347,7 +376,7 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 	case protocol.KindCommandResult:
 		c, reason, err := decode[protocol.CommandResult](payload)
 		if err == nil {
-			reason, err = i.check(t, c.Device, c.Time, now)
+			reason, err = i.checkDevice(t, c.Device) // no point: its ts does not matter
 		}
 		if err != nil {
 			return reason, err
@@ -382,14 +411,11 @@ func decode[T protocol.Validator](payload []byte) (T, string, error) {
 	return v, ReasonInvalid, err
 }
 
-// check applies the rules every payload with a device and a timestamp
-// shares: it speaks for the topic's device, and its clock is plausible.
-func (i *Ingest) check(t protocol.Topic, device string, ts, now time.Time) (string, error) {
+// checkDevice applies the rule every payload with a device shares: it
+// speaks for the topic's device. Its clock is judged per kind (clock.go).
+func (i *Ingest) checkDevice(t protocol.Topic, device string) (string, error) {
 	if device != t.Device {
 		return ReasonSpoofed, fmt.Errorf("%w: %q on the topic of %q", ErrSpoofed, device, t.Device)
-	}
-	if err := protocol.CheckTime(ts, now, i.opts.MaxFuture, i.opts.MaxAge); err != nil {
-		return ReasonClock, err
 	}
 	return "", nil
 }

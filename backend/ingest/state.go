@@ -42,6 +42,8 @@ type DeviceState struct {
 	Health Health `json:"health"`
 	// Activity counts activation records since the backend started.
 	Activity Activity `json:"activity"`
+	// Clock is what its messages say about the device's clock.
+	Clock ClockState `json:"clock"`
 	// Commands are the latest command results, newest last, at most
 	// MaxCommandResults.
 	Commands []CommandOutcome `json:"commands,omitempty"`
@@ -90,6 +92,10 @@ const maxDetail = 16
 
 // heartbeat applies a heartbeat received at received; i.mu held.
 func (s *liveState) heartbeat(h protocol.Heartbeat, received time.Time) {
+	if !received.Before(s.HeartbeatReceived) {
+		// By arrival, not ts: a clock stepped back is news to measure.
+		s.measureClock(h, received)
+	}
 	if h.Time.Before(s.LastHeartbeat) {
 		return // an older heartbeat, redelivered late
 	}
