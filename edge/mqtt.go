@@ -181,11 +181,23 @@ func (a *Agent) connectLoop(ctx context.Context) {
 			continue
 		}
 		failures = 0
+		// Count as connected, and say so in the birth, only once the
+		// downstream subscriptions are through: the session is clean, so an
+		// activation the backend sends before them would find no subscriber.
+		switch a.awaitSubscribed(ctx, c, lost, subs) {
+		case subscribeStopped:
+			return
+		case subscribeFailed:
+			if !sleepCtx(ctx, a.backoff(0)) {
+				return
+			}
+			continue
+		}
 		a.connects.Add(1)
 		c.Publish(protocol.DeviceTopic(a.cfg.Device, protocol.KindStatus), 1, true, a.status(true, bdseq))
 		a.setClient(c, bdseq)
 		a.log.Info("mqtt connected", "broker", a.cfg.Broker, "bdseq", bdseq)
-		if !a.stayConnected(ctx, c, bdseq, lost, subs) {
+		if !a.stayConnected(ctx, c, bdseq, lost) {
 			return
 		}
 		if !sleepCtx(ctx, a.backoff(0)) {
@@ -194,23 +206,61 @@ func (a *Agent) connectLoop(ctx context.Context) {
 	}
 }
 
+type subscribeResult int
+
+const (
+	subscribed subscribeResult = iota
+	subscribeFailed
+	subscribeStopped
+)
+
+// awaitSubscribed waits for the SUBACK of the downstream subscriptions that
+// the connect handler sent. On failure or a lost connection it disconnects;
+// on ctx done too, without a goodbye (the edge never said it was online).
+func (a *Agent) awaitSubscribed(ctx context.Context, c paho.Client, lost <-chan error, subs <-chan paho.Token) subscribeResult {
+	fail := func(msg string, err error) subscribeResult {
+		a.log.Warn(msg, "err", err)
+		a.epoch.Add(1)
+		c.Disconnect(0)
+		return subscribeFailed
+	}
+	timeout := time.NewTimer(subTimeout)
+	defer timeout.Stop()
+	select {
+	case tok := <-subs:
+		select {
+		case <-tok.Done():
+		case err := <-lost:
+			return fail("mqtt connection lost before subscribing", err)
+		case <-timeout.C:
+			return fail("subscribe to downstream topics timed out; reconnecting", nil)
+		case <-ctx.Done():
+			c.Disconnect(0)
+			return subscribeStopped
+		}
+		if err := tok.Error(); err != nil {
+			return fail("subscribe to downstream topics failed; reconnecting", err)
+		}
+		return subscribed
+	case err := <-lost:
+		return fail("mqtt connection lost before subscribing", err)
+	case <-timeout.C:
+		return fail("subscribe to downstream topics never sent; reconnecting", nil)
+	case <-ctx.Done():
+		c.Disconnect(0)
+		return subscribeStopped
+	}
+}
+
 // stayConnected waits until the connection is lost (true: reconnect) or ctx
 // is done (false: said goodbye and disconnected).
-func (a *Agent) stayConnected(ctx context.Context, c paho.Client, bdseq uint64, lost <-chan error, subs <-chan paho.Token) bool {
+func (a *Agent) stayConnected(ctx context.Context, c paho.Client, bdseq uint64, lost <-chan error) bool {
 	for {
 		select {
 		case err := <-lost:
 			a.setClient(nil, 0)
 			a.log.Warn("mqtt connection lost", "err", err)
 			return true
-		case tok := <-subs:
-			if !tok.WaitTimeout(subTimeout) || tok.Error() != nil {
-				a.log.Error("subscribe to downstream topics failed; reconnecting", "err", tok.Error())
-				a.setClient(nil, 0)
-				a.epoch.Add(1)
-				c.Disconnect(0)
-				return true
-			}
 		case <-ctx.Done():
 			a.setClient(nil, 0)
 			// A clean goodbye: the broker discards the will on DISCONNECT,
