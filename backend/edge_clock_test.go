@@ -62,7 +62,8 @@ func TestEdgeClockWrong(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.MQTT.Accounts = []broker.Credential{{Username: "watch", Hash: hash, Role: broker.RoleObserver}}
+	// Reading the device tree takes a backend account: observers read alerts only.
+	cfg.MQTT.Accounts = []broker.Credential{{Username: "watch", Hash: hash, Role: broker.RoleBackend}}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -230,7 +231,7 @@ func checkVoteTimes(t *testing.T, ctx context.Context, db *influxlocal.Server, e
 	}
 }
 
-// voteWatch keeps the votes an observer sees, as published.
+// voteWatch keeps the votes a second backend client sees, as published.
 type voteWatch struct {
 	mu   sync.Mutex
 	last map[string][]byte
@@ -242,7 +243,7 @@ func watchVotes(t *testing.T, addr string) *voteWatch {
 	c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + addr).
 		SetClientID("watch-1").SetUsername("watch").SetPassword("watch-secret").SetProtocolVersion(4))
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("observer connect: %v", tok.Error())
+		t.Fatalf("watcher connect: %v", tok.Error())
 	}
 	t.Cleanup(func() { c.Disconnect(0) })
 	tok := c.Subscribe(protocol.UpstreamFilter(protocol.KindVote), 1, func(_ paho.Client, m paho.Message) {
@@ -253,7 +254,7 @@ func watchVotes(t *testing.T, addr string) *voteWatch {
 		}
 	})
 	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("observer subscribe: %v", tok.Error())
+		t.Fatalf("watcher subscribe: %v", tok.Error())
 	}
 	return w
 }

@@ -21,8 +21,9 @@ const (
 	RoleDevice Role = iota + 1
 	// RoleBackend may publish and subscribe anything under protocol.Root.
 	RoleBackend
-	// RoleObserver may only subscribe under protocol.Root (apps reading
-	// alerts, dashboards).
+	// RoleObserver may only subscribe to the alert notices under
+	// protocol.Root (technicians' apps); its sessions end with their
+	// connection.
 	RoleObserver
 )
 
