@@ -202,8 +202,9 @@ type Broker struct {
 
 	onPresence atomic.Pointer[func(clientID string, online bool)]
 	closing    atomic.Bool
-	// takeovers maps a client ID to the connection a newer one is taking
-	// over, while mochi does so (see presenceHook.OnSessionEstablish).
+	// takeovers holds the connections (*mqtt.Client) a newer one with the
+	// same client ID is taking over, until mochi marks them so (see
+	// presenceHook.OnSessionEstablish).
 	takeovers sync.Map
 	// authed maps a client ID to the credential its session authenticated
 	// with (see revoke.go).

@@ -319,15 +319,26 @@ func (h *presenceHook) Provides(b byte) bool {
 // connection's OnDisconnect and OnWill can run in between and would see an
 // ordinary disconnect. Noting the takeover here, before mochi closes it,
 // closes that window (see takenOver).
+//
+// The mark is kept per connection, not per client ID: mochi sends the
+// CONNACK before OnSessionEstablished, so a third connection can start its
+// takeover of the second before the second's session is established, and
+// a per-ID mark would be overwritten or cleared under it.
 func (h *presenceHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	if old, ok := h.b.server.Clients.Get(cl.ID); ok && old != cl && !old.Closed() {
-		h.b.takeovers.Store(cl.ID, old)
+		h.b.takeovers.Store(old, struct{}{})
 	}
 }
 
 func (h *presenceHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
-	// mochi has marked the old session taken over by now.
-	h.b.takeovers.Delete(cl.ID)
+	// mochi marks a connection taken over before the new session is
+	// established; from then on the flag speaks for it and the mark can go.
+	h.b.takeovers.Range(func(k, _ any) bool {
+		if k.(*mqtt.Client).IsTakenOver() {
+			h.b.takeovers.Delete(k)
+		}
+		return true
+	})
 	if h.isDevice(cl) {
 		h.b.presence(cl.ID, true)
 	}
@@ -337,7 +348,9 @@ func (h *presenceHook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 	// On a takeover the old connection ends while the new session comes
 	// up: reporting it would mark a connected device offline (mochi #173,
 	// #483).
-	if h.b.takenOver(cl) || !h.isDevice(cl) {
+	takenOver := h.b.takenOver(cl)
+	h.b.takeovers.Delete(cl)
+	if takenOver || !h.isDevice(cl) {
 		return
 	}
 	// The rate limiter keeps the device's bucket: a reconnect must not buy
@@ -359,8 +372,8 @@ func (b *Broker) takenOver(cl *mqtt.Client) bool {
 	if cl.IsTakenOver() {
 		return true
 	}
-	old, ok := b.takeovers.Load(cl.ID)
-	return ok && old == cl
+	_, ok := b.takeovers.Load(cl)
+	return ok
 }
 
 func (h *presenceHook) isDevice(cl *mqtt.Client) bool {
