@@ -20,12 +20,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/semko/semko/backend/api"
-	"github.com/semko/semko/backend/influx"
-	"github.com/semko/semko/backend/ingest"
-	"github.com/semko/semko/backend/registry"
+	"github.com/semko/semko/backend/intake/influx"
+	"github.com/semko/semko/backend/intake/ingest"
+	"github.com/semko/semko/backend/intake/spool"
 	"github.com/semko/semko/backend/rollup"
-	"github.com/semko/semko/backend/spool"
 	"github.com/semko/semko/broker"
+	"github.com/semko/semko/fleet/registry"
 	"github.com/semko/semko/internal/tlsconf"
 )
 

@@ -8,8 +8,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/semko/semko/backend/diagnostics"
-	"github.com/semko/semko/backend/lifecycle"
+	"github.com/semko/semko/backend/health/diagnostics"
+	"github.com/semko/semko/backend/health/lifecycle"
 	"github.com/semko/semko/broker"
 )
 

@@ -10,12 +10,12 @@ import (
 
 	"github.com/semko/semko/backend/alert"
 	"github.com/semko/semko/backend/alert/alertapi"
+	"github.com/semko/semko/backend/alert/calendar"
 	"github.com/semko/semko/backend/alert/ratings"
 	"github.com/semko/semko/backend/alert/sqlite"
 	"github.com/semko/semko/backend/api"
-	"github.com/semko/semko/backend/calendar"
-	"github.com/semko/semko/backend/influx"
-	"github.com/semko/semko/backend/registry"
+	"github.com/semko/semko/backend/intake/influx"
+	"github.com/semko/semko/fleet/registry"
 	"github.com/semko/semko/protocol"
 )
 

@@ -8,10 +8,10 @@ import (
 
 	"github.com/semko/semko/backend/alert"
 	"github.com/semko/semko/backend/api"
-	"github.com/semko/semko/backend/diagnostics"
-	"github.com/semko/semko/backend/influx"
-	"github.com/semko/semko/backend/lifecycle"
-	"github.com/semko/semko/backend/spool"
+	"github.com/semko/semko/backend/health/diagnostics"
+	"github.com/semko/semko/backend/health/lifecycle"
+	"github.com/semko/semko/backend/intake/influx"
+	"github.com/semko/semko/backend/intake/spool"
 )
 
 // healthParts are the fleet-health jobs: device diagnostics and lifecycle

@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/semko/semko/backend/alert"
-	"github.com/semko/semko/backend/devconfig"
-	"github.com/semko/semko/backend/diagnostics"
+	"github.com/semko/semko/backend/health/diagnostics"
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/firmware-sim/keypad"
+	"github.com/semko/semko/fleet/devconfig"
 	"github.com/semko/semko/internal/influxlocal"
 )
 

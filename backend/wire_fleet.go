@@ -11,11 +11,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/semko/semko/backend/api"
-	"github.com/semko/semko/backend/devconfig"
-	"github.com/semko/semko/backend/fleetdb"
-	"github.com/semko/semko/backend/fleetdb/fleetapi"
-	"github.com/semko/semko/backend/registry"
+	"github.com/semko/semko/backend/fleet/fleetapi"
+	"github.com/semko/semko/backend/fleet/fleetdb"
 	"github.com/semko/semko/broker"
+	"github.com/semko/semko/fleet/devconfig"
+	"github.com/semko/semko/fleet/registry"
 )
 
 // fleetParts is the fleet database and the loop that pushes the configs

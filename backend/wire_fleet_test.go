@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/semko/semko/backend"
-	"github.com/semko/semko/backend/devconfig"
-	"github.com/semko/semko/backend/fleetdb/fleetapi"
-	"github.com/semko/semko/backend/registry"
+	"github.com/semko/semko/backend/fleet/fleetapi"
 	"github.com/semko/semko/broker"
 	"github.com/semko/semko/edge"
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/firmware-sim/keypad"
+	"github.com/semko/semko/fleet/devconfig"
+	"github.com/semko/semko/fleet/registry"
 )
 
 // TestRemoteConfig runs the backend with its embedded broker and four real

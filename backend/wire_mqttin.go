@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/semko/semko/backend/mqttin"
+	"github.com/semko/semko/backend/intake/mqttin"
 	"github.com/semko/semko/internal/tlsconf"
 )
 

@@ -6,10 +6,10 @@ import (
 	"time"
 
 	"github.com/semko/semko/backend/alert"
-	"github.com/semko/semko/backend/notify/email"
-	mqttnotify "github.com/semko/semko/backend/notify/mqtt"
-	"github.com/semko/semko/backend/notify/templates"
-	"github.com/semko/semko/backend/notify/webhook"
+	"github.com/semko/semko/backend/alert/notify/email"
+	mqttnotify "github.com/semko/semko/backend/alert/notify/mqtt"
+	"github.com/semko/semko/backend/alert/notify/templates"
+	"github.com/semko/semko/backend/alert/notify/webhook"
 )
 
 // NotifyConfig is the `notify:` section: how alert notices travel. Who

@@ -19,7 +19,7 @@ import (
 
 	"github.com/semko/semko/backend"
 	"github.com/semko/semko/backend/alert"
-	"github.com/semko/semko/backend/notify/webhook"
+	"github.com/semko/semko/backend/alert/notify/webhook"
 	"github.com/semko/semko/edge"
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/firmware-sim/keypad"

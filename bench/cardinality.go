@@ -10,7 +10,7 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/semko/semko/backend/influx"
+	"github.com/semko/semko/backend/intake/influx"
 	"github.com/semko/semko/internal/influxlocal"
 	"github.com/semko/semko/protocol"
 )

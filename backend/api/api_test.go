@@ -14,8 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/semko/semko/backend/ingest"
-	"github.com/semko/semko/backend/registry"
+	"github.com/semko/semko/backend/intake/ingest"
+	"github.com/semko/semko/fleet/registry"
 	"github.com/semko/semko/protocol"
 )
 
