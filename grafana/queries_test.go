@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/semko/semko/backend/rollup"
+	"github.com/semko/semko/internal/influxdb"
 	"github.com/semko/semko/internal/influxlocal"
 )
 
@@ -297,7 +298,7 @@ func TestFigures(t *testing.T) {
 		dash[d.UID] = d
 	}
 	// run runs the first query of the panel titled title.
-	run := func(t *testing.T, uid, title string, set map[string]string) []influxlocal.Series {
+	run := func(t *testing.T, uid, title string, set map[string]string) []influxdb.Series {
 		t.Helper()
 		d := dash[uid]
 		for _, p := range d.allPanels() {

@@ -13,6 +13,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/semko/semko/internal/influxdb"
 	"github.com/semko/semko/internal/influxlocal"
 )
 
@@ -179,7 +180,7 @@ func TestRunOnceAgainstInfluxDB(t *testing.T) {
 	}
 }
 
-func checkOptional(t *testing.T, s influxlocal.Series, col string, want float64) {
+func checkOptional(t *testing.T, s influxdb.Series, col string, want float64) {
 	t.Helper()
 	got, err := s.Float(0, col)
 	if math.IsNaN(want) {
@@ -221,11 +222,11 @@ func TestScheduleOnFakeClock(t *testing.T) {
 	defer job.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	if err := job.Start(ctx); err != nil {
+	if err := job.start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := job.Start(ctx); !errors.Is(err, ErrStarted) {
-		t.Errorf("second Start: %v, want ErrStarted", err)
+	if err := job.start(ctx); !errors.Is(err, ErrStarted) {
+		t.Errorf("second start: %v, want ErrStarted", err)
 	}
 	stamps := func() []time.Time {
 		res, err := srv.Query(ctx, `SELECT "votes" FROM "rollup" WHERE "level" = 'all'`)
@@ -259,13 +260,13 @@ func TestScheduleOnFakeClock(t *testing.T) {
 			}
 		}
 	}
-	if err := job.Stop(); err != nil {
+	if err := job.stop(); err != nil {
 		t.Fatal(err)
 	}
 	got := stamps()
 	clock.Advance(time.Hour)
 	if after := stamps(); len(after) != len(got) {
-		t.Errorf("%d runs after Stop, want %d", len(after), len(got))
+		t.Errorf("%d runs after stop, want %d", len(after), len(got))
 	}
 	for _, ts := range got {
 		if ts.Sub(t0)%(10*time.Minute) != 0 {

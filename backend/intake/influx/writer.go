@@ -12,11 +12,11 @@ import (
 	"sync"
 	"time"
 
-	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 	influxhttp "github.com/influxdata/influxdb-client-go/v2/api/http"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/semko/semko/backend/intake/spool"
+	"github.com/semko/semko/internal/influxdb"
 )
 
 // Defaults for WriterOptions.
@@ -94,7 +94,7 @@ type Writer struct {
 	opts    WriterOptions
 	log     *slog.Logger
 	api     recordWriter
-	httpc   *http.Client // nil when api was injected
+	client  *influxdb.Client // nil when api was injected
 	metrics *metrics
 
 	mu           sync.Mutex
@@ -111,14 +111,17 @@ func NewWriter(sp *spool.Spool, opts WriterOptions) (*Writer, error) {
 		return nil, errors.New("new influx writer: URL and Bucket are required")
 	}
 	opts = withDefaults(opts)
-	httpc := &http.Client{Timeout: opts.HTTPTimeout}
-	client := influxdb2.NewClientWithOptions(opts.URL, opts.Token,
-		influxdb2.DefaultOptions().SetHTTPClient(httpc).SetLogLevel(0))
-	w, err := newWriter(sp, client.WriteAPIBlocking(opts.Org, opts.Bucket), opts)
+	client, err := influxdb.New(influxdb.Options{
+		URL: opts.URL, Token: opts.Token, Org: opts.Org, Bucket: opts.Bucket, Timeout: opts.HTTPTimeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("new influx writer: %w", err)
+	}
+	w, err := newWriter(sp, client, opts)
 	if err != nil {
 		return nil, err
 	}
-	w.httpc = httpc
+	w.client = client
 	return w, nil
 }
 
@@ -157,8 +160,8 @@ func newWriter(sp *spool.Spool, api recordWriter, opts WriterOptions) (*Writer, 
 // again from the spool's committed cursor. It returns an error only if the
 // spool fails to hand out records.
 func (w *Writer) Run(ctx context.Context) error {
-	if w.httpc != nil {
-		defer w.httpc.CloseIdleConnections()
+	if w.client != nil {
+		defer w.client.CloseIdleConnections()
 	}
 	// Records an earlier Run read but never committed come first.
 	w.sp.Rewind()

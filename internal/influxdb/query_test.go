@@ -1,4 +1,4 @@
-package rollup
+package influxdb
 
 import (
 	"errors"
@@ -20,7 +20,7 @@ func TestDecodeResponse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := decodeResponse([]byte(tt.body))
+			got, err := DecodeResponse([]byte(tt.body))
 			if !errors.Is(err, tt.err) || (tt.err == nil && err != nil) {
 				t.Fatalf("err %v, want %v", err, tt.err)
 			}
@@ -39,7 +39,7 @@ func FuzzDecodeResponse(f *testing.F) {
 	f.Add([]byte(`{"results":[{"error":"x"}]}`))
 	f.Add([]byte(`{"results":[{"series":[{"columns":["n"],"values":[["x"],[1e400],[]]}]}]}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		got, err := decodeResponse(raw)
+		got, err := DecodeResponse(raw)
 		if err != nil {
 			if !errors.Is(err, ErrQuery) {
 				t.Fatalf("error not ErrQuery: %v", err)
@@ -52,4 +52,15 @@ func FuzzDecodeResponse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// num sums a column over a series' rows; nulls count as zero.
+func num(s Series, col string) float64 {
+	var sum float64
+	for row := range s.Values {
+		if v, ok := s.Number(row, col); ok {
+			sum += v
+		}
+	}
+	return sum
 }
