@@ -11,7 +11,8 @@ import (
 	"time"
 
 	"github.com/semko/semko/backend/intake/influx"
-	"github.com/semko/semko/internal/influxlocal"
+	"github.com/semko/semko/fleet/registry"
+	"github.com/semko/semko/internal/influxdb"
 	"github.com/semko/semko/protocol"
 )
 
@@ -84,7 +85,7 @@ func runCardinality(ctx context.Context, e *env) (Result, error) {
 	}
 	for d := range sDevices {
 		site := d / sSitesDevices
-		p := influx.Placement{Org: "org-1", Site: fmt.Sprintf("site-%d", site), Counter: fmt.Sprintf("c-%d", d),
+		p := registry.Placement{Org: "org-1", Site: fmt.Sprintf("site-%d", site), Counter: fmt.Sprintf("c-%d", d),
 			Operator: fmt.Sprintf("op-%d-0", site), Service: "svc-0"}
 		for i := range votesPer {
 			v := protocol.Vote{V: protocol.Version, Device: fmt.Sprintf("kp-%05d", d), Seq: uint64(i + 1),
@@ -149,7 +150,7 @@ func (e *env) writeLines(ctx context.Context, db string, lines []byte) error {
 // seriesCardinality runs a SHOW SERIES ... CARDINALITY statement and sums
 // its counts (1.8 answers per shard group).
 func (e *env) seriesCardinality(ctx context.Context, db, q string) (int64, error) {
-	series, err := influxlocal.Query(ctx, e.influx.URL(), db, q)
+	series, err := influxdb.Query(ctx, e.influx.URL(), db, q)
 	if err != nil {
 		return 0, err
 	}

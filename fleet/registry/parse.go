@@ -100,8 +100,11 @@ func (d *Date) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// MarshalYAML writes the date as YYYY-MM-DD, so an exported file reads back.
-func (d Date) MarshalYAML() (any, error) { return d.Format(time.DateOnly), nil }
+// MarshalYAML writes the date as a plain YYYY-MM-DD, which YAML reads as a
+// date, so an exported or generated file reads back.
+func (d Date) MarshalYAML() (any, error) {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!timestamp", Value: d.Format(time.DateOnly)}, nil
+}
 
 // Marshal renders f as a fleet file that Parse reads back.
 func (f File) Marshal() ([]byte, error) {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/semko/semko/fleet/registry"
 	"github.com/semko/semko/protocol"
 )
 
@@ -24,19 +25,12 @@ const (
 	MeasurementPresence   = "presence"
 )
 
-// Placement says where a device is installed, from the registry. Operator and
-// Service are the counter's defaults, used when a message names none.
-type Placement struct {
-	Org, Site, Counter string
-	Operator, Service  string
-}
-
 // VoteLine appends the vote as one line (no trailing newline) of measurement
 // vote to dst. Tags: channel, counter, device, operator, org, scale, service, site,
 // valid. Fields: score, satisfied, negative, latency_ms, service_s, seq
 // (integers) and activation (string, omitted when empty). The timestamp is
 // the press, so a redelivered vote overwrites itself.
-func VoteLine(dst []byte, v protocol.Vote, p Placement) []byte {
+func VoteLine(dst []byte, v protocol.Vote, p registry.Placement) []byte {
 	l := line{b: dst}
 	l.b = append(l.b, MeasurementVote...)
 	// Tags in key order: InfluxDB sorts them anyway, and sorted input
@@ -71,7 +65,7 @@ func VoteLine(dst []byte, v protocol.Vote, p Placement) []byte {
 // closing one settles: redelivered late, after the closing report, it must
 // not turn a voted activation back into an unvoted one. So voted is there
 // only once final, and count("voted") counts closed activations.
-func ActivationLine(dst []byte, a protocol.ActivationRecord, p Placement) []byte {
+func ActivationLine(dst []byte, a protocol.ActivationRecord, p registry.Placement) []byte {
 	l := line{b: dst}
 	l.b = append(l.b, MeasurementActivation...)
 	l.tag("channel", protocol.ChannelKeypad)
@@ -101,7 +95,7 @@ func ActivationLine(dst []byte, a protocol.ActivationRecord, p Placement) []byte
 // clock_offset_ms, presses_1..presses_5, errors, panel_ok, backlight_ok
 // (integers), temp_c (float), rssi and supply_v (only when reported, that
 // is non-zero), config (string, omitted when empty).
-func HeartbeatLine(dst []byte, h protocol.Heartbeat, p Placement) []byte {
+func HeartbeatLine(dst []byte, h protocol.Heartbeat, p registry.Placement) []byte {
 	l := line{b: dst}
 	l.b = append(l.b, MeasurementHeartbeat...)
 	l.tag("counter", p.Counter)
@@ -132,7 +126,7 @@ func HeartbeatLine(dst []byte, h protocol.Heartbeat, p Placement) []byte {
 // PresenceLine appends a connect or disconnect as one line of measurement
 // presence. Tags: counter, device, org, site. Fields: online (1/0), bdseq
 // (integers), boot_id and fw (strings, omitted when empty).
-func PresenceLine(dst []byte, s protocol.Status, p Placement) []byte {
+func PresenceLine(dst []byte, s protocol.Status, p registry.Placement) []byte {
 	l := line{b: dst}
 	l.b = append(l.b, MeasurementPresence...)
 	l.tag("counter", p.Counter)

@@ -6,10 +6,11 @@ import (
 
 	lp "github.com/influxdata/line-protocol"
 
+	"github.com/semko/semko/fleet/registry"
 	"github.com/semko/semko/protocol"
 )
 
-var place = Placement{Org: "acme", Site: "sofia-1", Counter: "c-03", Operator: "op-default", Service: "general"}
+var place = registry.Placement{Org: "acme", Site: "sofia-1", Counter: "c-03", Operator: "op-default", Service: "general"}
 
 func TestLinesGolden(t *testing.T) {
 	ts := "1795512615250000000"
@@ -30,7 +31,7 @@ func TestLinesGolden(t *testing.T) {
 			`vote,channel=keypad,counter=c-03,device=kp-0001,operator=op-017,org=acme,scale=csat5,service=passport,site=sofia-1,valid=true score=4i,satisfied=1i,negative=0i,latency_ms=2400i,service_s=312i,seq=42i,activation="act-7f3a" ` + ts},
 		{"vote uses placement defaults", VoteLine(nil, noSvc, place),
 			`vote,channel=keypad,counter=c-03,device=kp-0001,operator=op-default,org=acme,scale=csat5,service=general,site=sofia-1,valid=false score=4i,satisfied=1i,negative=0i,latency_ms=2400i,service_s=312i,seq=42i ` + ts},
-		{"nps detractor", VoteLine(nil, nps, Placement{}),
+		{"nps detractor", VoteLine(nil, nps, registry.Placement{}),
 			`vote,channel=keypad,device=kp-0001,operator=op-017,scale=nps11,service=passport,valid=true score=3i,satisfied=0i,negative=1i,latency_ms=2400i,service_s=312i,seq=42i,activation="act-7f3a" ` + ts},
 		{"activation", ActivationLine(nil, protocol.SampleActivationRecord(), place),
 			`activation,channel=keypad,counter=c-03,device=kp-0001,operator=op-017,org=acme,service=passport,site=sofia-1,valid=true service_s=312i,voted=1i,closed=1i,window_s=20i,seq=41i,ticket="A-113",activation="act-7f3a" 1795512612850000000`},
@@ -40,9 +41,9 @@ func TestLinesGolden(t *testing.T) {
 			`heartbeat,counter=c-03,device=kp-0001,fw=1.4.2,org=acme,site=sofia-1 uptime_s=86400i,temp_c=31.5,outbox=0i,clock_offset_ms=-120i,presses_1=3i,presses_2=2i,presses_3=9i,presses_4=40i,presses_5=77i,errors=0i,panel_ok=1i,backlight_ok=1i ` + ts},
 		{"presence online", PresenceLine(nil, protocol.SampleStatus(), place),
 			`presence,counter=c-03,device=kp-0001,org=acme,site=sofia-1 online=1i,bdseq=7i,boot_id="b-5c1e",fw="1.4.2" ` + ts},
-		{"presence offline", PresenceLine(nil, off, Placement{Org: "acme"}),
+		{"presence offline", PresenceLine(nil, off, registry.Placement{Org: "acme"}),
 			`presence,device=kp-0001,org=acme online=0i,bdseq=7i,boot_id="b-5c1e" ` + ts},
-		{"appends to dst", VoteLine([]byte("x\n"), protocol.SampleVote(), Placement{})[:6], "x\nvote"},
+		{"appends to dst", VoteLine([]byte("x\n"), protocol.SampleVote(), registry.Placement{})[:6], "x\nvote"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -77,7 +78,7 @@ var hostile = []struct{ in, stored string }{
 func TestHostileTagsParse(t *testing.T) {
 	for _, h := range hostile {
 		t.Run(h.in, func(t *testing.T) {
-			p := Placement{Org: h.in, Site: "s", Counter: h.in}
+			p := registry.Placement{Org: h.in, Site: "s", Counter: h.in}
 			line := VoteLine(nil, protocol.SampleVote(), p)
 			m := parseOne(t, line)
 			tags := tagMap(m)
@@ -118,7 +119,7 @@ func FuzzLines(f *testing.F) {
 	f.Fuzz(func(t *testing.T, org, counter, activation string) {
 		v := protocol.SampleVote()
 		v.Activation = activation
-		line := VoteLine(nil, v, Placement{Org: org, Counter: counter, Site: "s"})
+		line := VoteLine(nil, v, registry.Placement{Org: org, Counter: counter, Site: "s"})
 		if strings.Count(string(line), "\n") != 0 {
 			t.Fatalf("newline in line %q", line)
 		}

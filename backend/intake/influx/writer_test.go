@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/semko/semko/backend/intake/spool"
+	"github.com/semko/semko/fleet/registry"
 	"github.com/semko/semko/internal/influxlocal"
 	"github.com/semko/semko/protocol"
 )
@@ -131,7 +132,7 @@ func TestWriteReadBack(t *testing.T) {
 	for i, h := range hostile {
 		v := vote(i)
 		v.Device = fmt.Sprintf("kp-%02d", i)
-		p := Placement{Org: h.in, Site: "site " + h.in, Counter: "c"}
+		p := registry.Placement{Org: h.in, Site: "site " + h.in, Counter: "c"}
 		if err := sp.Append(context.Background(), VoteLine(nil, v, p)); err != nil {
 			t.Fatal(err)
 		}

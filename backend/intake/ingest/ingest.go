@@ -35,6 +35,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/semko/semko/backend/intake/influx"
 	"github.com/semko/semko/fleet/registry"
 	"github.com/semko/semko/internal/loglimit"
 	"github.com/semko/semko/protocol"
@@ -228,7 +229,7 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 		if err != nil {
 			return reason, err
 		}
-		added, err := i.appendOnce(ctx, seenKey{t.Device, t.Kind, v.Seq}, voteLine(nil, v, place))
+		added, err := i.appendOnce(ctx, seenKey{t.Device, t.Kind, v.Seq}, influx.VoteLine(nil, v, place))
 		if err != nil {
 			return "", err
 		}
@@ -248,7 +249,7 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 		if err != nil {
 			return reason, err
 		}
-		added, err := i.appendOnce(ctx, seenKey{t.Device, t.Kind, a.Seq}, activationLine(nil, a, place))
+		added, err := i.appendOnce(ctx, seenKey{t.Device, t.Kind, a.Seq}, influx.ActivationLine(nil, a, place))
 		if err != nil {
 			return "", err
 		}
@@ -273,7 +274,7 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 		}
 		// No seq to de-duplicate on; a resent heartbeat has the same
 		// timestamp and tags, so it overwrites itself in InfluxDB.
-		if err := i.opts.Spool.Append(ctx, heartbeatLine(nil, h, place)); err != nil {
+		if err := i.opts.Spool.Append(ctx, influx.HeartbeatLine(nil, h, place)); err != nil {
 			return "", fmt.Errorf("spool heartbeat: %w", err)
 		}
 		i.heard(t.Device, received, func(s *liveState) { s.heartbeat(h, received) })
@@ -303,7 +304,7 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 			i.log.Debug("ingest: late death ignored", "device", t.Device, "bdseq", st.BDSeq)
 			return "", nil
 		}
-		if err := i.opts.Spool.Append(ctx, presenceLine(nil, st, place)); err != nil {
+		if err := i.opts.Spool.Append(ctx, influx.PresenceLine(nil, st, place)); err != nil {
 			// The state already changed; the resend will set it again.
 			return "", fmt.Errorf("spool presence: %w", err)
 		}
