@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"sync"
 	"time"
@@ -11,10 +12,10 @@ import (
 	"github.com/semko/semko/backend/alert"
 	"github.com/semko/semko/backend/alert/alertapi"
 	"github.com/semko/semko/backend/alert/calendar"
+	"github.com/semko/semko/backend/alert/points"
 	"github.com/semko/semko/backend/alert/ratings"
 	"github.com/semko/semko/backend/alert/sqlite"
 	"github.com/semko/semko/backend/api"
-	"github.com/semko/semko/backend/intake/influx"
 	"github.com/semko/semko/fleet/registry"
 	"github.com/semko/semko/protocol"
 )
@@ -71,21 +72,24 @@ var defaultRoute = alert.RouteConfig{
 	}},
 }
 
-// alertParts are the alert manager and the rating watcher (nil when
-// alerts are disabled).
+// alertParts are the alert manager, the rating watcher and the store
+// they share (nil when alerts are disabled).
 type alertParts struct {
 	manager *alert.Manager
 	ratings *ratings.Watcher
 	store   *sqlite.Store
-	wg      sync.WaitGroup
-	stop    context.CancelFunc
 }
 
-func (a *App) newAlerts(reg *registry.Store) error {
+// newAlerts builds the alert manager and the rating watcher and adds them
+// to the supervisor as one part: it runs both and closes their store when
+// stopped. Stop it after MQTT (no more votes) and before the spool (state
+// changes are recorded there).
+func (a *App) newAlerts() error {
 	c := a.cfg.Alerts
 	if c.Disabled {
 		return nil
 	}
+	reg := a.registry
 	ctx := context.Background()
 	path := c.Store
 	if path == "" {
@@ -114,7 +118,11 @@ func (a *App) newAlerts(reg *registry.Store) error {
 	if err != nil {
 		return fail(fmt.Errorf("alerts route: %w", err))
 	}
-	cals, err := newCalendars(c.Calendars.Default, c.Calendars.Sites, reg.Current())
+	zones := map[string]string{}
+	for _, s := range reg.Current().Sites() {
+		zones[s.ID] = s.Timezone
+	}
+	cals, err := calendar.NewSites(c.Calendars.Default, c.Calendars.Sites, zones)
 	if err != nil {
 		return fail(err)
 	}
@@ -132,13 +140,13 @@ func (a *App) newAlerts(reg *registry.Store) error {
 	expire := map[alert.Kind]time.Duration{
 		alert.KindNegativeVote: 30 * time.Minute, alert.KindNegativeStreak: 2 * time.Hour, alert.KindPositiveStreak: 2 * time.Hour,
 	}
-	for k, d := range c.Expire {
-		expire[k] = d
-	}
+	maps.Copy(expire, c.Expire)
 	m, err := alert.New(ctx, alert.Options{
-		Store: store, Route: route, Receivers: receivers, Calendar: cals.of, Windows: windows,
-		SiteDevices: func(org, site string) int { return devicesAt(reg.Current(), site) },
-		Expire:      expire, Record: a.recordAlert, Lang: c.Lang, Tick: c.Tick, CheckEvery: c.CheckEvery,
+		Store: store, Route: route, Receivers: receivers,
+		Calendar:    func(s alert.Subject) *calendar.Calendar { return cals.Of(s.Site) },
+		Windows:     windows,
+		SiteDevices: func(org, site string) int { return reg.Current().DevicesAt(site) },
+		Expire:      expire, Record: points.New(a.spool, nil, nil).Record, Lang: c.Lang, Tick: c.Tick, CheckEvery: c.CheckEvery,
 		Logger: a.log.With("part", "alerts"), Registerer: a.metrics,
 	})
 	if err != nil {
@@ -151,82 +159,33 @@ func (a *App) newAlerts(reg *registry.Store) error {
 	if err != nil {
 		return fail(fmt.Errorf("alerts ratings: %w", err))
 	}
-	a.alerts.manager, a.alerts.ratings, a.alerts.store = m, w, store
+	a.alerts = alertParts{manager: m, ratings: w, store: store}
+	a.sup.add("alerts", &a.alerts)
 	return nil
 }
 
-// recordAlert writes the state change as an `alert` point through the
-// durable spool, for Grafana annotations.
-func (a *App) recordAlert(ctx context.Context, al alert.Alert, ev alert.Event) error {
-	msg := al.Message
-	switch ev.Action {
-	case alert.ActionAcknowledged, alert.ActionResolved, alert.ActionEscalated, alert.ActionExpired:
-		msg = string(ev.Action)
-		if ev.Actor != "" {
-			msg += " by " + ev.Actor
-		}
-		if ev.Comment != "" {
-			msg += ": " + ev.Comment
-		}
-	}
-	line := influx.AlertLine(nil, influx.Alert{
-		Kind: string(al.Kind), Severity: string(al.Severity), State: string(al.State),
-		Org: al.Subject.Org, Site: al.Subject.Site, Device: al.Subject.Device, Message: msg, Time: ev.Time,
+// Run runs the manager and the watcher until ctx ends, then closes the
+// store.
+func (p *alertParts) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	wg.Go(func() {
+		defer cancel() // a failed manager stops the watcher too
+		errc <- p.manager.Run(ctx)
 	})
-	return a.spool.Append(ctx, line)
+	wg.Go(func() { _ = p.ratings.Run(ctx) })
+	wg.Wait()
+	return errors.Join(<-errc, p.Close())
 }
 
-func devicesAt(r *registry.Registry, site string) int {
-	n := 0
-	for _, c := range r.Counters() {
-		if c.Site == site && c.Device != "" {
-			n++
-		}
+// Close closes the store (Run does it on return).
+func (p *alertParts) Close() error {
+	if err := p.store.Close(); err != nil {
+		return fmt.Errorf("alert store close: %w", err)
 	}
-	return n
-}
-
-// calendars resolves a subject's business calendar: the site's own, else
-// the default in the site's time zone.
-type calendars struct {
-	bySite map[string]*calendar.Calendar
-	def    *calendar.Calendar
-}
-
-func newCalendars(def calendar.Spec, sites map[string]calendar.Spec, reg *registry.Registry) (*calendars, error) {
-	if len(def.Hours) == 0 {
-		def.Hours = map[string]string{"mon-fri": "09:00-18:00"}
-	}
-	cs := &calendars{bySite: map[string]*calendar.Calendar{}}
-	var err error
-	if cs.def, err = calendar.Parse(def); err != nil {
-		return nil, fmt.Errorf("alerts calendar default: %w", err)
-	}
-	for _, s := range reg.Sites() {
-		spec, own := sites[s.ID]
-		if !own {
-			spec = def
-		}
-		if spec.Timezone == "" {
-			spec.Timezone = s.Timezone
-		}
-		if cs.bySite[s.ID], err = calendar.Parse(spec); err != nil {
-			return nil, fmt.Errorf("alerts calendar of site %s: %w", s.ID, err)
-		}
-	}
-	for id := range sites {
-		if cs.bySite[id] == nil {
-			return nil, fmt.Errorf("alerts calendar: site %q is not in the fleet", id)
-		}
-	}
-	return cs, nil
-}
-
-func (cs *calendars) of(s alert.Subject) *calendar.Calendar {
-	if c := cs.bySite[s.Site]; c != nil {
-		return c
-	}
-	return cs.def
+	return nil
 }
 
 // onVote is ingest's hook: nil when alerts are disabled.
@@ -243,36 +202,6 @@ func (a *App) alertRoutes() []api.Route {
 		return nil
 	}
 	return alertapi.Routes(a.alerts.manager, a.log.With("part", "alerts-api"))
-}
-
-// startAlerts runs the manager and the watcher until stopAlerts.
-func (a *App) startAlerts(ctx context.Context) {
-	if a.alerts.manager == nil {
-		return
-	}
-	ctx, a.alerts.stop = context.WithCancel(ctx)
-	a.alerts.wg.Go(func() {
-		if err := a.alerts.manager.Run(ctx); err != nil {
-			a.log.Error("alert manager stopped", "err", err)
-		}
-	})
-	a.alerts.wg.Go(func() { a.alerts.ratings.Run(ctx) })
-}
-
-// stopAlerts stops both and closes the store. Call it after the broker is
-// closed (no more votes) and before the spool is (state changes go there).
-func (a *App) stopAlerts() error {
-	if a.alerts.manager == nil {
-		return nil
-	}
-	if a.alerts.stop != nil {
-		a.alerts.stop()
-	}
-	a.alerts.wg.Wait()
-	if err := a.alerts.store.Close(); err != nil {
-		return fmt.Errorf("alert store close: %w", err)
-	}
-	return nil
 }
 
 // Alerts is the alert manager other parts raise findings with (nil when

@@ -75,8 +75,7 @@ func TestAlertsConfigExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer app.spool.Close()
-	defer app.alerts.store.Close()
+	defer app.Close()
 	if app.Alerts() == nil {
 		t.Fatal("no alert manager")
 	}
@@ -99,7 +98,7 @@ func TestAlertsConfigExample(t *testing.T) {
 				return // rejected while loading is fine too
 			}
 			if app, err := New(cfg, slog.New(slog.DiscardHandler)); err == nil {
-				app.spool.Close()
+				app.Close()
 				t.Fatal("New accepted a bad alerts section")
 			}
 		})

@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/semko/semko/backend/alert"
+	"github.com/semko/semko/backend/alert/points"
 	"github.com/semko/semko/backend/api"
 	"github.com/semko/semko/backend/health/diagnostics"
 	"github.com/semko/semko/backend/health/lifecycle"
-	"github.com/semko/semko/backend/intake/influx"
-	"github.com/semko/semko/backend/intake/spool"
 )
 
 // healthParts are the fleet-health jobs: device diagnostics and lifecycle
@@ -25,7 +23,7 @@ type healthParts struct {
 // go to the alert manager; with alerts disabled they are still recorded as
 // `alert` points and logged.
 func (a *App) newHealth() error {
-	var raiser alert.Raiser = alertPoints{spool: a.spool, log: a.log.With("part", "alert-points")}
+	var raiser alert.Raiser = points.New(a.spool, nil, a.log.With("part", "alert-points"))
 	if a.alerts.manager != nil {
 		raiser = a.alerts.manager
 	}
@@ -33,7 +31,7 @@ func (a *App) newHealth() error {
 	if !a.cfg.Diagnostics.Disabled {
 		a.health.diag, err = diagnostics.New(diagnostics.Options{
 			Config: a.cfg.Diagnostics, Devices: a.ingest.Devices, Registry: a.registry.Current,
-			Raiser: raiser, Publisher: a.publisher(), Logger: a.log.With("part", "diagnostics"),
+			Raiser: raiser, Publisher: a.source, Logger: a.log.With("part", "diagnostics"),
 		})
 		if err != nil {
 			return fmt.Errorf("diagnostics: %w", err)
@@ -51,34 +49,46 @@ func (a *App) newHealth() error {
 	return nil
 }
 
-// startHealth schedules both jobs; a job that cannot start is logged and
-// the backend runs on without it.
-func (a *App) startHealth() {
+// addHealth adds both jobs to the supervisor, last: a running check
+// publishes (self-tests) and raises, so they stop before MQTT and the
+// alert manager.
+func (a *App) addHealth() {
 	if a.health.diag != nil {
-		if err := a.health.diag.Start(); err != nil {
-			a.log.Error("diagnostics not started", "err", err)
-		}
+		a.sup.add("diagnostics", optional(a.log, "diagnostics", a.health.diag))
 	}
 	if a.health.life != nil {
-		if err := a.health.life.Start(); err != nil {
-			a.log.Error("lifecycle reminders not started", "err", err)
-		}
+		a.sup.add("lifecycle", optional(a.log, "lifecycle reminders", a.health.life))
 	}
 }
 
-// stopHealth stops both, waiting for running checks. Call it before the
-// alert manager and the spool stop: a running check still raises.
-func (a *App) stopHealth() {
-	if a.health.diag != nil {
-		if err := a.health.diag.Stop(); err != nil {
-			a.log.Warn("diagnostics stop", "err", err)
-		}
+// optional runs a scheduled job the backend can do without: one that
+// cannot start (a bad schedule) is logged, and the backend runs on.
+func optional(log *slog.Logger, what string, p Part) Part {
+	return optionalPart{p, log, what}
+}
+
+type optionalPart struct {
+	Part
+	log  *slog.Logger
+	what string
+}
+
+func (o optionalPart) Run(ctx context.Context) error {
+	if err := o.Part.Run(ctx); err != nil && ctx.Err() == nil {
+		o.log.Error(o.what+" not started", "err", err)
+		<-ctx.Done()
+	} else if err != nil {
+		o.log.Warn(o.what+" stop", "err", err)
 	}
-	if a.health.life != nil {
-		if err := a.health.life.Stop(); err != nil {
-			a.log.Warn("lifecycle stop", "err", err)
-		}
+	return nil
+}
+
+// Close releases what a part that never ran holds.
+func (o optionalPart) Close() error {
+	if c, ok := o.Part.(closer); ok {
+		return c.Close()
 	}
+	return nil
 }
 
 // healthRoutes serves the diagnostics' status and on-demand runs.
@@ -94,29 +104,5 @@ func (a *App) healthRoutes() []api.Route {
 }
 
 // Diagnostics runs the device checks (nil when disabled); tests and the
-// API may run a check at once with its Run method.
+// API may run a check at once with its CheckNow method.
 func (a *App) Diagnostics() *diagnostics.Diagnostics { return a.health.diag }
-
-// alertPoints is the Raiser used when the alert manager is disabled: every
-// finding and resolution becomes an `alert` point at once, and a log line.
-type alertPoints struct {
-	spool *spool.Spool
-	log   *slog.Logger
-}
-
-func (p alertPoints) Raise(ctx context.Context, f alert.Finding) error {
-	p.log.Warn("alert", "kind", f.Kind, "severity", f.Severity, "org", f.Subject.Org, "site", f.Subject.Site,
-		"counter", f.Subject.Counter, "device", f.Subject.Device, "message", f.Message, "hint", f.Hint)
-	return p.spool.Append(ctx, influx.AlertLine(nil, influx.Alert{
-		Kind: string(f.Kind), Severity: string(f.Severity), State: string(alert.StateFiring),
-		Org: f.Subject.Org, Site: f.Subject.Site, Device: f.Subject.Device, Message: f.Message, Time: f.Time,
-	}))
-}
-
-func (p alertPoints) Resolve(ctx context.Context, kind alert.Kind, s alert.Subject, reason string) error {
-	p.log.Info("alert resolved", "kind", kind, "org", s.Org, "site", s.Site, "device", s.Device, "reason", reason)
-	return p.spool.Append(ctx, influx.AlertLine(nil, influx.Alert{
-		Kind: string(kind), State: string(alert.StateResolved),
-		Org: s.Org, Site: s.Site, Device: s.Device, Message: reason, Time: time.Now(),
-	}))
-}

@@ -124,7 +124,7 @@ func (a *App) newNotify() error {
 	}
 
 	if !c.MQTT.Disabled {
-		a.alerts.manager.AddNotifier(mqttnotify.New(a.publisher(), render))
+		a.alerts.manager.AddNotifier(mqttnotify.New(a.source, render))
 		on = append(on, "mqtt")
 	}
 	a.log.Info("notify channels", "on", on)

@@ -18,21 +18,29 @@ type RollupConfig struct {
 	TimeZone    string        `yaml:"time_zone"`    // for the hour-of-week heatmap; default the machine's
 }
 
-func (a *App) newRollup() (*rollup.Job, error) {
+// newRollup builds the rollup job and adds it to the supervisor (nothing
+// when disabled); a job that cannot start is logged and the backend runs
+// on without it.
+func (a *App) newRollup() error {
 	c := a.cfg.Rollup
 	if c.Disabled {
-		return nil, nil
+		return nil
 	}
 	loc := time.Local
 	if c.TimeZone != "" {
 		var err error
 		if loc, err = time.LoadLocation(c.TimeZone); err != nil {
-			return nil, fmt.Errorf("rollup time_zone: %w", err)
+			return fmt.Errorf("rollup time_zone: %w", err)
 		}
 	}
-	return rollup.New(rollup.Options{
+	job, err := rollup.New(rollup.Options{
 		URL: a.cfg.Influx.URL, Token: a.cfg.Influx.Token, Org: a.cfg.Influx.Org, Bucket: a.cfg.Influx.Bucket,
 		Every: c.Every, Window: c.Window, PriorWeight: c.PriorWeight, Location: loc,
 		Logger: a.log.With("part", "rollup"), Registerer: a.metrics,
 	})
+	if err != nil {
+		return err
+	}
+	a.sup.add("rollup", optional(a.log, "rollup job", job))
+	return nil
 }

@@ -270,3 +270,14 @@ func (r *Registry) Configs() map[string]protocol.Config {
 	}
 	return out
 }
+
+// DevicesAt counts the counters of site that have a device installed.
+func (r *Registry) DevicesAt(site string) int {
+	n := 0
+	for _, c := range r.counters {
+		if c.Site == site && c.Device != "" {
+			n++
+		}
+	}
+	return n
+}

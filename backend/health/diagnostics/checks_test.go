@@ -189,7 +189,7 @@ func TestChecks(t *testing.T) {
 			runAll := func() {
 				t.Helper()
 				for _, c := range checks {
-					if err := d.Run(t.Context(), c); err != nil {
+					if err := d.CheckNow(t.Context(), c); err != nil {
 						t.Fatalf("run %s: %v", c, err)
 					}
 				}
@@ -239,7 +239,7 @@ func TestSelfTestRound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Run(t.Context(), CheckSelfTest); err != nil {
+	if err := d.CheckNow(t.Context(), CheckSelfTest); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{protocol.DeviceTopic("kp-1", protocol.KindCommand), protocol.DeviceTopic("kp-2", protocol.KindCommand)}
@@ -252,7 +252,7 @@ func TestSelfTestRound(t *testing.T) {
 	})
 	// kp-2 does not answer; before the deadline that is no finding yet.
 	clock.Advance(time.Minute)
-	if err := d.Run(t.Context(), CheckSelfTestResults); err != nil {
+	if err := d.CheckNow(t.Context(), CheckSelfTestResults); err != nil {
 		t.Fatal(err)
 	}
 	if got := rec.firing(); !reflect.DeepEqual(got, []string{"kp-1 selftest_failed"}) {
@@ -262,7 +262,7 @@ func TestSelfTestRound(t *testing.T) {
 		t.Fatalf("failed finding lacks the report: %+v", f)
 	}
 	clock.Advance(5 * time.Minute)
-	if err := d.Run(t.Context(), CheckSelfTestResults); err != nil {
+	if err := d.CheckNow(t.Context(), CheckSelfTestResults); err != nil {
 		t.Fatal(err)
 	}
 	if got := rec.firing(); !reflect.DeepEqual(got, []string{"kp-1 selftest_failed", "kp-2 selftest_missing"}) {
@@ -270,14 +270,14 @@ func TestSelfTestRound(t *testing.T) {
 	}
 	// The next night both pass: every self-test finding resolves.
 	clock.Advance(24 * time.Hour)
-	if err := d.Run(t.Context(), CheckSelfTest); err != nil {
+	if err := d.CheckNow(t.Context(), CheckSelfTest); err != nil {
 		t.Fatal(err)
 	}
 	id2 := "selftest-" + itoa(clock.Now().Unix())
 	for _, dev := range []string{"kp-1", "kp-2"} {
 		fl.edit(dev, func(s *ingest.DeviceState) { s.Commands = []ingest.CommandOutcome{{ID: id2, OK: true}} })
 	}
-	if err := d.Run(t.Context(), CheckSelfTestResults); err != nil {
+	if err := d.CheckNow(t.Context(), CheckSelfTestResults); err != nil {
 		t.Fatal(err)
 	}
 	if got := rec.firing(); len(got) != 0 {
@@ -323,7 +323,7 @@ func TestStaleAlertResolvedAfterRestart(t *testing.T) {
 	for _, id := range []string{"kp-1", "kp-3"} {
 		fl.edit(id, func(s *ingest.DeviceState) { s.HeartbeatReceived = clock.Now() })
 	}
-	if err := d.Run(t.Context(), CheckOffline); err != nil {
+	if err := d.CheckNow(t.Context(), CheckOffline); err != nil {
 		t.Fatal(err)
 	}
 	if got := rec.firing(); !reflect.DeepEqual(got, []string{"kp-2 offline"}) {

@@ -10,7 +10,7 @@ import (
 )
 
 // Check names. Each is a scheduled job of that name, a key of
-// Config.Schedule, and an argument of Diagnostics.Run.
+// Config.Schedule, and an argument of Diagnostics.CheckNow.
 const (
 	CheckOffline         = "offline"          // no heartbeat for longer than the unit's timeout
 	CheckStuckKey        = "stuck_key"        // a key pressing itself

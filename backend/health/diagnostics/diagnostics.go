@@ -31,9 +31,9 @@ import (
 var (
 	// ErrOptions means New was given options that cannot work.
 	ErrOptions = errors.New("invalid diagnostics options")
-	// ErrUnknownCheck is returned by Run for a name not in Checks.
+	// ErrUnknownCheck is returned by CheckNow for a name not in Checks.
 	ErrUnknownCheck = errors.New("unknown check")
-	// ErrStarted is returned by Start when already started.
+	// ErrStarted is returned by Run when already running.
 	ErrStarted = errors.New("diagnostics already started")
 )
 
@@ -82,7 +82,7 @@ type Diagnostics struct {
 	sched  gocron.Scheduler
 }
 
-// New checks opts. Nothing runs until Start (or Run).
+// New checks opts. Nothing runs until Run (or CheckNow).
 func New(opts Options) (*Diagnostics, error) {
 	if opts.Devices == nil || opts.Registry == nil || opts.Raiser == nil {
 		return nil, fmt.Errorf("%w: Devices, Registry and Raiser are required", ErrOptions)
@@ -110,8 +110,18 @@ func New(opts Options) (*Diagnostics, error) {
 	}, nil
 }
 
-// Start schedules every enabled check. Stop ends them.
-func (d *Diagnostics) Start() error {
+// Run schedules every enabled check and runs them until ctx ends; it
+// returns once a running check has finished.
+func (d *Diagnostics) Run(ctx context.Context) error {
+	if err := d.start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return d.stop()
+}
+
+// start schedules every enabled check; stop ends them.
+func (d *Diagnostics) start() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.sched != nil {
@@ -142,7 +152,7 @@ func (d *Diagnostics) Start() error {
 		if _, err := s.NewJob(def, gocron.NewTask(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 			defer cancel()
-			if err := d.Run(ctx, name); err != nil {
+			if err := d.CheckNow(ctx, name); err != nil {
 				d.log.Warn("diagnostics: check failed", "check", name, "err", err)
 			}
 		}), gocron.WithName(name)); err != nil {
@@ -159,8 +169,8 @@ func (d *Diagnostics) Start() error {
 // so a run that takes longer is stuck on something.
 const runTimeout = 2 * time.Minute
 
-// Stop ends the schedule, waiting for running checks.
-func (d *Diagnostics) Stop() error {
+// stop ends the schedule, waiting for running checks.
+func (d *Diagnostics) stop() error {
 	d.mu.Lock()
 	s := d.sched
 	d.sched = nil
@@ -175,7 +185,7 @@ func (d *Diagnostics) Stop() error {
 }
 
 // Jobs lists the scheduled checks with their next run, for tests and the
-// log. Empty before Start.
+// log. Empty before Run.
 func (d *Diagnostics) Jobs() map[string]time.Time {
 	d.mu.Lock()
 	s := d.sched
@@ -191,8 +201,8 @@ func (d *Diagnostics) Jobs() map[string]time.Time {
 	return out
 }
 
-// Run runs one check now, outside the schedule.
-func (d *Diagnostics) Run(ctx context.Context, check string) error {
+// CheckNow runs one check now, outside the schedule.
+func (d *Diagnostics) CheckNow(ctx context.Context, check string) error {
 	now := d.clock.Now()
 	switch check {
 	case CheckOffline:

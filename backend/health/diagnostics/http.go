@@ -48,7 +48,7 @@ func (d *Diagnostics) serveStatus(w http.ResponseWriter, _ *http.Request) {
 
 func (d *Diagnostics) serveRun(w http.ResponseWriter, r *http.Request) {
 	check := r.PathValue("check")
-	err := d.Run(r.Context(), check)
+	err := d.CheckNow(r.Context(), check)
 	switch {
 	case errors.Is(err, ErrUnknownCheck):
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})

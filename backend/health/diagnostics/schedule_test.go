@@ -20,11 +20,11 @@ func TestScheduleNamesEveryCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Start(); err != nil {
+	if err := d.start(); err != nil {
 		t.Fatal(err)
 	}
-	defer d.Stop()
-	if err := d.Start(); !errors.Is(err, ErrStarted) {
+	defer d.stop()
+	if err := d.start(); !errors.Is(err, ErrStarted) {
 		t.Fatalf("second Start: %v", err)
 	}
 	jobs := d.Jobs()
@@ -66,10 +66,10 @@ func TestScheduledOfflineOnFakeClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Start(); err != nil {
+	if err := d.start(); err != nil {
 		t.Fatal(err)
 	}
-	defer d.Stop()
+	defer d.stop()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 

@@ -232,7 +232,7 @@ func TestFaultsThroughSimulator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Run(t.Context(), CheckSelfTest); err != nil {
+	if err := d.CheckNow(t.Context(), CheckSelfTest); err != nil {
 		t.Fatal(err)
 	}
 	byDevice := func() map[string][]alert.Kind {
@@ -252,7 +252,7 @@ func TestFaultsThroughSimulator(t *testing.T) {
 			if c == CheckSelfTest {
 				continue
 			}
-			if err := d.Run(t.Context(), c); err != nil {
+			if err := d.CheckNow(t.Context(), c); err != nil {
 				t.Fatalf("run %s: %v", c, err)
 			}
 		}
@@ -346,7 +346,7 @@ func TestHealthyFleetRaisesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Run(t.Context(), CheckSelfTest); err != nil {
+	if err := d.CheckNow(t.Context(), CheckSelfTest); err != nil {
 		t.Fatal(err)
 	}
 	// Long enough for two stuck-key windows and the self-test deadline;
@@ -355,7 +355,7 @@ func TestHealthyFleetRaisesNothing(t *testing.T) {
 	waitUntil(t, 30*time.Second, "checks ran past their windows", func() bool {
 		for _, c := range Checks {
 			if c != CheckSelfTest {
-				if err := d.Run(t.Context(), c); err != nil {
+				if err := d.CheckNow(t.Context(), c); err != nil {
 					t.Fatalf("run %s: %v", c, err)
 				}
 			}

@@ -35,7 +35,7 @@ var (
 	ErrConfig = errors.New("invalid lifecycle config")
 	// ErrOptions means New was given options that cannot work.
 	ErrOptions = errors.New("invalid lifecycle options")
-	// ErrStarted is returned by Start when already started.
+	// ErrStarted is returned by Run when already running.
 	ErrStarted = errors.New("lifecycle job already started")
 )
 
@@ -176,8 +176,18 @@ func New(opts Options) (*Job, error) {
 	return &Job{opts: opts, cfg: opts.Config.withDefaults(), log: opts.Logger, sent: make(map[string]reminded)}, nil
 }
 
-// Start schedules the job; Stop ends it.
-func (j *Job) Start() error {
+// Run schedules the job and keeps it scheduled until ctx ends; it returns
+// once a running check has finished.
+func (j *Job) Run(ctx context.Context) error {
+	if err := j.start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return j.stop()
+}
+
+// start schedules the job; stop ends it.
+func (j *Job) start() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.sched != nil {
@@ -213,13 +223,13 @@ func (j *Job) Start() error {
 func (j *Job) scheduledRun() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := j.Run(ctx); err != nil {
+	if err := j.CheckNow(ctx); err != nil {
 		j.log.Warn("lifecycle: run failed", "err", err)
 	}
 }
 
-// Stop ends the schedule, waiting for a running job.
-func (j *Job) Stop() error {
+// stop ends the schedule, waiting for a running job.
+func (j *Job) stop() error {
 	j.mu.Lock()
 	s := j.sched
 	j.sched = nil
@@ -312,8 +322,9 @@ func (j *Job) stage(left time.Duration) (int, bool) {
 	return best, ok
 }
 
-// Run computes what is due now and raises or resolves the site findings.
-func (j *Job) Run(ctx context.Context) error {
+// CheckNow computes what is due now and raises or resolves the site
+// findings, outside the schedule.
+func (j *Job) CheckNow(ctx context.Context) error {
 	defer j.runs.Add(1)
 	now := j.opts.Clock.Now()
 	dues := j.Dues(now)

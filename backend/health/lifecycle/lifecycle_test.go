@@ -142,7 +142,7 @@ func TestRemindersOverThreeYears(t *testing.T) {
 	// is tested in TestScheduleRunsDaily.)
 	clock.Advance(time.Minute)
 	for ; clock.Now().Before(end); clock.Advance(24 * time.Hour) {
-		if err := job.Run(t.Context()); err != nil {
+		if err := job.CheckNow(t.Context()); err != nil {
 			t.Fatalf("run at %v: %v", clock.Now(), err)
 		}
 		if swap := swaps[clock.Now().Format(time.DateOnly)]; swap != nil {
@@ -258,10 +258,10 @@ func TestScheduleRunsDaily(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := job.Start(); err != nil {
+	if err := job.start(); err != nil {
 		t.Fatal(err)
 	}
-	defer job.Stop()
+	defer job.stop()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	poll := func(what string, ok func() bool) {
@@ -290,10 +290,10 @@ func TestRunAtStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := job.Start(); err != nil {
+	if err := job.start(); err != nil {
 		t.Fatal(err)
 	}
-	defer job.Stop()
+	defer job.stop()
 	deadline := time.Now().Add(10 * time.Second)
 	for job.Runs() != 1 {
 		if time.Now().After(deadline) {
