@@ -1,6 +1,7 @@
 package backend_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -105,7 +106,7 @@ func TestNegativeVoteNotice(t *testing.T) {
 	if n.Kind != alert.KindNegativeVote || len(n.Alerts) != 1 {
 		t.Fatalf("notice = %+v, want one negative_vote alert", n)
 	}
-	if len(n.Receiver.Email) != 1 || n.Receiver.Email[0] != site.Responsible.Email || n.Lang != or(site.Responsible.Lang, "en") {
+	if len(n.Receiver.Email) != 1 || n.Receiver.Email[0] != site.Responsible.Email || n.Lang != cmp.Or(site.Responsible.Lang, "en") {
 		t.Errorf("receiver %+v lang %s, want the site's responsible %+v", n.Receiver, n.Lang, site.Responsible)
 	}
 	a := n.Alerts[0]
@@ -150,11 +151,4 @@ func TestNegativeVoteNotice(t *testing.T) {
 	if got := len(rec.all()); got != 1 {
 		t.Errorf("%d notices, want exactly one", got)
 	}
-}
-
-func or(s, fallback string) string {
-	if s != "" {
-		return s
-	}
-	return fallback
 }

@@ -1,6 +1,7 @@
 package backend_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"io"
@@ -118,7 +119,7 @@ func TestNegativeVoteReachesMailAndWebhook(t *testing.T) {
 	if to := m.Header.Get("X-Original-To"); to != site.Responsible.Email {
 		t.Errorf("mail to %q, want the responsible %q", to, site.Responsible.Email)
 	}
-	lang := or(site.Responsible.Lang, "en")
+	lang := cmp.Or(site.Responsible.Lang, "en")
 	wantSubject := map[string]string{"en": "Negative rating (1 of 5)", "bg": "Негативна оценка (1 от 5)", "ru": "Негативная оценка (1 из 5)"}[lang]
 	if !strings.Contains(subject, wantSubject) {
 		t.Errorf("subject %q (lang %s), want %q", subject, lang, wantSubject)

@@ -9,6 +9,7 @@
 package influx
 
 import (
+	"cmp"
 	"math"
 	"strconv"
 	"strings"
@@ -38,12 +39,12 @@ func VoteLine(dst []byte, v protocol.Vote, p registry.Placement) []byte {
 	l.tag("channel", v.Channel)
 	l.tag("counter", p.Counter)
 	l.tag("device", v.Device)
-	l.tag("operator", or(v.Operator, p.Operator))
+	l.tag("operator", cmp.Or(v.Operator, p.Operator))
 	l.tag("org", p.Org)
 	// scale keeps 0..10 NPS answers apart from 1..5 keypad ratings, so
 	// mean(score) never mixes the two.
 	l.tag("scale", string(v.Scale))
-	l.tag("service", or(v.Service, p.Service))
+	l.tag("service", cmp.Or(v.Service, p.Service))
 	l.tag("site", p.Site)
 	l.tag("valid", strconv.FormatBool(v.Valid))
 	l.int("score", int64(v.Score))
@@ -71,9 +72,9 @@ func ActivationLine(dst []byte, a protocol.ActivationRecord, p registry.Placemen
 	l.tag("channel", protocol.ChannelKeypad)
 	l.tag("counter", p.Counter)
 	l.tag("device", a.Device)
-	l.tag("operator", or(a.Operator, p.Operator))
+	l.tag("operator", cmp.Or(a.Operator, p.Operator))
 	l.tag("org", p.Org)
-	l.tag("service", or(a.Service, p.Service))
+	l.tag("service", cmp.Or(a.Service, p.Service))
 	l.tag("site", p.Site)
 	l.tag("valid", "true")
 	l.int("service_s", int64(a.ServiceS))
@@ -138,13 +139,6 @@ func PresenceLine(dst []byte, s protocol.Status, p registry.Placement) []byte {
 	l.str("boot_id", s.BootID)
 	l.str("fw", s.FW)
 	return l.end(s.Time.UnixNano())
-}
-
-func or(s, fallback string) string {
-	if s != "" {
-		return s
-	}
-	return fallback
 }
 
 // line builds one line protocol line. Keys are our own constants and need

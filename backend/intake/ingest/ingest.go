@@ -38,6 +38,7 @@ import (
 	"github.com/semko/semko/backend/intake/influx"
 	"github.com/semko/semko/fleet/registry"
 	"github.com/semko/semko/internal/loglimit"
+	"github.com/semko/semko/internal/textcut"
 	"github.com/semko/semko/protocol"
 )
 
@@ -196,13 +197,13 @@ func (i *Ingest) Accept(ctx context.Context, t protocol.Topic, payload []byte, r
 	i.rejected[reason]++
 	i.countMu.Unlock()
 	if ok, suppressed := i.limit.Allow("ingest: message rejected", time.Now()); ok {
-		attrs := []any{"device", truncate(t.Device, 80), "kind", kind, "reason", reason, "err", truncate(err.Error(), 300)}
+		attrs := []any{"device", textcut.Trunc(t.Device, 80), "kind", kind, "reason", reason, "err", textcut.Trunc(err.Error(), 300)}
 		if suppressed > 0 {
 			attrs = append(attrs, "suppressed_before", suppressed)
 		}
 		i.log.Warn("ingest: message rejected", attrs...)
 	}
-	return fmt.Errorf("ingest %s from %s: %s: %w", kind, truncate(t.Device, 80), reason, err)
+	return fmt.Errorf("ingest %s from %s: %s: %w", kind, textcut.Trunc(t.Device, 80), reason, err)
 }
 
 // accept does the work; a non-empty reason marks err as bad input.
@@ -321,13 +322,13 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 			if c.OK {
 				s.ConfigVersion, s.ConfigError = c.Version, ""
 			} else {
-				s.ConfigError = truncate(c.Error, maxDeviceText)
+				s.ConfigError = textcut.Trunc(c.Error, maxDeviceText)
 			}
 		})
 		if c.OK {
 			i.log.Info("ingest: config applied", "device", t.Device, "version", c.Version)
 		} else {
-			i.log.Warn("ingest: config refused", "device", t.Device, "version", c.Version, "err", truncate(c.Error, maxDeviceText))
+			i.log.Warn("ingest: config refused", "device", t.Device, "version", c.Version, "err", textcut.Trunc(c.Error, maxDeviceText))
 		}
 
 	case protocol.KindCommandResult:
@@ -340,7 +341,7 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 		}
 		i.heard(t.Device, received, func(s *liveState) { s.commandResult(c, received) })
 		i.log.Info("ingest: command result", "device", t.Device, "id", c.ID, "ok", c.OK,
-			"err", truncate(c.Error, maxDeviceText), "detail_keys", len(c.Detail))
+			"err", textcut.Trunc(c.Error, maxDeviceText), "detail_keys", len(c.Detail))
 
 	default:
 		// Upstream() is true for exactly the kinds above; a new kind in

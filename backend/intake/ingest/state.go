@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/semko/semko/fleet/registry"
+	"github.com/semko/semko/internal/textcut"
 	"github.com/semko/semko/protocol"
 )
 
@@ -131,7 +132,7 @@ func (s *liveState) activation(a protocol.ActivationRecord, received time.Time) 
 // MaxCommandResults; i.mu held.
 func (s *liveState) commandResult(c protocol.CommandResult, received time.Time) {
 	s.LastCommand, s.LastCommandOK = c.ID, c.OK
-	out := CommandOutcome{ID: c.ID, OK: c.OK, Error: truncate(c.Error, maxDeviceText), Received: received}
+	out := CommandOutcome{ID: c.ID, OK: c.OK, Error: textcut.Trunc(c.Error, maxDeviceText), Received: received}
 	for k, v := range c.Detail {
 		if len(out.Detail) == maxDetail {
 			break
@@ -139,7 +140,7 @@ func (s *liveState) commandResult(c protocol.CommandResult, received time.Time) 
 		if out.Detail == nil {
 			out.Detail = make(map[string]string, min(len(c.Detail), maxDetail))
 		}
-		out.Detail[truncate(k, protocol.MaxTokenLen)] = truncate(v, maxDeviceText)
+		out.Detail[textcut.Trunc(k, protocol.MaxTokenLen)] = textcut.Trunc(v, maxDeviceText)
 	}
 	if len(s.Commands) == MaxCommandResults {
 		// Copy rather than reslice: Devices hands out copies of the slice
@@ -168,17 +169,6 @@ type liveState struct {
 // maxDeviceText bounds strings devices report that end up in the state and
 // the API (error texts): the state must stay small per device.
 const maxDeviceText = 200
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	// Cut on a rune boundary so the JSON stays valid UTF-8.
-	for n > 0 && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n] + "…"
-}
 
 // Devices returns the live state of every device in the registry, ordered
 // by id; devices not heard from yet are offline with zero times.

@@ -37,6 +37,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/semko/semko/internal/textcut"
 	"github.com/semko/semko/protocol"
 )
 
@@ -486,13 +487,13 @@ func (c *Consumer) handle(ctx context.Context, d delivery) {
 		d.msg.Ack()
 		c.rejected.Add(1)
 		c.m.results.WithLabelValues("rejected").Inc()
-		c.log.Debug("mqttin: message rejected", "topic", truncate(d.msg.Topic(), 120), "err", err)
+		c.log.Debug("mqttin: message rejected", "topic", textcut.Trunc(d.msg.Topic(), 120), "err", err)
 	default:
 		c.transient.Add(1)
 		c.m.results.WithLabelValues("transient").Inc()
 		n := d.conn.failures.Add(1)
 		if ctx.Err() == nil {
-			c.log.Warn("mqttin: message not stored, left for redelivery", "topic", truncate(d.msg.Topic(), 120), "err", err)
+			c.log.Warn("mqttin: message not stored, left for redelivery", "topic", textcut.Trunc(d.msg.Topic(), 120), "err", err)
 		}
 		switch {
 		case int(n) >= c.opts.MaxTransientFailures:
@@ -568,11 +569,4 @@ func waitToken(ctx context.Context, tok paho.Token, limit time.Duration) error {
 	case <-t.C:
 		return errors.New("timed out")
 	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

@@ -11,11 +11,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/semko/semko/backend/alert"
 	"github.com/semko/semko/backend/alert/notify/templates"
 	"github.com/semko/semko/broker"
+	"github.com/semko/semko/internal/textcut"
 	"github.com/semko/semko/protocol"
 )
 
@@ -25,24 +25,13 @@ type Publisher interface {
 	Publish(topic string, payload []byte, retain bool, qos byte) error
 }
 
-// Message is the JSON payload an app receives. Its version is "v", as in
-// every payload under semko/v1 (protocol/README.md); it changes only with
-// incompatible changes, and fields may be added.
+// Message is the JSON payload an app receives: the notice document with
+// its version "v", as in every payload under semko/v1
+// (protocol/README.md); it changes only with incompatible changes, and
+// fields may be added.
 type Message struct {
-	Version    int            `json:"v"`
-	ID         string         `json:"id"`
-	Kind       alert.Kind     `json:"kind"`
-	Severity   alert.Severity `json:"severity"`
-	Escalation int            `json:"escalation"`
-	Repeat     bool           `json:"repeat,omitempty"`
-	// Receiver names who the notice was written for; an app shows the
-	// ones meant for its user.
-	Receiver string        `json:"receiver"`
-	Lang     string        `json:"lang"`
-	Time     time.Time     `json:"time"`
-	Subject  string        `json:"subject"`
-	Text     string        `json:"text"`
-	Alerts   []alert.Alert `json:"alerts"`
+	Version int `json:"v"`
+	templates.Document
 	// Omitted counts alerts left out to keep the payload within
 	// protocol.MaxPayload; Text still names them.
 	Omitted int `json:"omitted,omitempty"`
@@ -89,11 +78,7 @@ func (m *Notifier) Notify(ctx context.Context, n alert.Notice) (retry bool, err 
 		if err := ctx.Err(); err != nil {
 			return true, err
 		}
-		payload, err := encode(Message{
-			Version: 1, ID: n.ID, Kind: n.Kind, Severity: n.Severity, Escalation: n.Escalation, Repeat: n.Repeat,
-			Receiver: n.Receiver.Name, Lang: text.Lang, Time: n.Time, Subject: text.Subject, Text: text.Text,
-			Alerts: bySite[s],
-		})
+		payload, err := encode(Message{Version: 1, Document: templates.NewDocument(n, text, bySite[s])})
 		if err != nil {
 			return false, fmt.Errorf("mqtt %s: %w", n.Receiver.Name, err)
 		}
@@ -125,20 +110,10 @@ func encode(msg Message) ([]byte, error) {
 			if cut <= 0 || len(msg.Text) == 0 {
 				return nil, fmt.Errorf("encode: %d bytes over the %d byte bound", len(b), protocol.MaxPayload)
 			}
-			msg.Text = truncateUTF8(msg.Text, cut) + "…"
+			msg.Text = textcut.Cut(msg.Text, cut) + textcut.Ellipsis
 			continue
 		}
 		msg.Alerts = msg.Alerts[:len(msg.Alerts)-1]
 		msg.Omitted++
 	}
-}
-
-func truncateUTF8(s string, n int) string {
-	if n >= len(s) {
-		return s
-	}
-	for n > 0 && s[n]&0xC0 == 0x80 { // do not cut inside a character
-		n--
-	}
-	return s[:n]
 }

@@ -163,8 +163,8 @@ func TestEncodeStaysWithinMaxPayload(t *testing.T) {
 		name string
 		msg  Message
 	}{
-		{"many alerts", Message{Version: 1, Text: "x", Alerts: big}},
-		{"huge text", Message{Version: 1, Text: strings.Repeat("ж", 10000)}},
+		{"many alerts", Message{Version: 1, Document: templates.Document{Text: "x", Alerts: big}}},
+		{"huge text", Message{Version: 1, Document: templates.Document{Text: strings.Repeat("ж", 10000)}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

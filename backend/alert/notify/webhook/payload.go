@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/semko/semko/backend/alert"
 	"github.com/semko/semko/backend/alert/notify/templates"
@@ -47,23 +46,13 @@ func FormatFor(f Format, rawURL string) Format {
 	return FormatJSON
 }
 
-// Payload is the FormatJSON body. Version changes only with incompatible
+// Payload is the FormatJSON body: the notice document with the webhook's
+// version and the notice's group. Version changes only with incompatible
 // changes; fields may be added.
 type Payload struct {
-	Version    int            `json:"version"`
-	ID         string         `json:"id"`
-	Group      string         `json:"group"`
-	Kind       alert.Kind     `json:"kind"`
-	Severity   alert.Severity `json:"severity"`
-	Escalation int            `json:"escalation"`
-	Repeat     bool           `json:"repeat,omitempty"`
-	Receiver   string         `json:"receiver"`
-	Lang       string         `json:"lang"`
-	Time       time.Time      `json:"time"`
-	// Subject and Text are the notice as a person reads it, in Lang.
-	Subject string        `json:"subject"`
-	Text    string        `json:"text"`
-	Alerts  []alert.Alert `json:"alerts"`
+	Version int    `json:"version"`
+	Group   string `json:"group"`
+	templates.Document
 }
 
 func encode(f Format, n alert.Notice, m templates.Message) ([]byte, error) {
@@ -88,9 +77,5 @@ func encode(f Format, n alert.Notice, m templates.Message) ([]byte, error) {
 			},
 		})
 	}
-	return json.Marshal(Payload{
-		Version: 1, ID: n.ID, Group: n.Group, Kind: n.Kind, Severity: n.Severity, Escalation: n.Escalation,
-		Repeat: n.Repeat, Receiver: n.Receiver.Name, Lang: m.Lang, Time: n.Time,
-		Subject: m.Subject, Text: m.Text, Alerts: n.Alerts,
-	})
+	return json.Marshal(Payload{Version: 1, Group: n.Group, Document: templates.NewDocument(n, m, n.Alerts)})
 }
