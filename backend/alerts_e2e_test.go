@@ -16,6 +16,7 @@ import (
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/firmware-sim/keypad"
 	"github.com/semko/semko/internal/influxlocal"
+	"github.com/semko/semko/internal/testwait"
 )
 
 // noticeRecorder is a Notifier that keeps what it is given.
@@ -73,7 +74,7 @@ func TestNegativeVoteNotice(t *testing.T) {
 		Device: dev.ID, Secret: dev.Secret, Broker: "tcp://" + app.MQTTAddr(), DataDir: t.TempDir(),
 		ReconnectMin: 50 * time.Millisecond, Logger: testLogger(t),
 	}, keypad.Options{Serial: dev.Serial})
-	waitFor(t, "edge connected", func() bool { return agent.Stats().Connected })
+	testwait.For(t, "edge connected", func() bool { return agent.Stats().Connected })
 
 	api := func(method, path, body string, out any) int {
 		t.Helper()
@@ -94,14 +95,14 @@ func TestNegativeVoteNotice(t *testing.T) {
 		if code := api("POST", "/api/v1/devices/"+dev.ID+"/activate", body, nil); code != http.StatusAccepted {
 			t.Fatalf("activate: %d", code)
 		}
-		waitFor(t, "keypad armed", func() bool { return kp.State().Armed })
+		testwait.For(t, "keypad armed", func() bool { return kp.State().Armed })
 		if err := kp.Press(ctx, 1); err != nil {
 			t.Fatalf("press: %v", err)
 		}
-		waitFor(t, "keypad disarmed", func() bool { return !kp.State().Armed })
+		testwait.For(t, "keypad disarmed", func() bool { return !kp.State().Armed })
 	}
 
-	waitFor(t, "a notice", func() bool { return len(rec.all()) > 0 })
+	testwait.For(t, "a notice", func() bool { return len(rec.all()) > 0 })
 	n := rec.all()[0]
 	if n.Kind != alert.KindNegativeVote || len(n.Alerts) != 1 {
 		t.Fatalf("notice = %+v, want one negative_vote alert", n)

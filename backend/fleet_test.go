@@ -17,6 +17,7 @@ import (
 	"github.com/semko/semko/firmware-sim/keypad"
 	"github.com/semko/semko/fleet/devconfig"
 	"github.com/semko/semko/fleet/registry"
+	"github.com/semko/semko/internal/testwait"
 )
 
 // TestRemoteConfig runs the backend with its embedded broker and four real
@@ -114,7 +115,7 @@ func TestRemoteConfig(t *testing.T) {
 		t.Errorf("retired %s still in the registry", old)
 	}
 	// Its session ends with its credentials; it cannot come back.
-	waitFor(t, "the retired unit's session revoked", func() bool {
+	testwait.For(t, "the retired unit's session revoked", func() bool {
 		return strings.Contains(httpBody(t, base+"/metrics"), "semko_broker_revoked_sessions_total 1\n")
 	})
 	metrics := httpBody(t, base+"/metrics")

@@ -14,6 +14,7 @@ import (
 	"github.com/semko/semko/firmware-sim/keypad"
 	"github.com/semko/semko/fleet/devconfig"
 	"github.com/semko/semko/internal/influxlocal"
+	"github.com/semko/semko/internal/testwait"
 )
 
 // TestDiagnosticsWired runs the whole backend with two simulated units,
@@ -67,7 +68,7 @@ func TestDiagnosticsWired(t *testing.T) {
 		}
 		return list
 	}
-	waitFor(t, "dead backlight alert", func() bool {
+	testwait.For(t, "dead backlight alert", func() bool {
 		for _, a := range open(broken.ID) {
 			if a.Kind == alert.KindDeadBacklight {
 				return true
@@ -76,7 +77,7 @@ func TestDiagnosticsWired(t *testing.T) {
 		return false
 	})
 	// The healthy unit has beaten a few times meanwhile: nothing for it.
-	waitFor(t, "healthy unit heard", func() bool {
+	testwait.For(t, "healthy unit heard", func() bool {
 		return app.Summary().UnitsOnline == 2
 	})
 	if list := open(healthy.ID); len(list) != 0 {
@@ -102,7 +103,7 @@ func TestDiagnosticsWired(t *testing.T) {
 			t.Errorf("%s %s = %d %s", call.method, call.path, resp.StatusCode, body)
 		}
 	}
-	waitFor(t, "alert point in InfluxDB", func() bool {
+	testwait.For(t, "alert point in InfluxDB", func() bool {
 		series, err := db.Query(ctx, `SELECT count(state) FROM alert WHERE kind='dead_backlight' AND device='`+broken.ID+`'`)
 		if err != nil || len(series) == 0 {
 			return false

@@ -25,6 +25,7 @@ import (
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/firmware-sim/keypad"
 	"github.com/semko/semko/internal/mailsink"
+	"github.com/semko/semko/internal/testwait"
 )
 
 // TestNegativeVoteReachesMailAndWebhook runs what `make run` shows a
@@ -92,17 +93,17 @@ func TestNegativeVoteReachesMailAndWebhook(t *testing.T) {
 		Device: dev.ID, Secret: dev.Secret, Broker: "tcp://" + app.MQTTAddr(), DataDir: t.TempDir(),
 		ReconnectMin: 50 * time.Millisecond, Logger: testLogger(t),
 	}, keypad.Options{Serial: dev.Serial})
-	waitFor(t, "edge connected", func() bool { return agent.Stats().Connected })
+	testwait.For(t, "edge connected", func() bool { return agent.Stats().Connected })
 
 	body := `{"v":1,"id":"done-B7","ticket":"B7","service":"permits","operator":"op-mail","service_s":250,"window_s":30}`
 	apiDo(t, http.MethodPost, "http://"+app.HTTPAddr()+"/api/v1/devices/"+dev.ID+"/activate", body, http.StatusAccepted, nil)
-	waitFor(t, "keypad armed", func() bool { return kp.State().Armed })
+	testwait.For(t, "keypad armed", func() bool { return kp.State().Armed })
 	if err := kp.Press(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
 
 	// The e-mail, as a newcomer finds it under var/mail.
-	waitFor(t, "an e-mail in the sink", func() bool { return sink.Stored() > 0 })
+	testwait.For(t, "an e-mail in the sink", func() bool { return sink.Stored() > 0 })
 	files, _ := filepath.Glob(filepath.Join(dir, "mail", "*.eml"))
 	if len(files) != 1 {
 		t.Fatalf("%d mails, want 1", len(files))
@@ -129,7 +130,7 @@ func TestNegativeVoteReachesMailAndWebhook(t *testing.T) {
 	}
 
 	// The webhook, signed, in the receiver's language.
-	waitFor(t, "a webhook post", func() bool { mu.Lock(); defer mu.Unlock(); return len(posts)+len(bad) > 0 })
+	testwait.For(t, "a webhook post", func() bool { mu.Lock(); defer mu.Unlock(); return len(posts)+len(bad) > 0 })
 	mu.Lock()
 	defer mu.Unlock()
 	if len(bad) > 0 {

@@ -21,6 +21,7 @@ import (
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/firmware-sim/keypad"
 	"github.com/semko/semko/fleet/registry"
+	"github.com/semko/semko/internal/testwait"
 	"github.com/semko/semko/protocol"
 )
 
@@ -208,7 +209,7 @@ func TestFaultsThroughSimulator(t *testing.T) {
 
 	// Start the checks once the fleet beats, as a backend would be running
 	// before its fleet.
-	waitUntil(t, 30*time.Second, "every running unit sends heartbeats", func() bool {
+	testwait.Within(t, 30*time.Second, "every running unit sends heartbeats", func() bool {
 		for _, st := range sb.in.Devices() {
 			if st.Device != gone && st.Device != noAnswer && st.HeartbeatEvery == 0 {
 				return false
@@ -247,7 +248,7 @@ func TestFaultsThroughSimulator(t *testing.T) {
 		}
 		return out
 	}
-	waitUntil(t, 45*time.Second, "every fault found", func() bool {
+	testwait.Within(t, 45*time.Second, "every fault found", func() bool {
 		for _, c := range Checks {
 			if c == CheckSelfTest {
 				continue
@@ -282,24 +283,6 @@ func subjectOf(sb *simBackend, device string) alert.Subject {
 	return alert.Subject{Org: p.Org, Site: p.Site, Counter: p.Counter, Device: device}
 }
 
-// waitUntil polls cond every 100 ms until it holds or limit passes.
-func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool, explain ...func() string) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			msg := ""
-			for _, e := range explain {
-				msg += "\n" + e()
-			}
-			t.Fatalf("%s: not within %v%s", what, limit, msg)
-		}
-		<-tick.C
-	}
-}
-
 // TestHealthyFleetRaisesNothing runs every check, the self-test included,
 // over a healthy simulated fleet for longer than each check's window and
 // the self-test deadline, and expects no finding at all.
@@ -322,7 +305,7 @@ func TestHealthyFleetRaisesNothing(t *testing.T) {
 			DrainTimeout: time.Second, Logger: slog.New(slog.DiscardHandler),
 		})
 	})
-	waitUntil(t, 30*time.Second, "every unit sends heartbeats", func() bool {
+	testwait.Within(t, 30*time.Second, "every unit sends heartbeats", func() bool {
 		for _, st := range sb.in.Devices() {
 			if st.HeartbeatEvery == 0 {
 				return false
@@ -352,7 +335,7 @@ func TestHealthyFleetRaisesNothing(t *testing.T) {
 	// Long enough for two stuck-key windows and the self-test deadline;
 	// every unit must have answered its self-test by then.
 	end := time.Now().Add(5 * time.Second)
-	waitUntil(t, 30*time.Second, "checks ran past their windows", func() bool {
+	testwait.Within(t, 30*time.Second, "checks ran past their windows", func() bool {
 		for _, c := range Checks {
 			if c != CheckSelfTest {
 				if err := d.CheckNow(t.Context(), c); err != nil {

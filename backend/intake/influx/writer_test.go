@@ -18,6 +18,7 @@ import (
 	"github.com/semko/semko/backend/intake/spool"
 	"github.com/semko/semko/fleet/registry"
 	"github.com/semko/semko/internal/influxlocal"
+	"github.com/semko/semko/internal/testwait"
 	"github.com/semko/semko/protocol"
 )
 
@@ -50,18 +51,6 @@ func runWriter(t testing.TB, w *Writer) (stop func()) {
 	stop = func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(stop)
 	return stop
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 var baseTime = time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
@@ -145,7 +134,7 @@ func TestWriteReadBack(t *testing.T) {
 	if err := sp.Append(context.Background(), recs...); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "spool drained", drained(sp))
+	testwait.Within(t, 20*time.Second, "spool drained", drained(sp))
 
 	// Hostile tag values arrive exactly as documented.
 	series, err := srv.Query(context.Background(), `SELECT score, org, site FROM vote GROUP BY device`)
@@ -246,11 +235,11 @@ func TestDuplicatesCountOnce(t *testing.T) {
 	if err := sp.Append(context.Background(), line, line); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "first copies written", drained(sp))
+	testwait.Within(t, 20*time.Second, "first copies written", drained(sp))
 	if err := sp.Append(context.Background(), line); err != nil { // in a later batch
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "second copy written", drained(sp))
+	testwait.Within(t, 20*time.Second, "second copy written", drained(sp))
 	if n := queryInt(t, srv, `SELECT count(score) FROM vote`, "count"); n != 1 {
 		t.Fatalf("count(score) = %d, want 1", n)
 	}
@@ -272,7 +261,7 @@ func TestActivationReportsInAnyOrder(t *testing.T) {
 		if err := sp.Append(context.Background(), ActivationLine(nil, rec, place)); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 20*time.Second, "report written", drained(sp)) // one batch each: order kept
+		testwait.Within(t, 20*time.Second, "report written", drained(sp)) // one batch each: order kept
 	}
 	if n := queryInt(t, srv, `SELECT count(window_s) FROM activation`, "count"); n != 2 {
 		t.Errorf("%d activation points, want 2", n)
@@ -297,7 +286,7 @@ func TestOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendVotes(t, sp, 0, n)
-	waitFor(t, 20*time.Second, "a failed write", func() bool { return w.Stats().Retries >= 2 })
+	testwait.Within(t, 20*time.Second, "a failed write", func() bool { return w.Stats().Retries >= 2 })
 	err := w.Ready()
 	if !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), "2000 records") {
 		t.Fatalf("Ready during outage: %v", err)
@@ -308,7 +297,7 @@ func TestOutage(t *testing.T) {
 	if err := srv.Restart(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "backlog written", drained(sp))
+	testwait.Within(t, 30*time.Second, "backlog written", drained(sp))
 	if err := w.Ready(); err != nil {
 		t.Fatalf("Ready after recovery: %v", err)
 	}
@@ -348,7 +337,7 @@ func TestRejectedLine(t *testing.T) {
 	// Fix score's type as integer first.
 	appendVotes(t, sp, 0, 1)
 	stop := runWriter(t, w)
-	waitFor(t, 20*time.Second, "first vote written", drained(sp))
+	testwait.Within(t, 20*time.Second, "first vote written", drained(sp))
 	stop()
 
 	var batch [][]byte
@@ -362,7 +351,7 @@ func TestRejectedLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	runWriter(t, w)
-	waitFor(t, 20*time.Second, "batch written", drained(sp))
+	testwait.Within(t, 20*time.Second, "batch written", drained(sp))
 	assertVotes(t, srv, 100)
 	st := w.Stats()
 	if st.Rejected != 1 || w.Ready() != nil {
@@ -387,7 +376,7 @@ func TestStopMidBatchAndRestart(t *testing.T) {
 	appendVotes(t, sp, 0, n)
 	w := newTestWriter(t, sp, srv, nil)
 	stop := runWriter(t, w)
-	waitFor(t, 20*time.Second, "some batches written", func() bool { return w.Stats().PointsWritten >= 1000 })
+	testwait.Within(t, 20*time.Second, "some batches written", func() bool { return w.Stats().PointsWritten >= 1000 })
 	stop()
 	if st := sp.Stats(); st.PendingRecords == 0 {
 		t.Log("writer finished before it was stopped; test proves less than intended")
@@ -398,7 +387,7 @@ func TestStopMidBatchAndRestart(t *testing.T) {
 
 	sp = openSpool(t, dir)
 	runWriter(t, newTestWriter(t, sp, srv, nil))
-	waitFor(t, 20*time.Second, "rest written", drained(sp))
+	testwait.Within(t, 20*time.Second, "rest written", drained(sp))
 	assertVotes(t, srv, n)
 }
 
@@ -515,7 +504,7 @@ func TestErrorClassification(t *testing.T) {
 				t.Fatal(err)
 			}
 			runWriter(t, w)
-			waitFor(t, 10*time.Second, "spool drained", drained(sp))
+			testwait.Within(t, 10*time.Second, "spool drained", drained(sp))
 			st := w.Stats()
 			if st.Rejected != tc.wantRejected || (st.Retries > 0) != tc.wantRetries {
 				t.Fatalf("stats %+v", st)

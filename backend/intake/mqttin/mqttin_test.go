@@ -15,6 +15,7 @@ import (
 
 	"github.com/semko/semko/backend/intake/mqttin"
 	"github.com/semko/semko/broker"
+	"github.com/semko/semko/internal/testwait"
 	"github.com/semko/semko/protocol"
 )
 
@@ -126,7 +127,7 @@ func startConsumer(t *testing.T, opts mqttin.Options) (*mqttin.Consumer, func())
 		})
 	}
 	t.Cleanup(stop)
-	waitFor(t, "consumer connected", c.Connected)
+	testwait.For(t, "consumer connected", c.Connected)
 	return c, stop
 }
 
@@ -149,17 +150,6 @@ func publishN(t *testing.T, c paho.Client, n int, prefix string) {
 		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 			t.Fatalf("publish %d: %v", i, tok.Error())
 		}
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -200,7 +190,7 @@ func TestAcks(t *testing.T) {
 			c, _ := startConsumer(t, mqttin.Options{URL: "tcp://" + b.Addr(), Intake: in, MaxTransientFailures: 4, RedeliverAfter: 100 * time.Millisecond, Workers: 2, QueueSize: 4})
 			publishN(t, deviceClient(t, b.Addr()), n, "vote")
 
-			waitFor(t, "all handled", func() bool {
+			testwait.For(t, "all handled", func() bool {
 				s := c.Stats()
 				acc, _ := in.counts()
 				return acc == tc.wantAccepted && s.Rejected == tc.wantRejected
@@ -252,7 +242,7 @@ func TestSessionSurvivesBrokerRestart(t *testing.T) {
 	b = startBroker(t, addr, dir)
 
 	c2, _ := startConsumer(t, mqttin.Options{URL: "tcp://" + b.Addr(), Intake: in})
-	waitFor(t, "queued messages delivered", func() bool { n, _ := in.counts(); return n == 25 })
+	testwait.For(t, "queued messages delivered", func() bool { n, _ := in.counts(); return n == 25 })
 	_ = c2
 }
 
@@ -328,16 +318,16 @@ func TestReconnectAfterBrokerLoss(t *testing.T) {
 	in := newIntake(nil)
 	c, _ := startConsumer(t, mqttin.Options{URL: "tcp://" + addr, Intake: in})
 	b.Close()
-	waitFor(t, "disconnect noticed", func() bool { return !c.Connected() })
+	testwait.For(t, "disconnect noticed", func() bool { return !c.Connected() })
 	// The port may be taken between Close and listen in theory; on
 	// loopback with a port the OS just released it is ours in practice.
 	if _, err := net.Dial("tcp", addr); err == nil {
 		t.Fatal("old broker still listening")
 	}
 	b = startBroker(t, addr, dir)
-	waitFor(t, "reconnected", c.Connected)
+	testwait.For(t, "reconnected", c.Connected)
 	publishN(t, deviceClient(t, b.Addr()), 5, "after")
-	waitFor(t, "delivered", func() bool { n, _ := in.counts(); return n == 5 })
+	testwait.For(t, "delivered", func() bool { n, _ := in.counts(); return n == 5 })
 	if s := c.Stats(); s.Connects < 2 {
 		t.Errorf("connects = %d, want 2", s.Connects)
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/semko/semko/backend/intake/mqttin"
+	"github.com/semko/semko/internal/testwait"
 )
 
 // TestResumeGuard drives forced reconnects of the consumer while a device
@@ -24,7 +25,7 @@ func TestResumeGuard(t *testing.T) {
 	c, _ := startConsumer(t, mqttin.Options{URL: "tcp://" + addr, Intake: in,
 		MaxTransientFailures: 4, RedeliverAfter: 100 * time.Millisecond, Workers: 2, QueueSize: 4})
 	publishN(t, deviceClient(t, addr), 40, "v")
-	waitFor(t, "every message accepted", func() bool { n, _ := in.counts(); return n == 40 })
+	testwait.For(t, "every message accepted", func() bool { n, _ := in.counts(); return n == 40 })
 	if s := c.Stats(); s.ForcedReconnects == 0 {
 		t.Errorf("no session resumed: %+v", s)
 	}
