@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
@@ -17,6 +18,10 @@ import (
 
 	"github.com/semko/semko/internal/influxdb"
 )
+
+// WarmUp is how often the job runs until its first run that writes
+// figures.
+const WarmUp = time.Minute
 
 // Measurement is the name of the points this package writes.
 const Measurement = "rollup"
@@ -86,6 +91,10 @@ type Job struct {
 	lastOK   prometheus.Gauge
 	duration prometheus.Histogram
 	points   prometheus.Counter
+
+	// wrote is set once a run wrote figures: until then a fresh install
+	// (no votes yet at start) is retried every WarmUp, not every Every.
+	wrote atomic.Bool
 
 	mu    sync.Mutex // guards sched
 	sched gocron.Scheduler
@@ -180,6 +189,9 @@ func (j *Job) RunOnce(ctx context.Context) error {
 	j.runs.WithLabelValues("ok").Inc()
 	j.lastOK.SetToCurrentTime()
 	j.points.Add(float64(n))
+	if n > 0 {
+		j.wrote.Store(true)
+	}
 	j.log.Info("rollup written", "points", n, "window", j.window, "at", now)
 	return nil
 }
@@ -355,6 +367,24 @@ func (j *Job) start(ctx context.Context) error {
 	if err != nil {
 		_ = s.Shutdown()
 		return fmt.Errorf("schedule rollup: %w", err)
+	}
+	// The dashboards' rankings read only these points: until a run has
+	// written some (a fresh start, before the first votes), try again
+	// every WarmUp rather than leave them empty for a whole Every.
+	_, err = s.NewJob(
+		gocron.DurationJob(min(WarmUp, j.opts.Every)),
+		gocron.NewTask(func(ctx context.Context) {
+			if !j.wrote.Load() {
+				_ = j.RunOnce(ctx)
+			}
+		}),
+		gocron.WithName("semko-rollup-warm-up"),
+		gocron.WithSingletonMode(gocron.LimitModeReschedule),
+		gocron.WithContext(ctx),
+	)
+	if err != nil {
+		_ = s.Shutdown()
+		return fmt.Errorf("schedule rollup warm-up: %w", err)
 	}
 	s.Start()
 	j.sched = s

@@ -15,6 +15,7 @@ import (
 
 	"github.com/semko/semko/internal/influxdb"
 	"github.com/semko/semko/internal/influxlocal"
+	"github.com/semko/semko/internal/testwait"
 )
 
 var t0 = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
@@ -241,7 +242,7 @@ func TestScheduleOnFakeClock(t *testing.T) {
 		return out
 	}
 	runs := func() int { return len(stamps()) }
-	waitFor(ctx, t, "the immediate first run", func() bool { return runs() == 1 })
+	testwait.For(t, "the immediate first run", func() bool { return runs() == 1 })
 	for want := 2; want <= 3; want++ {
 		// LimitModeReschedule drops a trigger that arrives while the
 		// previous run is still returning (after it wrote its points), so
@@ -253,7 +254,7 @@ func TestScheduleOnFakeClock(t *testing.T) {
 			}
 			clock.Advance(10 * time.Minute)
 			short, cancel := context.WithTimeout(ctx, 2*time.Second)
-			pollUntil(short, func() bool { return runs() >= want })
+			testwait.Poll(short, func() bool { return runs() >= want })
 			cancel()
 			if ctx.Err() != nil {
 				t.Fatalf("run %d never happened", want)
@@ -272,28 +273,6 @@ func TestScheduleOnFakeClock(t *testing.T) {
 		if ts.Sub(t0)%(10*time.Minute) != 0 {
 			t.Errorf("run at %v, not on the 10-minute grid from %v", ts, t0)
 		}
-	}
-}
-
-// pollUntil polls cond until it holds or ctx ends.
-func pollUntil(ctx context.Context, cond func() bool) bool {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-tick.C:
-		}
-	}
-	return true
-}
-
-// waitFor polls cond until it holds or ctx ends, and fails the test then.
-func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	if !pollUntil(ctx, cond) {
-		t.Fatalf("waiting for %s: %v", what, ctx.Err())
 	}
 }
 
@@ -333,4 +312,41 @@ func TestRunOnceFailsWhenInfluxDBIsDown(t *testing.T) {
 	if err := job.RunOnce(t.Context()); err == nil {
 		t.Fatal("RunOnce succeeded with no InfluxDB")
 	}
+}
+
+// TestWarmUpUntilFirstFigures: a job started before the first votes (a
+// fresh `make run`) writes its first figures a WarmUp after they arrive,
+// not a whole Every later.
+func TestWarmUpUntilFirstFigures(t *testing.T) {
+	srv := influxlocal.StartForTest(t)
+	clock := clockwork.NewFakeClockAt(t0)
+	reg := prometheus.NewRegistry()
+	job, err := New(Options{URL: srv.URL(), Bucket: srv.Database(), Every: time.Hour, Clock: clock, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- job.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	testwait.For(t, "the run at start", func() bool { return testutilCount(t, reg, "semko_rollup_runs_total") >= 1 })
+	if n := testutilCount(t, reg, "semko_rollup_points_written_total"); n != 0 {
+		t.Fatalf("%v points written with no votes", n)
+	}
+	fleet(t, srv)
+	// Both schedules wait on the clock: the hourly run and the warm-up.
+	wait, stop := context.WithTimeout(ctx, 30*time.Second)
+	defer stop()
+	if err := clock.BlockUntilContext(wait, 2); err != nil {
+		t.Fatalf("no warm-up waiting on the clock: %v", err)
+	}
+	clock.Advance(WarmUp)
+	testwait.For(t, "figures a warm-up after the first votes", func() bool {
+		return testutilCount(t, reg, "semko_rollup_points_written_total") > 0
+	})
 }
