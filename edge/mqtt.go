@@ -328,6 +328,9 @@ func (a *Agent) sendHeartbeat() {
 		PanelOK: a.panelOK, BacklightOK: a.lightOK, Config: a.conf.Version,
 	}
 	a.mu.Unlock()
+	if a.cfg.LinkRSSI != nil {
+		hb.RSSI = a.cfg.LinkRSSI()
+	}
 	hb.UptimeS = max(hb.UptimeS, 0)
 	if hb.Validate() != nil {
 		hb.FW = "unknown" // a keypad firmware string that is not a token
