@@ -37,7 +37,7 @@ var services = []string{"passport", "id-card", "tax"}
 
 func device(c counterSpec) string { return "kp-" + c.counter }
 
-// seedLines writes the fleet as line protocol, in the shape backend/influx
+// seedLines writes the fleet as line protocol, in the shape backend/intake/influx
 // writes it (integers for 0/1 fields), all within the last half hour.
 func seedLines(now time.Time) []string {
 	var lines []string
