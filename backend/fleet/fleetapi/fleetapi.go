@@ -15,7 +15,7 @@ import (
 	"net/http"
 
 	"github.com/semko/semko/backend/fleet/fleetdb"
-	"github.com/semko/semko/backend/intake/ingest"
+	"github.com/semko/semko/backend/fleet/live"
 	"github.com/semko/semko/fleet/devconfig"
 	"github.com/semko/semko/fleet/registry"
 	"github.com/semko/semko/protocol"
@@ -32,7 +32,7 @@ type Options struct {
 	DB *fleetdb.DB
 	// Live returns the live state of every device (ingest.Devices); nil
 	// shows no live state.
-	Live   func() []ingest.DeviceState
+	Live   func() []live.DeviceState
 	Logger *slog.Logger
 }
 
@@ -47,8 +47,8 @@ type handler struct {
 // DeviceView is a device with its live state and configuration status.
 type DeviceView struct {
 	fleetdb.Device
-	Live   *ingest.DeviceState `json:"live,omitempty"`
-	Config *ConfigStatus       `json:"config_status,omitempty"`
+	Live   *live.DeviceState `json:"live,omitempty"`
+	Config *ConfigStatus     `json:"config_status,omitempty"`
 }
 
 // ConfigStatus compares what a device should run with what it confirmed.
@@ -111,8 +111,8 @@ func Routes(opts Options) []Route {
 	}
 }
 
-func (h *handler) live() map[string]ingest.DeviceState {
-	m := map[string]ingest.DeviceState{}
+func (h *handler) live() map[string]live.DeviceState {
+	m := map[string]live.DeviceState{}
 	if h.opts.Live != nil {
 		for _, s := range h.opts.Live() {
 			m[s.Device] = s
@@ -121,7 +121,7 @@ func (h *handler) live() map[string]ingest.DeviceState {
 	return m
 }
 
-func (h *handler) view(d fleetdb.Device, live map[string]ingest.DeviceState, reg *registry.Registry) DeviceView {
+func (h *handler) view(d fleetdb.Device, live map[string]live.DeviceState, reg *registry.Registry) DeviceView {
 	v := DeviceView{Device: d}
 	if s, ok := live[d.ID]; ok {
 		v.Live = &s
@@ -224,7 +224,7 @@ func (h *handler) deviceConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	out := DeviceConfig{Device: id, Desired: c, Overrides: map[string]any{"org": org, "site": site, "device": dev}}
 	out.Placement, _ = reg.Placement(id)
-	var live *ingest.DeviceState
+	var live *live.DeviceState
 	if s, ok := h.live()[id]; ok {
 		live = &s
 	}
@@ -232,7 +232,7 @@ func (h *handler) deviceConfig(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func status(managed bool, desired protocol.Config, live *ingest.DeviceState) ConfigStatus {
+func status(managed bool, desired protocol.Config, live *live.DeviceState) ConfigStatus {
 	st := ConfigStatus{Managed: managed}
 	if managed {
 		st.Desired = desired.Version

@@ -13,7 +13,7 @@ import (
 
 	"github.com/semko/semko/backend/fleet/fleetapi"
 	"github.com/semko/semko/backend/fleet/fleetdb"
-	"github.com/semko/semko/backend/intake/ingest"
+	"github.com/semko/semko/backend/fleet/live"
 	"github.com/semko/semko/broker"
 	"github.com/semko/semko/fleet/registry"
 )
@@ -34,7 +34,7 @@ devices:
   - {id: kp-9, secret_hash: "sha256$00$0000000000000000000000000000000000000000000000000000000000000000"}
 `
 
-func newServer(t testing.TB, live func() []ingest.DeviceState) (*httptest.Server, *fleetdb.DB) {
+func newServer(t testing.TB, live func() []live.DeviceState) (*httptest.Server, *fleetdb.DB) {
 	t.Helper()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "fleet.yaml")
@@ -73,8 +73,8 @@ func call(t testing.TB, srv *httptest.Server, method, path, body string) (int, s
 
 func TestRoutes(t *testing.T) {
 	var applied string
-	srv, db := newServer(t, func() []ingest.DeviceState {
-		return []ingest.DeviceState{{Device: "kp-1", Online: true, ConfigVersion: applied}}
+	srv, db := newServer(t, func() []live.DeviceState {
+		return []live.DeviceState{{Device: "kp-1", Online: true, ConfigVersion: applied}}
 	})
 	desired, err := db.Current().Config("kp-1")
 	if err != nil {

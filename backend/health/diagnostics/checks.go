@@ -6,13 +6,13 @@ import (
 	"time"
 
 	"github.com/semko/semko/backend/alert"
-	"github.com/semko/semko/backend/intake/ingest"
+	"github.com/semko/semko/backend/fleet/live"
 	"github.com/semko/semko/fleet/registry"
 )
 
 // unit is one installed unit as the checks see it.
 type unit struct {
-	ingest.DeviceState
+	live.DeviceState
 	Model string
 	// configured is the heartbeat interval remote configuration gives
 	// the unit; zero for units not under remote configuration.

@@ -12,7 +12,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/semko/semko/backend/alert"
-	"github.com/semko/semko/backend/intake/ingest"
+	"github.com/semko/semko/backend/fleet/live"
 	"github.com/semko/semko/protocol"
 )
 
@@ -24,7 +24,7 @@ var t0 = time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
 func TestChecks(t *testing.T) {
 	beatAll := func(f *fakeFleet, now time.Time) {
 		for _, id := range []string{"kp-1", "kp-2", "kp-3", "kp-9"} {
-			f.edit(id, func(s *ingest.DeviceState) { s.HeartbeatReceived = now })
+			f.edit(id, func(s *live.DeviceState) { s.HeartbeatReceived = now })
 		}
 	}
 	tests := []struct {
@@ -41,16 +41,16 @@ func TestChecks(t *testing.T) {
 			change: func(f *fakeFleet, now time.Time) {
 				beatAll(f, now)
 				for _, id := range []string{"kp-1", "kp-2", "kp-3"} {
-					f.edit(id, func(s *ingest.DeviceState) {
+					f.edit(id, func(s *live.DeviceState) {
 						s.Health.Presses = [5]uint64{2, 3, 5, 12, 20}
-						s.Activity = ingest.Activity{Closed: 40, Voted: 30, UnvotedStreak: 2, UnvotedSince: now.Add(-3 * time.Hour)}
+						s.Activity = live.Activity{Closed: 40, Voted: 30, UnvotedStreak: 2, UnvotedSince: now.Add(-3 * time.Hour)}
 					})
 				}
 			}},
 		{name: "offline after three heartbeat intervals", check: CheckOffline, after: 4 * time.Minute,
 			change: func(f *fakeFleet, now time.Time) {
 				beatAll(f, now)
-				f.edit("kp-1", func(s *ingest.DeviceState) { s.HeartbeatReceived = t0 })
+				f.edit("kp-1", func(s *live.DeviceState) { s.HeartbeatReceived = t0 })
 			},
 			want: []string{"kp-1 offline"}, heal: beatAll},
 		{name: "offline timeout per model and per device", check: CheckOffline, after: 5 * time.Minute,
@@ -61,17 +61,17 @@ func TestChecks(t *testing.T) {
 			},
 			change: func(f *fakeFleet, now time.Time) {
 				for _, id := range []string{"kp-1", "kp-2", "kp-3"} {
-					f.edit(id, func(s *ingest.DeviceState) { s.HeartbeatReceived = t0 })
+					f.edit(id, func(s *live.DeviceState) { s.HeartbeatReceived = t0 })
 				}
 			},
 			want: []string{"kp-2 offline"}},
 		{name: "never heard since start", check: CheckOffline, after: 4 * time.Minute,
 			before: func(f *fakeFleet, _ time.Time) {
-				f.edit("kp-2", func(s *ingest.DeviceState) { *s = ingest.DeviceState{Device: s.Device, Placement: s.Placement} })
+				f.edit("kp-2", func(s *live.DeviceState) { *s = live.DeviceState{Device: s.Device, Placement: s.Placement} })
 			},
 			change: func(f *fakeFleet, now time.Time) {
 				for _, id := range []string{"kp-1", "kp-3"} {
-					f.edit(id, func(s *ingest.DeviceState) { s.HeartbeatReceived = now })
+					f.edit(id, func(s *live.DeviceState) { s.HeartbeatReceived = now })
 				}
 			},
 			want: []string{"kp-2 offline"}},
@@ -79,29 +79,29 @@ func TestChecks(t *testing.T) {
 			change: func(f *fakeFleet, now time.Time) {
 				// site-b's kp-3 beats every 5 min by config: 14 min of
 				// silence is within three intervals.
-				f.edit("kp-1", func(s *ingest.DeviceState) { s.HeartbeatReceived = now })
-				f.edit("kp-2", func(s *ingest.DeviceState) { s.HeartbeatReceived = now })
+				f.edit("kp-1", func(s *live.DeviceState) { s.HeartbeatReceived = now })
+				f.edit("kp-2", func(s *live.DeviceState) { s.HeartbeatReceived = now })
 			}},
 		{name: "configured heartbeat interval runs out", check: CheckOffline, after: 16 * time.Minute,
 			change: func(f *fakeFleet, now time.Time) {
-				f.edit("kp-1", func(s *ingest.DeviceState) { s.HeartbeatReceived = now })
-				f.edit("kp-2", func(s *ingest.DeviceState) { s.HeartbeatReceived = now })
+				f.edit("kp-1", func(s *live.DeviceState) { s.HeartbeatReceived = now })
+				f.edit("kp-2", func(s *live.DeviceState) { s.HeartbeatReceived = now })
 			},
 			want: []string{"kp-3 offline"}},
 		{name: "stuck key rising without activations", check: CheckStuckKey, after: 30 * time.Minute,
 			before: func(f *fakeFleet, _ time.Time) {
-				f.edit("kp-2", func(s *ingest.DeviceState) { s.Activity.Closed = 5 })
+				f.edit("kp-2", func(s *live.DeviceState) { s.Activity.Closed = 5 })
 			},
 			change: func(f *fakeFleet, _ time.Time) {
-				f.edit("kp-2", func(s *ingest.DeviceState) { s.Health.Presses[2] += 25 })
+				f.edit("kp-2", func(s *live.DeviceState) { s.Health.Presses[2] += 25 })
 			},
 			want: []string{"kp-2 stuck_key"},
 			heal: func(f *fakeFleet, _ time.Time) {
-				f.edit("kp-2", func(s *ingest.DeviceState) { s.Health.Presses[3]++; s.Activity.Closed++ })
+				f.edit("kp-2", func(s *live.DeviceState) { s.Health.Presses[3]++; s.Activity.Closed++ })
 			}},
 		{name: "stuck key by share", check: CheckStuckKey, after: 30 * time.Minute,
 			change: func(f *fakeFleet, _ time.Time) {
-				f.edit("kp-1", func(s *ingest.DeviceState) {
+				f.edit("kp-1", func(s *live.DeviceState) {
 					s.Health.Presses[0] += 30
 					s.Health.Presses[4] += 2
 					s.Activity.Closed += 20
@@ -110,62 +110,62 @@ func TestChecks(t *testing.T) {
 			want: []string{"kp-1 stuck_key"}},
 		{name: "stuck key needs a full window", check: CheckStuckKey, after: 29 * time.Minute,
 			change: func(f *fakeFleet, _ time.Time) {
-				f.edit("kp-1", func(s *ingest.DeviceState) { s.Health.Presses[0] += 300 })
+				f.edit("kp-1", func(s *live.DeviceState) { s.Health.Presses[0] += 300 })
 			}},
 		{name: "dead panel and backlight", check: CheckHardware, after: time.Minute,
 			change: func(f *fakeFleet, _ time.Time) {
-				f.edit("kp-1", func(s *ingest.DeviceState) { s.Health.PanelOK = false })
-				f.edit("kp-3", func(s *ingest.DeviceState) { s.Health.BacklightOK = false })
+				f.edit("kp-1", func(s *live.DeviceState) { s.Health.PanelOK = false })
+				f.edit("kp-3", func(s *live.DeviceState) { s.Health.BacklightOK = false })
 			},
 			want: []string{"kp-1 dead_panel", "kp-3 dead_backlight"},
 			heal: func(f *fakeFleet, _ time.Time) {
-				f.edit("kp-1", func(s *ingest.DeviceState) { s.Health.PanelOK = true })
-				f.edit("kp-3", func(s *ingest.DeviceState) { s.Health.BacklightOK = true })
+				f.edit("kp-1", func(s *live.DeviceState) { s.Health.PanelOK = true })
+				f.edit("kp-3", func(s *live.DeviceState) { s.Health.BacklightOK = true })
 			}},
 		{name: "silent unit", check: CheckSilent, after: time.Minute,
 			change: func(f *fakeFleet, now time.Time) {
-				f.edit("kp-3", func(s *ingest.DeviceState) {
-					s.Activity = ingest.Activity{Closed: 30, Voted: 10, UnvotedStreak: 12, UnvotedSince: now.Add(-3 * time.Hour)}
+				f.edit("kp-3", func(s *live.DeviceState) {
+					s.Activity = live.Activity{Closed: 30, Voted: 10, UnvotedStreak: 12, UnvotedSince: now.Add(-3 * time.Hour)}
 				})
 				// Many unvoted, but not for long: the stretch is not over.
-				f.edit("kp-1", func(s *ingest.DeviceState) {
-					s.Activity = ingest.Activity{Closed: 30, UnvotedStreak: 30, UnvotedSince: now.Add(-time.Hour)}
+				f.edit("kp-1", func(s *live.DeviceState) {
+					s.Activity = live.Activity{Closed: 30, UnvotedStreak: 30, UnvotedSince: now.Add(-time.Hour)}
 				})
 			},
 			want: []string{"kp-3 silent_unit"},
 			heal: func(f *fakeFleet, now time.Time) {
-				f.edit("kp-3", func(s *ingest.DeviceState) { s.Activity = ingest.Activity{Closed: 31, Voted: 11, LastVoted: now} })
+				f.edit("kp-3", func(s *live.DeviceState) { s.Activity = live.Activity{Closed: 31, Voted: 11, LastVoted: now} })
 			}},
 		{name: "clock drift", check: CheckClockDrift, after: time.Minute,
 			change: func(f *fakeFleet, _ time.Time) {
-				f.edit("kp-2", func(s *ingest.DeviceState) { s.Health.ClockOffsetMS = -90_000 })
-				f.edit("kp-1", func(s *ingest.DeviceState) { s.Health.ClockOffsetMS = 59_000 })
+				f.edit("kp-2", func(s *live.DeviceState) { s.Health.ClockOffsetMS = -90_000 })
+				f.edit("kp-1", func(s *live.DeviceState) { s.Health.ClockOffsetMS = 59_000 })
 			},
 			want: []string{"kp-2 clock_drift"}},
 		{name: "outbox backlog growing", check: CheckOutbox, after: 10 * time.Minute,
 			before: func(f *fakeFleet, _ time.Time) {
-				f.edit("kp-1", func(s *ingest.DeviceState) { s.Outbox = 12 })
-				f.edit("kp-2", func(s *ingest.DeviceState) { s.Outbox = 40 })
+				f.edit("kp-1", func(s *live.DeviceState) { s.Outbox = 12 })
+				f.edit("kp-2", func(s *live.DeviceState) { s.Outbox = 40 })
 			},
 			change: func(f *fakeFleet, _ time.Time) {
-				f.edit("kp-1", func(s *ingest.DeviceState) { s.Outbox = 30 })
-				f.edit("kp-2", func(s *ingest.DeviceState) { s.Outbox = 20 }) // draining
+				f.edit("kp-1", func(s *live.DeviceState) { s.Outbox = 30 })
+				f.edit("kp-2", func(s *live.DeviceState) { s.Outbox = 20 }) // draining
 			},
 			want: []string{"kp-1 outbox_backlog"},
 			heal: func(f *fakeFleet, _ time.Time) {
 				// kp-2 at 20 for a whole window would be a backlog too.
-				f.edit("kp-1", func(s *ingest.DeviceState) { s.Outbox = 0 })
-				f.edit("kp-2", func(s *ingest.DeviceState) { s.Outbox = 3 })
+				f.edit("kp-1", func(s *live.DeviceState) { s.Outbox = 0 })
+				f.edit("kp-2", func(s *live.DeviceState) { s.Outbox = 3 })
 			}},
 		{name: "outdated firmware", check: CheckFirmware, after: time.Minute,
 			cfg: func(c *Config) { c.Firmware.Target = "1.10.0" },
 			change: func(f *fakeFleet, _ time.Time) {
-				f.edit("kp-1", func(s *ingest.DeviceState) { s.FW = "1.10.0" })
-				f.edit("kp-3", func(s *ingest.DeviceState) { s.FW = "2.0" })
+				f.edit("kp-1", func(s *live.DeviceState) { s.FW = "1.10.0" })
+				f.edit("kp-3", func(s *live.DeviceState) { s.FW = "2.0" })
 			},
 			want: []string{"kp-2 outdated_firmware"},
 			heal: func(f *fakeFleet, _ time.Time) {
-				f.edit("kp-2", func(s *ingest.DeviceState) { s.FW = "1.10.1" })
+				f.edit("kp-2", func(s *live.DeviceState) { s.FW = "1.10.1" })
 			}},
 	}
 	for _, tc := range tests {
@@ -233,7 +233,7 @@ func TestChecks(t *testing.T) {
 func TestSelfTestRound(t *testing.T) {
 	clock := clockwork.NewFakeClockAt(t0)
 	fl := newFakeFleet(t, t0)
-	fl.edit("kp-3", func(s *ingest.DeviceState) { s.Online = false })
+	fl.edit("kp-3", func(s *live.DeviceState) { s.Online = false })
 	rec, pub := newRecorder(), &pubRecorder{}
 	d, err := New(Options{Devices: fl.devices, Registry: fl.registry, Raiser: rec, Publisher: pub, Clock: clock})
 	if err != nil {
@@ -247,8 +247,8 @@ func TestSelfTestRound(t *testing.T) {
 		t.Fatalf("sent to %q, want %q (online installed units only)", got, want)
 	}
 	id := "selftest-" + itoa(t0.Unix())
-	fl.edit("kp-1", func(s *ingest.DeviceState) {
-		s.Commands = []ingest.CommandOutcome{{ID: id, Error: "self-test failed", Detail: map[string]string{"panel": "1", "light": "0", "keys": "11111"}}}
+	fl.edit("kp-1", func(s *live.DeviceState) {
+		s.Commands = []live.CommandOutcome{{ID: id, Error: "self-test failed", Detail: map[string]string{"panel": "1", "light": "0", "keys": "11111"}}}
 	})
 	// kp-2 does not answer; before the deadline that is no finding yet.
 	clock.Advance(time.Minute)
@@ -275,7 +275,7 @@ func TestSelfTestRound(t *testing.T) {
 	}
 	id2 := "selftest-" + itoa(clock.Now().Unix())
 	for _, dev := range []string{"kp-1", "kp-2"} {
-		fl.edit(dev, func(s *ingest.DeviceState) { s.Commands = []ingest.CommandOutcome{{ID: id2, OK: true}} })
+		fl.edit(dev, func(s *live.DeviceState) { s.Commands = []live.CommandOutcome{{ID: id2, OK: true}} })
 	}
 	if err := d.CheckNow(t.Context(), CheckSelfTestResults); err != nil {
 		t.Fatal(err)
@@ -321,7 +321,7 @@ func TestStaleAlertResolvedAfterRestart(t *testing.T) {
 	}
 	clock.Advance(4 * time.Minute)
 	for _, id := range []string{"kp-1", "kp-3"} {
-		fl.edit(id, func(s *ingest.DeviceState) { s.HeartbeatReceived = clock.Now() })
+		fl.edit(id, func(s *live.DeviceState) { s.HeartbeatReceived = clock.Now() })
 	}
 	if err := d.CheckNow(t.Context(), CheckOffline); err != nil {
 		t.Fatal(err)
@@ -334,7 +334,7 @@ func TestStaleAlertResolvedAfterRestart(t *testing.T) {
 func TestRoutes(t *testing.T) {
 	clock := clockwork.NewFakeClockAt(t0)
 	fl := newFakeFleet(t, t0)
-	fl.edit("kp-1", func(s *ingest.DeviceState) { s.Health.PanelOK = false })
+	fl.edit("kp-1", func(s *live.DeviceState) { s.Health.PanelOK = false })
 	d, err := New(Options{Devices: fl.devices, Registry: fl.registry, Raiser: newRecorder(), Clock: clock})
 	if err != nil {
 		t.Fatal(err)

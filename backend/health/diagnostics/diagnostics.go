@@ -23,7 +23,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/semko/semko/backend/alert"
-	"github.com/semko/semko/backend/intake/ingest"
+	"github.com/semko/semko/backend/fleet/live"
 	"github.com/semko/semko/fleet/registry"
 )
 
@@ -47,7 +47,7 @@ type Publisher interface {
 type Options struct {
 	Config Config
 	// Devices returns the live state of every unit (ingest.Ingest.Devices).
-	Devices func() []ingest.DeviceState
+	Devices func() []live.DeviceState
 	// Registry returns the fleet in use (registry.Store.Current): models
 	// and the names of counters and sites.
 	Registry  func() *registry.Registry

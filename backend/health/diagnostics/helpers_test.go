@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/semko/semko/backend/alert"
-	"github.com/semko/semko/backend/intake/ingest"
+	"github.com/semko/semko/backend/fleet/live"
 	"github.com/semko/semko/fleet/devconfig"
 	"github.com/semko/semko/fleet/registry"
 )
@@ -107,11 +107,11 @@ func testRegistry(t testing.TB) *registry.Registry {
 type fakeFleet struct {
 	mu     sync.Mutex
 	reg    *registry.Registry
-	states map[string]ingest.DeviceState
+	states map[string]live.DeviceState
 }
 
 func newFakeFleet(t testing.TB, now time.Time) *fakeFleet {
-	f := &fakeFleet{reg: testRegistry(t), states: make(map[string]ingest.DeviceState)}
+	f := &fakeFleet{reg: testRegistry(t), states: make(map[string]live.DeviceState)}
 	for _, d := range f.reg.Devices() {
 		p, _ := f.reg.Placement(d.ID)
 		f.states[d.ID] = healthy(d.ID, p, now)
@@ -119,18 +119,18 @@ func newFakeFleet(t testing.TB, now time.Time) *fakeFleet {
 	return f
 }
 
-func healthy(id string, p registry.Placement, now time.Time) ingest.DeviceState {
-	return ingest.DeviceState{
+func healthy(id string, p registry.Placement, now time.Time) live.DeviceState {
+	return live.DeviceState{
 		Device: id, Placement: p, Online: true, LastSeen: now, LastHeartbeat: now, HeartbeatReceived: now,
 		HeartbeatEvery: time.Minute, FW: "1.4.2", BootID: "b-1",
-		Health: ingest.Health{PanelOK: true, BacklightOK: true, Presses: [5]uint64{1, 1, 2, 5, 9}},
+		Health: live.Health{PanelOK: true, BacklightOK: true, Presses: [5]uint64{1, 1, 2, 5, 9}},
 	}
 }
 
-func (f *fakeFleet) devices() []ingest.DeviceState {
+func (f *fakeFleet) devices() []live.DeviceState {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []ingest.DeviceState
+	var out []live.DeviceState
 	for _, d := range f.reg.Devices() {
 		out = append(out, f.states[d.ID])
 	}
@@ -139,7 +139,7 @@ func (f *fakeFleet) devices() []ingest.DeviceState {
 
 func (f *fakeFleet) registry() *registry.Registry { return f.reg }
 
-func (f *fakeFleet) edit(id string, fn func(*ingest.DeviceState)) {
+func (f *fakeFleet) edit(id string, fn func(*live.DeviceState)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s := f.states[id]

@@ -10,7 +10,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
-	"github.com/semko/semko/backend/intake/ingest"
+	"github.com/semko/semko/backend/fleet/live"
 )
 
 func TestScheduleNamesEveryCheck(t *testing.T) {
@@ -79,7 +79,7 @@ func TestScheduledOfflineOnFakeClock(t *testing.T) {
 	}
 	// kp-2 fell silent at t0; the others beat just before the run.
 	for _, id := range []string{"kp-1", "kp-3"} {
-		fl.edit(id, func(s *ingest.DeviceState) { s.HeartbeatReceived = next.Add(-time.Second) })
+		fl.edit(id, func(s *live.DeviceState) { s.HeartbeatReceived = next.Add(-time.Second) })
 	}
 	clock.Advance(next.Sub(clock.Now()))
 	for !reflect.DeepEqual(rec.firing(), []string{"kp-2 offline"}) {

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/semko/semko/backend/fleet/live"
 	"github.com/semko/semko/fleet/registry"
 	"github.com/semko/semko/protocol"
 )
@@ -382,14 +383,14 @@ func TestLiveState(t *testing.T) {
 	}
 	h := protocol.SampleHeartbeat()
 	got := devs[0]
-	want := DeviceState{
+	want := live.DeviceState{
 		Device: "kp-0001", Placement: registry.Placement{Org: "org-1", Site: "site-1", Counter: "c-1", Service: "passport"},
 		Online: true, LastSeen: now, LastHeartbeat: h.Time, FW: h.FW, BootID: h.BootID, BDSeq: 7, Outbox: h.Outbox,
 		ConfigVersion: "org-3", ConfigError: "panel text too long", LastCommand: "cmd-19", LastCommandOK: true,
 		HeartbeatReceived: now,
-		Health: Health{UptimeS: h.UptimeS, RSSI: h.RSSI, TempC: h.TempC, SupplyV: h.SupplyV, ClockOffsetMS: h.ClockOffsetMS,
+		Health: live.Health{UptimeS: h.UptimeS, RSSI: h.RSSI, TempC: h.TempC, SupplyV: h.SupplyV, ClockOffsetMS: h.ClockOffsetMS,
 			Presses: h.Presses, PanelOK: true, BacklightOK: true},
-		Commands: []CommandOutcome{{ID: "cmd-19", OK: true, Detail: protocol.SampleCommandResult().Detail, Received: now}},
+		Commands: []live.CommandOutcome{{ID: "cmd-19", OK: true, Detail: protocol.SampleCommandResult().Detail, Received: now}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("state\n got %+v\nwant %+v", got, want)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/semko/semko/backend/fleet/live"
 	"github.com/semko/semko/protocol"
 )
 
@@ -75,7 +76,7 @@ func TestActivityStreak(t *testing.T) {
 
 func TestCommandResultsBounded(t *testing.T) {
 	f := newFixture(t, nil)
-	for n := range MaxCommandResults + 3 {
+	for n := range live.MaxCommandResults + 3 {
 		c := protocol.SampleCommandResult()
 		c.ID = fmt.Sprintf("cmd-%d", n)
 		if err := f.in.Accept(t.Context(), topic(protocol.KindCommandResult), mustJSON(t, c), now); err != nil {
@@ -83,13 +84,13 @@ func TestCommandResultsBounded(t *testing.T) {
 		}
 	}
 	st := f.in.Devices()[0]
-	if len(st.Commands) != MaxCommandResults {
+	if len(st.Commands) != live.MaxCommandResults {
 		t.Fatalf("%d results kept", len(st.Commands))
 	}
 	if _, ok := st.Command("cmd-0"); ok {
 		t.Fatal("oldest result not dropped")
 	}
-	last := fmt.Sprintf("cmd-%d", MaxCommandResults+2)
+	last := fmt.Sprintf("cmd-%d", live.MaxCommandResults+2)
 	if c, ok := st.Command(last); !ok || !c.OK || c.Detail["keys"] != "11111" {
 		t.Fatalf("newest result %+v %v", c, ok)
 	}
