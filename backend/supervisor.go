@@ -108,7 +108,7 @@ func (s *supervisor) runOnce(ctx context.Context, up func()) error {
 		return true
 	}
 	if startAll() {
-		s.log.Info("backend up", "parts", s.names)
+		s.log.Info("parts started", "parts", s.names)
 		up()
 		select {
 		case <-ctx.Done():
