@@ -151,10 +151,11 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 
-	// The start order, which is the reverse of the stop order: what takes
-	// messages in stops first, what stores them last.
-	a.sup.add("http", a.http)
+	// The start order, which is the reverse of the stop order: what stores
+	// messages starts first and stops last. MQTT listens before HTTP
+	// answers, so a probe that gets /healthz finds the broker up.
 	a.sup.add("mqtt", a.source)
+	a.sup.add("http", a.http)
 	a.sup.add("config-push", a.fleet.push)
 	if err := a.newRollup(); err != nil {
 		return nil, fmt.Errorf("rollup: %w", err)
@@ -175,9 +176,9 @@ func (a *App) credentialsOf(r *registry.Registry) []broker.Credential {
 
 // Run starts every part and serves until ctx is done or a part fails,
 // then stops the parts in the reverse order of their start, which loses
-// nothing: stop the scheduled jobs, stop taking messages (MQTT), stop
-// serving HTTP, stop the alerts, let the writer flush what it can, close
-// the spool and the fleet database. What the writer could not flush stays
+// nothing: stop the scheduled jobs, stop serving HTTP, stop taking
+// messages (MQTT), stop the alerts, let the writer flush what it can,
+// close the spool and the fleet database. What the writer could not flush stays
 // in the spool for the next start. Run may be called once.
 func (a *App) Run(ctx context.Context) error {
 	return a.sup.run(ctx, func() {
