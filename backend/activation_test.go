@@ -22,10 +22,18 @@ func TestActivationThroughAPI(t *testing.T) {
 		t.Skip("end-to-end: starts InfluxDB")
 	}
 	db := influxlocal.StartForTest(t)
-	model := fleet.Generate(fleet.Spec{Seed: 3, Orgs: 1, SitesPerOrg: 1, CountersPerSite: 1})
+	model := fleet.Generate(fleet.Spec{Seed: 3, Orgs: 1, SitesPerOrg: 1, CountersPerSite: 1, OperatorsPerSite: 2})
 	app := runBackend(t, newTestConfig(t, model, db))
 	mqttAddr, httpAddr := app.MQTTAddr(), app.HTTPAddr()
 	dev := model.Devices[0]
+	// A registered operator other than the counter's default (ingest keeps
+	// only registered operators of the device's organisation as tags).
+	var opID string
+	for _, o := range model.Operators {
+		if o.ID != model.Orgs[0].Sites[0].Counters[0].Operator {
+			opID = o.ID
+		}
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -35,7 +43,7 @@ func TestActivationThroughAPI(t *testing.T) {
 	}, keypad.Options{Serial: dev.Serial})
 	testwait.For(t, "edge connected", func() bool { return agent.Stats().Connected })
 
-	body := `{"v":1,"id":"ticket-A113-done","ticket":"A113","service":"passport","operator":"op-api","service_s":245,"window_s":30}`
+	body := `{"v":1,"id":"ticket-A113-done","ticket":"A113","service":"passport","operator":"` + opID + `","service_s":245,"window_s":30}`
 	apiDo(t, http.MethodPost, "http://"+httpAddr+"/api/v1/devices/"+dev.ID+"/activate", body, http.StatusAccepted, nil)
 	testwait.For(t, "keypad armed", func() bool { return kp.State().Armed })
 	if err := kp.Press(ctx, 5); err != nil {
@@ -55,7 +63,7 @@ func TestActivationThroughAPI(t *testing.T) {
 	if score, _ := s.Int(0, "score"); score != 5 {
 		t.Errorf("score = %d, want 5", score)
 	}
-	for col, want := range map[string]string{"activation": "ticket-A113-done", "operator": "op-api", "service": "passport"} {
+	for col, want := range map[string]string{"activation": "ticket-A113-done", "operator": opID, "service": "passport"} {
 		if got, _ := s.Text(0, col); got != want {
 			t.Errorf("%s = %q, want %q", col, got, want)
 		}

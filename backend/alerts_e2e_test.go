@@ -49,9 +49,27 @@ func TestNegativeVoteNotice(t *testing.T) {
 		t.Skip("end-to-end: starts InfluxDB")
 	}
 	db := influxlocal.StartForTest(t)
-	model := fleet.Generate(fleet.Spec{Seed: 11, Orgs: 1, SitesPerOrg: 1, CountersPerSite: 1})
+	model := fleet.Generate(fleet.Spec{Seed: 11, Orgs: 1, SitesPerOrg: 1, CountersPerSite: 1, OperatorsPerSite: 2})
 	dev := model.Devices[0]
 	site := model.Orgs[0].Sites[0]
+	// The activation names an operator and a service the registry knows,
+	// other than the counter's defaults: the notice must carry these. (An
+	// unregistered one would give way to the counter's defaults.)
+	counter := site.Counters[0]
+	var opID, svcID string
+	for _, o := range model.Operators {
+		if o.Org == dev.Org && o.ID != counter.Operator {
+			opID = o.ID
+		}
+	}
+	for _, s := range model.Services {
+		if s.ID != counter.Service {
+			svcID = s.ID
+		}
+	}
+	if opID == "" || svcID == "" {
+		t.Fatalf("the fleet has no second operator or service (%d operators, %d services)", len(model.Operators), len(model.Services))
+	}
 
 	cfg := newTestConfig(t, model, db)
 	// Group wait long enough for both presses to land in one notice.
@@ -91,7 +109,7 @@ func TestNegativeVoteNotice(t *testing.T) {
 		return resp.StatusCode
 	}
 	for i, ticket := range []string{"A101", "A102"} {
-		body := fmt.Sprintf(`{"v":1,"id":"done-%s","ticket":"%s","service":"permits","operator":"op-e2e","service_s":%d,"window_s":30}`, ticket, ticket, 300+60*i)
+		body := fmt.Sprintf(`{"v":1,"id":"done-%s","ticket":"%s","service":%q,"operator":%q,"service_s":%d,"window_s":30}`, ticket, ticket, svcID, opID, 300+60*i)
 		if code := api("POST", "/api/v1/devices/"+dev.ID+"/activate", body, nil); code != http.StatusAccepted {
 			t.Fatalf("activate: %d", code)
 		}
@@ -114,7 +132,7 @@ func TestNegativeVoteNotice(t *testing.T) {
 	if a.Count != 2 {
 		t.Errorf("alert counts %d votes, want both presses in one notice", a.Count)
 	}
-	for key, want := range map[string]string{"operator": "op-e2e", "service": "permits", "score": "1"} {
+	for key, want := range map[string]string{"operator": opID, "service": svcID, "score": "1"} {
 		if a.Details[key] != want {
 			t.Errorf("details[%s] = %q, want %q (%v)", key, a.Details[key], want, a.Details)
 		}

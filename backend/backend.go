@@ -22,6 +22,7 @@ import (
 
 	"github.com/semko/semko/backend/api"
 	"github.com/semko/semko/backend/fleet/configpush"
+	"github.com/semko/semko/backend/fleet/timebeacon"
 	"github.com/semko/semko/backend/intake/influx"
 	"github.com/semko/semko/backend/intake/ingest"
 	"github.com/semko/semko/backend/intake/spool"
@@ -40,10 +41,11 @@ type App struct {
 	spool    *spool.Spool
 	writer   *influx.Writer
 	ingest   *ingest.Ingest
-	source   source      // embedded broker or external (source.go)
-	fleet    fleetParts  // fleet database and config push (fleet.go)
-	health   healthParts // diagnostics and lifecycle reminders (health.go)
-	alerts   alertParts  // alert manager and rating watcher (alerts.go)
+	source   source              // embedded broker or external (source.go)
+	fleet    fleetParts          // fleet database and config push (fleet.go)
+	health   healthParts         // diagnostics and lifecycle reminders (health.go)
+	alerts   alertParts          // alert manager and rating watcher (alerts.go)
+	series   *influx.SeriesCheck // InfluxDB's series count and limit refusals (series.go)
 	http     *api.Server
 	started  chan struct{} // closed once every part has started
 }
@@ -128,6 +130,9 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	if err := a.newHealth(); err != nil {
 		return nil, err
 	}
+	if err := a.newSeriesCheck(); err != nil {
+		return nil, err
+	}
 
 	handler, err := api.New(api.Options{
 		Token:     cfg.HTTP.Token,
@@ -156,11 +161,18 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	// answers, so a probe that gets /healthz finds the broker up.
 	a.sup.add("mqtt", a.source)
 	a.sup.add("http", a.http)
+	if every := cfg.MQTT.TimeBeacon; every >= 0 {
+		a.sup.add("time-beacon", PartFunc(func(ctx context.Context) error {
+			timebeacon.Run(ctx, a.source, every, log.With("part", "timebeacon"))
+			return nil
+		}))
+	}
 	a.sup.add("config-push", a.fleet.push)
 	if err := a.newRollup(); err != nil {
 		return nil, fmt.Errorf("rollup: %w", err)
 	}
 	a.addHealth()
+	a.sup.add("series-check", optional(a.log, "series check", a.series))
 	return a, nil
 }
 

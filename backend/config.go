@@ -57,6 +57,15 @@ type MQTTConfig struct {
 	// no limit); ConnectTimeout closes connections that send no CONNECT.
 	MaxConnsPerAddr int           `yaml:"max_conns_per_addr"`
 	ConnectTimeout  time.Duration `yaml:"connect_timeout"`
+	// MaxSessionsPerAccount and MaxSubscriptions bound a non-device
+	// account's sessions and a client's filters (zero: the broker's
+	// defaults, 256 and 64; negative: no limit).
+	MaxSessionsPerAccount int `yaml:"max_sessions_per_account"`
+	MaxSubscriptions      int `yaml:"max_subscriptions"`
+	// TimeBeacon is how often the backend publishes its time on
+	// semko/v1/time, the edges' time reference (protocol/README.md
+	// section 4); zero means timebeacon.DefaultInterval, negative none.
+	TimeBeacon time.Duration `yaml:"time_beacon"`
 	// Accounts are MQTT logins beside the fleet's devices: observers (a
 	// technicians' phone app reading semko/v1/alerts/#) and backend-role
 	// tools. Passwords are given as hashes (semko-broker hash).
@@ -72,7 +81,7 @@ type MQTTConfig struct {
 // never from the file.
 type ExternalMQTTConfig struct {
 	URL      string `yaml:"url"`       // tcp://host:1883 or ssl://host:8883
-	ClientID string `yaml:"client_id"` // fixed, keeps the persistent session; default semko-backend
+	ClientID string `yaml:"client_id"` // fixed, keeps the persistent session; default the username (or username-<suffix>)
 	Username string `yaml:"username"`  // an account with role backend
 	Secret   string `yaml:"-"`
 	// CAFile verifies the broker's certificate (ssl://); empty uses the
@@ -113,6 +122,14 @@ type InfluxConfig struct {
 	Bucket        string        `yaml:"bucket"`
 	BatchSize     int           `yaml:"batch_size"`
 	FlushInterval time.Duration `yaml:"flush_interval"`
+	// MaxSeries is influxd's max-series-per-database as configured there
+	// (on 2.x/3.x: the series budget of the plan); the series check warns
+	// at 80% of it with the time left at the current growth. 0 or less:
+	// the count is watched but never warned about. Default 25,000,000, as
+	// in deploy/influxdb/influxd.conf.example.
+	MaxSeries int64 `yaml:"max_series"`
+	// SeriesCheckEvery is how often the series count is read; default 10m.
+	SeriesCheckEvery time.Duration `yaml:"series_check_every"`
 }
 
 // SpoolConfig bounds the durable queue in front of InfluxDB. When it is
@@ -142,6 +159,7 @@ func DefaultConfig() Config {
 		Influx: InfluxConfig{
 			URL: "http://127.0.0.1:8086", Bucket: "semko",
 			BatchSize: 5000, FlushInterval: 200 * time.Millisecond,
+			MaxSeries: 25_000_000, SeriesCheckEvery: 10 * time.Minute,
 		},
 		Spool:  SpoolConfig{MaxBytes: 1 << 30},
 		Ingest: IngestConfig{MaxFuture: 5 * time.Minute, MaxAge: 35 * 24 * time.Hour},

@@ -134,8 +134,6 @@ func TestHostileClients(t *testing.T) {
 			{"not an object", "invalid", "invalid", []byte(`[1,2,3]`)},
 			{"wrong payload version", "version", "version", vote(func(v *protocol.Vote) { v.V = 2 })},
 			{"score out of range", "invalid", "invalid", vote(func(v *protocol.Vote) { v.Score = 9 })},
-			{"timestamp far in the future", "clock", "clock", vote(func(v *protocol.Vote) { v.Time = v.Time.Add(2 * time.Hour) })},
-			{"timestamp far in the past", "clock", "clock", vote(func(v *protocol.Vote) { v.Time = v.Time.AddDate(0, 0, -90) })},
 			{"payload over protocol.MaxPayload", "too_large", "too_large",
 				[]byte(`{"v":1,"pad":"` + strings.Repeat("x", protocol.MaxPayload) + `"}`)},
 			{"payload device differs from topic device", "spoofed", "invalid", vote(func(v *protocol.Vote) { v.Device = victim.ID })},
@@ -154,6 +152,28 @@ func TestHostileClients(t *testing.T) {
 			}
 			if d := after.get(brk) - before.get(brk); d != 1 {
 				t.Errorf("%s: %s moved by %v, want 1", tc.name, brk, d)
+			}
+		}
+		// A wrong clock is not bad input: the vote is kept apart, counted.
+		for i, tc := range []struct {
+			name    string
+			payload []byte
+		}{
+			{"timestamp far in the future", vote(func(v *protocol.Vote) { v.Time, v.Seq = v.Time.Add(2*time.Hour), 1<<41 })},
+			{"timestamp far in the past", vote(func(v *protocol.Vote) { v.Time, v.Seq = v.Time.AddDate(0, 0, -90), 1<<41+1 })},
+		} {
+			held := series("semko_ingest_clock_held_total", "kind", "vote")
+			rejected := series("semko_ingest_rejected_total", "kind", "vote", "reason", "clock")
+			before := m.read(t)
+			if err := c.publish(topic, tc.payload); err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			after := m.read(t)
+			if d := after.get(held) - before.get(held); d != 1 {
+				t.Errorf("%s (%d): %s moved by %v, want 1", tc.name, i, held, d)
+			}
+			if d := after.get(rejected) - before.get(rejected); d != 0 {
+				t.Errorf("%s: %s moved by %v, want 0", tc.name, rejected, d)
 			}
 		}
 	})

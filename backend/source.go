@@ -57,6 +57,9 @@ func (a *App) newEmbedded(intake mqttin.Acceptor) (*embedded, error) {
 		PublishBurst:     cfg.MQTT.PublishBurst,
 		MaxConnsPerAddr:  cfg.MQTT.MaxConnsPerAddr,
 		ConnectTimeout:   cfg.MQTT.ConnectTimeout,
+		// Bounds on what non-device accounts may hold (issue 15).
+		MaxSessionsPerAccount: cfg.MQTT.MaxSessionsPerAccount,
+		MaxSubscriptions:      cfg.MQTT.MaxSubscriptions,
 	}
 	if cfg.MQTT.TLSAddr != "" {
 		tc, err := tlsconf.Server(cfg.MQTT.CertFile, cfg.MQTT.KeyFile, cfg.MQTT.ClientCAFile)

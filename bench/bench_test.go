@@ -12,24 +12,30 @@ import (
 	"github.com/semko/semko/firmware-sim/loadgen"
 )
 
-func TestVoteSeries(t *testing.T) {
+func TestSeriesPerDevice(t *testing.T) {
 	tests := []struct {
-		name      string
-		ops, svcs int
-		votes     float64
-		lo, hi    float64
+		name   string
+		old    bool
+		years  int
+		votes  float64
+		lo, hi float64
 	}{
-		{"no votes", 10, 30, 0, 0, 0},
-		{"one vote", 10, 30, 1, 0.99, 1.01},
-		// A year saturates valid combinations (300) and most repeats.
-		{"a year", 10, 30, 7000, 500, 600},
-		{"bound", 10, 30, 1e9, 600, 601},
+		{"new, no votes", false, 1, 0, 0, 0},
+		{"old, one vote", true, 1, 1, 0.99, 1.01},
+		// A year saturates valid combinations (300); the old design adds
+		// most of them again for repeats, and the defaults' invalid series.
+		{"new, a year", false, 1, 7000, 299, 301},
+		{"old, a year", true, 1, 7000, 500, 600},
+		// Three years: 2 of 10 operators replaced a year, 14 in all.
+		{"new, three years", false, 3, 7000, 419, 421},
+		{"old, three years", true, 3, 7000, 700, 841},
+		{"old, bound", true, 3, 1e9, 840, 841},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := voteSeries(tt.ops, tt.svcs, tt.votes)
+			got := seriesPerDevice(tt.old, 10, 30, tt.years, tt.votes)
 			if got < tt.lo || got > tt.hi || math.IsNaN(got) {
-				t.Errorf("voteSeries(%d, %d, %v) = %v, want %v..%v", tt.ops, tt.svcs, tt.votes, got, tt.lo, tt.hi)
+				t.Errorf("seriesPerDevice(%v, 10, 30, %d, %v) = %v, want %v..%v", tt.old, tt.years, tt.votes, got, tt.lo, tt.hi)
 			}
 		})
 	}

@@ -22,18 +22,32 @@ func allowed(cr Credential, topic string, write bool) bool {
 			t, err := protocol.ParseTopic(topic)
 			return err == nil && t.Device == cr.Username && t.Kind.Upstream()
 		}
-		// Exactly its own downstream topics: no wildcards, no shares.
-		return slices.Contains(protocol.DeviceFilter(cr.Username), topic)
+		// Exactly its own downstream topics and the backend's time beacon:
+		// no wildcards, no shares.
+		return topic == protocol.TimeTopic || slices.Contains(protocol.DeviceFilter(cr.Username), topic)
 	case RoleBackend:
 		if write {
 			return underRoot(topic)
 		}
 		return underRoot(unshare(topic))
 	case RoleObserver:
-		return !write && underRoot(unshare(topic))
+		// Apps read alert notices, nothing else: the device tree carries
+		// votes, and a shared filter would join the backend's group and
+		// take messages away from it.
+		return !write && underAlerts(topic)
 	}
 	return false
 }
+
+// underAlerts reports whether a topic or filter lies inside the alert
+// notices' tree (protocol.AlertTopic). A shared filter ("$share/...") is
+// not: it does not start with protocol.Root.
+func underAlerts(topic string) bool {
+	return topic == alertsRoot || strings.HasPrefix(topic, alertsRoot+"/")
+}
+
+// alertsRoot is semko/v1/alerts.
+var alertsRoot = strings.TrimSuffix(protocol.AlertFilter("", ""), "/#")
 
 // underRoot reports whether a topic or filter lies inside protocol.Root, so
 // that neither "#" nor "+/v1/..." nor $SYS topics are reachable.

@@ -32,6 +32,9 @@ func TestAllowed(t *testing.T) {
 		{"device reads own vote", dev, own(protocol.KindVote), false, false},
 		{"device reads with wildcard", dev, protocol.Root + "/devices/kp-1/#", false, false},
 		{"device reads another's cmd", dev, protocol.DeviceTopic("kp-2", protocol.KindCommand), false, false},
+		{"device reads the time beacon", dev, protocol.TimeTopic, false, true},
+		{"device writes the time beacon", dev, protocol.TimeTopic, true, false},
+		{"backend writes the time beacon", backend, protocol.TimeTopic, true, true},
 		{"backend writes config", backend, own(protocol.KindConfig), true, true},
 		{"backend writes outside root", backend, "other", true, false},
 		{"backend reads all", backend, protocol.Root + "/#", false, true},
@@ -41,7 +44,17 @@ func TestAllowed(t *testing.T) {
 		{"backend malformed share", backend, "$share/" + protocol.Root, false, false},
 		{"prefix lookalike", backend, protocol.Root + "x/#", false, false},
 		{"observer reads", obs, protocol.Root + "/alerts/#", false, true},
+		{"observer reads one site's alerts", obs, protocol.AlertFilter("org-1", "site-1"), false, true},
+		{"observer reads an alert topic", obs, protocol.AlertTopic("org-1", "site-1", "offline"), false, true},
 		{"observer writes", obs, protocol.Root + "/alerts/x", true, false},
+		// The device tree carries votes, and a shared filter would join the
+		// backend's group and take votes from it (issue 15, finding 2).
+		{"observer reads the device tree", obs, protocol.UpstreamFilter(protocol.KindVote), false, false},
+		{"observer reads all", obs, protocol.Root + "/#", false, false},
+		{"observer reads with a wildcard level", obs, protocol.Root + "/+/org-1/#", false, false},
+		{"observer joins the backend's group", obs, "$share/semko/" + protocol.UpstreamFilter(protocol.KindVote), false, false},
+		{"observer shares alerts", obs, "$share/apps/" + protocol.AlertFilter("", ""), false, false},
+		{"observer alerts lookalike", obs, protocol.Root + "/alertsx/#", false, false},
 		{"no role", Credential{Username: "kp-1"}, own(protocol.KindVote), true, false},
 	}
 	for _, tt := range tests {
@@ -55,8 +68,8 @@ func TestAllowed(t *testing.T) {
 
 // FuzzAllowed checks the invariants that matter whatever the topic: a
 // device never writes outside its own upstream topics nor reads anything but
-// its exact downstream topics, an observer never writes, and nobody reaches
-// outside protocol.Root.
+// its exact downstream topics and the time beacon, an observer never writes,
+// and nobody reaches outside protocol.Root.
 func FuzzAllowed(f *testing.F) {
 	for _, k := range protocol.Kinds() {
 		f.Add(protocol.DeviceTopic("kp-1", k), true)
@@ -64,10 +77,12 @@ func FuzzAllowed(f *testing.F) {
 	}
 	f.Add("#", false)
 	f.Add("$share/g/semko/v1/#", false)
+	f.Add("semko/v1/alerts/#", false)
 	f.Add("semko/v1/devices/kp-1/vote/#", true)
+	f.Add(protocol.TimeTopic, false)
 	f.Fuzz(func(t *testing.T, topic string, write bool) {
 		dev := Credential{Username: "kp-1", Role: RoleDevice}
-		if allowed(dev, topic, write) {
+		if allowed(dev, topic, write) && topic != protocol.TimeTopic {
 			if strings.ContainsAny(topic, "+#") {
 				t.Fatalf("device allowed wildcard %q", topic)
 			}
@@ -76,8 +91,15 @@ func FuzzAllowed(f *testing.F) {
 				t.Fatalf("device allowed %q write=%v", topic, write)
 			}
 		}
+		if topic == protocol.TimeTopic && write && allowed(dev, topic, write) {
+			t.Fatal("device allowed to write the time beacon")
+		}
 		if allowed(Credential{Username: "app", Role: RoleObserver}, topic, true) {
 			t.Fatal("observer allowed to write")
+		}
+		if allowed(Credential{Username: "app", Role: RoleObserver}, topic, false) &&
+			!strings.HasPrefix(topic, protocol.Root+"/alerts") {
+			t.Fatalf("observer allowed to read outside the alerts: %q", topic)
 		}
 		if allowed(Credential{Username: "svc", Role: RoleBackend}, topic, write) && !underRoot(unshare(topic)) {
 			t.Fatalf("backend allowed outside root: %q", topic)
@@ -110,9 +132,16 @@ func TestRateLimiter(t *testing.T) {
 	if got := take("a", 5); got != 3 {
 		t.Fatalf("refill capped at burst: %d allowed, want 3", got)
 	}
-	l.forget("a")
-	if len(l.buckets) != 1 {
-		t.Fatal("forget kept the bucket")
+	// A client that disconnects with its bucket spent finds it spent when
+	// it comes back; one whose bucket has refilled is forgotten.
+	l.idle("a")
+	if got := take("a", 5); got != 0 {
+		t.Fatalf("after a reconnect: %d allowed, want 0 (the debt is kept)", got)
+	}
+	now = now.Add(time.Hour)
+	l.idle("a")
+	if l.len() != 1 {
+		t.Fatal("idle kept a full bucket")
 	}
 	if newRateLimiter(-1, 10, time.Now).allow("x") != true {
 		t.Fatal("disabled limiter refused")

@@ -134,6 +134,15 @@ type Options struct {
 	// disconnected, so a session whose network vanished does not stay
 	// "online" forever (default 10 min).
 	MaxKeepalive time.Duration
+	// MaxSessionsPerAccount bounds the sessions of one non-device account,
+	// connected or persistent and waiting (default 256; a device has one
+	// client id, so one session). Past it a connection is refused
+	// (Stats.AuthFailures). A negative value disables the limit.
+	MaxSessionsPerAccount int
+	// MaxSubscriptions bounds the filters one client holds (default 64).
+	// Filters past it are refused in the SUBACK (Stats.ACLDenied). A
+	// negative value disables the limit.
+	MaxSubscriptions int
 	// WarnPerSecond bounds the warnings of one kind logged per second, so
 	// a hostile client cannot flood the log (default DefaultWarnPerSecond).
 	// The counters in Stats count every event.
@@ -169,6 +178,8 @@ const (
 	DefaultMaxConnsPerAddr  = 1024
 	DefaultConnectTimeout   = 10 * time.Second
 	DefaultMaxKeepalive     = 10 * time.Minute
+	DefaultMaxSessions      = 256
+	DefaultMaxSubscriptions = 64
 )
 
 // Broker is an MQTT broker enforcing Semko's contract.
@@ -294,6 +305,12 @@ func setDefaults(o *Options) {
 	}
 	if o.MaxKeepalive < time.Second || o.MaxKeepalive > 65535*time.Second {
 		o.MaxKeepalive = DefaultMaxKeepalive
+	}
+	if o.MaxSessionsPerAccount == 0 {
+		o.MaxSessionsPerAccount = DefaultMaxSessions
+	}
+	if o.MaxSubscriptions == 0 {
+		o.MaxSubscriptions = DefaultMaxSubscriptions
 	}
 	if o.WarnPerSecond <= 0 {
 		o.WarnPerSecond = DefaultWarnPerSecond

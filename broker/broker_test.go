@@ -316,8 +316,9 @@ func TestObserverAndBackendRights(t *testing.T) {
 		filter string
 		ok     bool
 	}{
-		{obs, protocol.Root + "/#", true},
-		{obs, "$share/apps/" + protocol.Root + "/alerts/#", true},
+		{obs, protocol.AlertFilter("", ""), true},
+		{obs, protocol.Root + "/#", false},
+		{obs, "$share/apps/" + protocol.Root + "/alerts/#", false},
 		{obs, "#", false},
 		{obs, "$SYS/#", false},
 		{backend, "$share/semko/" + protocol.UpstreamFilter(protocol.KindVote), true},

@@ -21,8 +21,9 @@ const (
 	RoleDevice Role = iota + 1
 	// RoleBackend may publish and subscribe anything under protocol.Root.
 	RoleBackend
-	// RoleObserver may only subscribe under protocol.Root (apps reading
-	// alerts, dashboards).
+	// RoleObserver may only subscribe to the alert notices under
+	// protocol.Root (technicians' apps); its sessions end with their
+	// connection.
 	RoleObserver
 )
 
@@ -150,6 +151,28 @@ func (c *Credentials) lookup(username string) (Credential, bool) {
 	}
 	cr, ok := (*m)[username]
 	return cr, ok
+}
+
+// owner returns the account clientID belongs to: the account named exactly
+// so, else the one whose name is the longest prefix of clientID that ends
+// before a '-'. So "semko-backend-2" belongs to semko-backend if that
+// account exists (and never to an account named "semko"), and a device id
+// to its device. An id no account owns may not be used at all.
+func (c *Credentials) owner(clientID string) (Credential, bool) {
+	if len(clientID) > maxClientIDLen {
+		return Credential{}, false
+	}
+	for id := clientID; id != ""; {
+		if cr, ok := c.lookup(id); ok {
+			return cr, true
+		}
+		i := strings.LastIndexByte(id, '-')
+		if i < 0 {
+			break
+		}
+		id = id[:i]
+	}
+	return Credential{}, false
 }
 
 func validateCredential(cr Credential) error {

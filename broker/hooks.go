@@ -3,6 +3,7 @@ package broker
 import (
 	"bytes"
 	"context"
+	"slices"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -27,7 +28,7 @@ func (h *authHook) ID() string { return "semko-auth" }
 
 func (h *authHook) Provides(b byte) bool {
 	return b == mqtt.OnConnect || b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck ||
-		b == mqtt.OnSessionEstablished || b == mqtt.OnDisconnect
+		b == mqtt.OnSessionEstablished || b == mqtt.OnDisconnect || b == mqtt.OnSubscribe
 }
 
 // OnConnect caps the client's keepalive (see Options.MaxKeepalive). mochi
@@ -60,19 +61,90 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 	if !VerifySecret(cr.Hash, string(pk.Connect.Password)) {
 		return refuse("wrong secret")
 	}
-	switch {
+	// A client id names a session, queued messages included: whoever may
+	// use an id may take its session over. So every id belongs to one
+	// account (see Credentials.owner), and only that account may use it.
+	switch owner, owned := h.b.opts.Credentials.owner(cl.ID); {
+	case len(cl.ID) > maxClientIDLen:
+		return refuse("client id too long")
 	case cr.Role == RoleDevice && cl.ID != user:
 		return refuse("device client id differs from its username")
-	case cr.Role != RoleDevice && h.isDevice(cl.ID):
-		// Otherwise a backend account could take over a device's session.
-		return refuse("client id belongs to a device")
+	case !owned || owner.Username != user:
+		// Otherwise an observer could take over the backend's persistent
+		// session and its queued votes, or anyone a device's.
+		return refuse("client id not the account's (use the username, or the username and a \"-suffix\")")
 	}
 	if will := cl.Properties.Will; will.Flag == 1 && !allowed(cr, will.TopicName, true) {
 		h.b.count.aclDenied.Add(1)
 		return refuse("will topic not allowed")
 	}
+	if cr.Role != RoleDevice && h.b.opts.MaxSessionsPerAccount > 0 {
+		if n := h.sessions(user, cl.ID); n >= h.b.opts.MaxSessionsPerAccount {
+			return refuse("too many sessions for the account")
+		}
+	}
+	if cr.Role == RoleObserver {
+		// An app's session ends with its connection whatever it asked for:
+		// an abandoned persistent session would keep a synced copy of every
+		// notice for days, written before the publisher's PUBACK.
+		cl.Properties.Clean = true
+		cl.Properties.Props.SessionExpiryInterval = 0
+	}
 	h.b.noteAuthenticated(cl, cr)
 	return true
+}
+
+// maxClientIDLen bounds a client id: it is logged, stored and searched for
+// its owner (Credentials.owner).
+const maxClientIDLen = 256
+
+// sessions counts the sessions of user's account other than clientID's,
+// connected or persistent and waiting. Runs only for non-device accounts,
+// which are few: a walk over mochi's clients is cheap enough at connect.
+func (h *authHook) sessions(user, clientID string) int {
+	n := 0
+	for id, other := range h.b.server.Clients.GetAll() {
+		if id != clientID && !other.Net.Inline && string(other.Properties.Username) == user {
+			n++
+		}
+	}
+	return n
+}
+
+// refusedFilter replaces a filter past MaxSubscriptions: mochi then refuses
+// it as invalid (SUBACK 0x80 for MQTT 3.1.1, 0x8F for MQTT 5), since a
+// SUBSCRIBE hook cannot refuse a filter otherwise.
+const refusedFilter = "#/refused"
+
+// OnSubscribe refuses the filters that would take the client past
+// MaxSubscriptions. Filters the client holds already do not count.
+func (h *authHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	limit := h.b.opts.MaxSubscriptions
+	if limit <= 0 || cl.Net.Inline {
+		return pk
+	}
+	n := cl.State.Subscriptions.Len()
+	var filters packets.Subscriptions
+	for i, sub := range pk.Filters {
+		if _, held := cl.State.Subscriptions.Get(sub.Filter); held {
+			continue
+		}
+		if n < limit {
+			n++
+			continue
+		}
+		if filters == nil {
+			filters = slices.Clone(pk.Filters)
+		}
+		filters[i].Filter = refusedFilter
+		h.b.count.aclDenied.Add(1)
+		h.b.warn("mqtt subscription refused: client holds the maximum", "user", truncate(string(cl.Properties.Username)),
+			"client", truncate(cl.ID), "filter", truncate(sub.Filter), "limit", limit)
+	}
+	if filters != nil {
+		pk.Filters = filters
+	}
+	return pk
 }
 
 func (h *authHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
@@ -81,11 +153,6 @@ func (h *authHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 
 func (h *authHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	h.b.forgetAuthenticated(cl)
-}
-
-func (h *authHook) isDevice(clientID string) bool {
-	cr, ok := h.b.opts.Credentials.lookup(clientID)
-	return ok && cr.Role == RoleDevice
 }
 
 func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
@@ -203,10 +270,15 @@ func (h *intakeHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) 
 		log.Warn("will denied", "user", user)
 		return noWill, nil
 	}
+	t, err := protocol.ParseTopic(will.TopicName)
+	if err == nil && will.Retain && !t.Kind.Retained() {
+		// As for publishes (see OnPublish): a retained vote would be
+		// replayed to every new subscriber, forever.
+		will.Retain = false
+	}
 	if cr.Role != RoleDevice || h.b.opts.Intake == nil {
 		return will, nil
 	}
-	t, err := protocol.ParseTopic(will.TopicName)
 	if err != nil { // allowed() parsed it already
 		return noWill, nil
 	}
@@ -269,7 +341,9 @@ func (h *presenceHook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 	if h.b.takenOver(cl) || !h.isDevice(cl) {
 		return
 	}
-	h.b.limiter.forget(cl.ID)
+	// The rate limiter keeps the device's bucket: a reconnect must not buy
+	// a fresh burst (see rateLimiter.idle).
+	h.b.limiter.idle(cl.ID)
 	h.b.slowLog.forget(cl.ID)
 	h.b.presence(cl.ID, false)
 }

@@ -18,8 +18,12 @@ import (
 // its publish timeout, so refusing would stall a drain for seconds at a
 // time while waiting keeps it at the allowed rate.
 //
-// Buckets are keyed by client id and forgotten on disconnect, so the map
-// holds at most one entry per connected device.
+// Buckets are keyed by client id, which for a device is its device id (the
+// only clients limited). A bucket outlives its connection: forgetting it on
+// disconnect gave every reconnect a fresh burst, so a device reconnecting
+// in a loop published far above its rate. One is dropped only once it has
+// refilled, when it is no different from a new one (see idle); the map holds
+// at most one entry per device of the fleet.
 type rateLimiter struct {
 	rate  float64 // tokens per second
 	burst float64
@@ -87,13 +91,26 @@ func (l *rateLimiter) reserve(id string, maxWait time.Duration) (wait time.Durat
 	return wait, true
 }
 
-func (l *rateLimiter) forget(id string) {
+// idle is called when id disconnects: its bucket is dropped if it is full
+// by now (a new one would be the same), kept otherwise, so that the client
+// finds its debt when it comes back.
+func (l *rateLimiter) idle(id string) {
 	if l == nil {
 		return
 	}
+	now := l.now()
 	l.mu.Lock()
-	delete(l.buckets, id)
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[id]
+	if ok && b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
+		delete(l.buckets, id)
+	}
+}
+
+func (l *rateLimiter) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.buckets)
 }
 
 // pause waits d on the calling client's goroutine, or less if the broker

@@ -63,8 +63,22 @@ func (h *storeHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 }
 
 func (h *storeHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []byte) {
-	if !ephemeral(cl) {
-		h.Hook.OnSubscribed(cl, pk, reasonCodes)
+	if ephemeral(cl) {
+		return
+	}
+	// mochi's pebble hook stores every filter of the SUBSCRIBE, refused
+	// ones too, and a restart would restore those as subscriptions.
+	var granted packets.Subscriptions
+	var codes []byte
+	for i, sub := range pk.Filters {
+		if i < len(reasonCodes) && reasonCodes[i] <= packets.CodeGrantedQos2.Code {
+			granted = append(granted, sub)
+			codes = append(codes, reasonCodes[i])
+		}
+	}
+	if len(granted) > 0 {
+		pk.Filters = granted
+		h.Hook.OnSubscribed(cl, pk, codes)
 	}
 }
 

@@ -75,7 +75,6 @@ type Agent struct {
 	box    *outbox.Outbox
 	ln     net.Listener // local HTTP, nil when disabled
 	bootID string
-	start  time.Time
 
 	running atomic.Bool
 
@@ -88,7 +87,7 @@ type Agent struct {
 	actIDs      *recentIDs
 	kseqs       *recentKeys
 	lastActTime time.Time
-	retry       []protocol.ActivationRecord // closing records the full outbox refused
+	retry       []pendingRecord // closing records the full outbox refused
 	fw          string
 	serial      string
 	clockOffset time.Duration
@@ -113,6 +112,8 @@ type Agent struct {
 		bdseq  uint64
 	}
 	connKick chan struct{} // cap 1: the connection came or went
+	beacons  chan beacon   // time beacons received, not yet applied
+	clk      edgeClock
 	epoch    atomic.Uint64 // bumped on every connect and loss; see publisher
 
 	published, confirmed, resent, votesValid, votesInvalid atomic.Uint64
@@ -143,17 +144,24 @@ func New(cfg Config, keypad io.ReadWriteCloser) (*Agent, error) {
 	if !ok {
 		conf = cfg.Defaults
 	}
+	refs, err := loadTimeRefs(cfg.DataDir)
+	if err != nil {
+		// Unstamped entries of earlier boots then go out as "local".
+		log.Error("time references unreadable", "err", err)
+	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	a := &Agent{
 		cfg: cfg, log: log, kp: keypad, box: box,
-		bootID: "b-" + hex.EncodeToString(b[:]), start: cfg.Now(),
-		conf: conf, actIDs: newRecentIDs(recentActivations), kseqs: newRecentKeys(recentKseqs),
+		bootID: "b-" + hex.EncodeToString(b[:]),
+		conf:   conf, actIDs: newRecentIDs(recentActivations), kseqs: newRecentKeys(recentKseqs),
 		fw: "unknown", panelOK: true, lightOK: true, lightLevel: -1,
 		outboxKick: make(chan struct{}, 1), houseKick: make(chan struct{}, 1),
 		connKick: make(chan struct{}, 1), cmdSlot: make(chan struct{}, 1),
 		downstream: make(chan paho.Message, downstreamQueue),
+		beacons:    make(chan beacon, 4),
 	}
+	a.clk.firsts = refs
 	a.rules.configure(conf)
 	if cfg.HTTPAddr != "" {
 		a.ln, err = net.Listen("tcp", cfg.HTTPAddr)
@@ -249,16 +257,26 @@ func (a *Agent) Activate(ctx context.Context, act protocol.Activate) error {
 	}
 	now := a.cfg.Now()
 	if old := a.rules.open; old != nil {
-		if err := a.appendRecord(old.record(a.cfg.Device, false, true)); err != nil {
+		if err := a.appendRecord(old.pending(a.cfg.Device, false, true)); err != nil {
 			return fmt.Errorf("close previous window: %w", err)
 		}
 		a.rules.open = nil
 	}
-	w := a.rules.newWindow(act, stamp(now, a.lastActTime))
-	if err := a.appendRecord(w.record(a.cfg.Device, false, false)); err != nil {
+	w := a.rules.newWindow(act, now)
+	// The record's ts is the backend's time when known; the window itself
+	// runs on the wall clock.
+	ts, synced, mono := a.now()
+	if synced {
+		w.stamp = stamp(ts, a.lastActTime)
+	} else {
+		w.stamp, w.unstamped, w.mono = ts, true, mono
+	}
+	if err := a.appendRecord(w.pending(a.cfg.Device, false, false)); err != nil {
 		return fmt.Errorf("open window: %w", err)
 	}
-	a.lastActTime = w.opened
+	if synced {
+		a.lastActTime = w.stamp
+	}
 	a.rules.open = w
 	a.actIDs.add(act.ID)
 	a.activations.Add(1)
@@ -268,10 +286,15 @@ func (a *Agent) Activate(ctx context.Context, act protocol.Activate) error {
 }
 
 // appendRecord writes an activation record to the outbox. Callers hold mu.
-func (a *Agent) appendRecord(rec protocol.ActivationRecord) error {
+func (a *Agent) appendRecord(p pendingRecord) error {
+	rec := p.rec
 	_, err := a.box.Append(protocol.KindActivation, func(seq uint64) ([]byte, error) {
 		rec.Seq = seq
-		return protocol.Encode(rec)
+		data, err := protocol.Encode(rec)
+		if err == nil && p.unstamped {
+			data = markUnstamped(data, a.bootID, p.mono)
+		}
+		return data, err
 	})
 	if err != nil {
 		return fmt.Errorf("store activation record: %w", err)
@@ -283,7 +306,7 @@ func (a *Agent) appendRecord(rec protocol.ActivationRecord) error {
 // closeWindowRecord stores the closing record of w, keeping it for a retry
 // if the outbox is full: the window is closed either way. Callers hold mu.
 func (a *Agent) closeWindowRecord(w *voteWindow, voted bool) {
-	rec := w.record(a.cfg.Device, voted, true)
+	rec := w.pending(a.cfg.Device, voted, true)
 	if err := a.appendRecord(rec); err != nil {
 		a.log.Warn("closing record deferred", "activation", w.act.ID, "err", err)
 		if len(a.retry) < maxRecordRetries {

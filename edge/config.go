@@ -37,8 +37,13 @@ type Config struct {
 	// Wi-Fi or cellular controller); nil or 0 means wired.
 	LinkRSSI func() int
 
-	Now    func() time.Time // clock for timestamps and windows; default time.Now
-	Logger *slog.Logger     // default: discard
+	// Now is the edge's wall clock (windows, the backlight schedule, and
+	// timestamps until the backend's time is known); default time.Now.
+	Now func() time.Time
+	// Mono is the monotonic clock: time since an arbitrary start of this
+	// process, never stepped. Default: measured from New.
+	Mono   func() time.Duration
+	Logger *slog.Logger // default: discard
 }
 
 // ErrConfig is returned by New for an unusable Config.
@@ -101,6 +106,10 @@ func (c *Config) fill() error {
 	setDefault(&c.OutboxMaxBytes, 64<<20)
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Mono == nil {
+		start := time.Now()
+		c.Mono = func() time.Duration { return time.Since(start) }
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

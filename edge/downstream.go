@@ -22,6 +22,9 @@ func (a *Agent) handleDownstream(ctx context.Context, wg *sync.WaitGroup) {
 		select {
 		case <-ctx.Done():
 			return
+		case b := <-a.beacons:
+			a.setReference(b)
+			continue
 		case m = <-a.downstream:
 		}
 		t, err := protocol.ParseTopic(m.Topic())
@@ -55,7 +58,7 @@ func (a *Agent) handleDownstream(ctx context.Context, wg *sync.WaitGroup) {
 // applyConfig validates, applies and persists a config, and answers with
 // ConfigApplied. An invalid config is refused and the current one kept.
 func (a *Agent) applyConfig(payload []byte) {
-	ans := protocol.ConfigApplied{V: protocol.Version, Device: a.cfg.Device, Time: a.cfg.Now(), OK: true}
+	ans := protocol.ConfigApplied{V: protocol.Version, Device: a.cfg.Device, Time: a.timeNow(), OK: true}
 	cfg, err := protocol.Decode[protocol.Config](payload)
 	if err != nil {
 		var peek struct {
@@ -88,7 +91,7 @@ func (a *Agent) applyConfig(payload []byte) {
 
 func (a *Agent) startCommand(ctx context.Context, wg *sync.WaitGroup, payload []byte) {
 	cmd, err := protocol.Decode[protocol.Command](payload)
-	res := protocol.CommandResult{V: protocol.Version, Device: a.cfg.Device, ID: cmd.ID, Time: a.cfg.Now()}
+	res := protocol.CommandResult{V: protocol.Version, Device: a.cfg.Device, ID: cmd.ID, Time: a.timeNow()}
 	if err != nil {
 		a.log.Warn("bad command", "err", err)
 		if res.ID != "" && res.Validate() == nil {
@@ -141,7 +144,7 @@ func (a *Agent) runCommand(ctx context.Context, cmd protocol.Command) protocol.C
 		res.Detail = map[string]string{"fw": info.FW, "serial": info.Serial, "model": info.Model,
 			"clock_offset_ms": strconv.FormatInt(offset.Milliseconds(), 10)}
 	}
-	res.Time = a.cfg.Now()
+	res.Time = a.timeNow()
 	return res
 }
 

@@ -113,14 +113,45 @@ type testBroker struct {
 	server *mqtt.Server
 	rec    *recorder
 	once   sync.Once
+	quit   chan struct{}
+	beat   sync.WaitGroup
 }
 
 // stop closes the broker and its connections; safe to call twice.
-func (b *testBroker) stop() { b.once.Do(func() { b.server.Close() }) }
+func (b *testBroker) stop() {
+	b.once.Do(func() {
+		close(b.quit)
+		b.beat.Wait()
+		b.server.Close()
+	})
+}
+
+// beacons publishes the time beacon as the backend does, more often.
+func (b *testBroker) beacons(now func() time.Time) {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		data, _ := protocol.Encode(protocol.TimeBeacon{V: protocol.Version, Time: now()})
+		_ = b.server.Publish(protocol.TimeTopic, data, false, 0)
+		select {
+		case <-b.quit:
+			return
+		case <-tick.C:
+		}
+	}
+}
 
 // startBroker runs a real mochi broker on addr ("127.0.0.1:0" for a fresh
-// port); rec may be shared with an earlier broker on the same address.
+// port) that publishes the time beacon as the backend does; rec may be
+// shared with an earlier broker on the same address.
 func startBroker(t *testing.T, addr string, rec *recorder) *testBroker {
+	t.Helper()
+	return startBrokerBeacon(t, addr, rec, true)
+}
+
+// startBrokerBeacon is startBroker, without the time beacon if beacon is
+// false.
+func startBrokerBeacon(t *testing.T, addr string, rec *recorder, beacon bool) *testBroker {
 	t.Helper()
 	var ln net.Listener
 	var err error
@@ -148,7 +179,11 @@ func startBroker(t *testing.T, addr string, rec *recorder) *testBroker {
 	if err := s.Serve(); err != nil {
 		t.Fatal(err)
 	}
-	b := &testBroker{addr: ln.Addr().String(), server: s, rec: rec}
+	b := &testBroker{addr: ln.Addr().String(), server: s, rec: rec, quit: make(chan struct{})}
+	if beacon {
+		b.beat.Add(1)
+		go func() { defer b.beat.Done(); b.beacons(time.Now) }()
+	}
 	t.Cleanup(b.stop)
 	return b
 }

@@ -46,7 +46,7 @@ func (a *Agent) setClient(c paho.Client, bdseq uint64) {
 // a valid token rather than failing.
 func (a *Agent) status(online bool, bdseq uint64) []byte {
 	a.mu.Lock()
-	s := protocol.Status{V: protocol.Version, Device: a.cfg.Device, Time: a.cfg.Now(), Online: online,
+	s := protocol.Status{V: protocol.Version, Device: a.cfg.Device, Time: a.timeNow(), Online: online,
 		BootID: a.bootID, FW: a.fw, BDSeq: bdseq}
 	a.mu.Unlock()
 	data, err := protocol.Encode(s)
@@ -81,6 +81,7 @@ func (a *Agent) newClient(bdseq uint64, lost chan<- error, subs chan<- paho.Toke
 			for _, f := range protocol.DeviceFilter(a.cfg.Device) {
 				filters[f] = 1
 			}
+			filters[protocol.TimeTopic] = 0
 			// Never wait inside a paho handler: connectLoop checks the token.
 			tok := c.SubscribeMultiple(filters, a.onMessage)
 			select {
@@ -105,6 +106,18 @@ func (a *Agent) newClient(bdseq uint64, lost chan<- error, subs chan<- paho.Toke
 // dropped here is counted; config is retained and arrives again on the
 // next connect, activations and commands are the backend's to retry.
 func (a *Agent) onMessage(_ paho.Client, m paho.Message) {
+	if m.Topic() == protocol.TimeTopic {
+		// Read the monotonic clock here, not after the queue. A beacon
+		// dropped is replaced by the next one; a retained one is stale.
+		if m.Retained() {
+			return
+		}
+		select {
+		case a.beacons <- beacon{payload: m.Payload(), mono: a.cfg.Mono()}:
+		default:
+		}
+		return
+	}
 	select {
 	case a.downstream <- m:
 	default:
@@ -168,11 +181,23 @@ func (a *Agent) connectLoop(ctx context.Context) {
 			continue
 		}
 		failures = 0
+		// Count as connected, and say so in the birth, only once the
+		// downstream subscriptions are through: the session is clean, so an
+		// activation the backend sends before them would find no subscriber.
+		switch a.awaitSubscribed(ctx, c, lost, subs) {
+		case subscribeStopped:
+			return
+		case subscribeFailed:
+			if !sleepCtx(ctx, a.backoff(0)) {
+				return
+			}
+			continue
+		}
 		a.connects.Add(1)
 		c.Publish(protocol.DeviceTopic(a.cfg.Device, protocol.KindStatus), 1, true, a.status(true, bdseq))
 		a.setClient(c, bdseq)
 		a.log.Info("mqtt connected", "broker", a.cfg.Broker, "bdseq", bdseq)
-		if !a.stayConnected(ctx, c, bdseq, lost, subs) {
+		if !a.stayConnected(ctx, c, bdseq, lost) {
 			return
 		}
 		if !sleepCtx(ctx, a.backoff(0)) {
@@ -181,23 +206,61 @@ func (a *Agent) connectLoop(ctx context.Context) {
 	}
 }
 
+type subscribeResult int
+
+const (
+	subscribed subscribeResult = iota
+	subscribeFailed
+	subscribeStopped
+)
+
+// awaitSubscribed waits for the SUBACK of the downstream subscriptions that
+// the connect handler sent. On failure or a lost connection it disconnects;
+// on ctx done too, without a goodbye (the edge never said it was online).
+func (a *Agent) awaitSubscribed(ctx context.Context, c paho.Client, lost <-chan error, subs <-chan paho.Token) subscribeResult {
+	fail := func(msg string, err error) subscribeResult {
+		a.log.Warn(msg, "err", err)
+		a.epoch.Add(1)
+		c.Disconnect(0)
+		return subscribeFailed
+	}
+	timeout := time.NewTimer(subTimeout)
+	defer timeout.Stop()
+	select {
+	case tok := <-subs:
+		select {
+		case <-tok.Done():
+		case err := <-lost:
+			return fail("mqtt connection lost before subscribing", err)
+		case <-timeout.C:
+			return fail("subscribe to downstream topics timed out; reconnecting", nil)
+		case <-ctx.Done():
+			c.Disconnect(0)
+			return subscribeStopped
+		}
+		if err := tok.Error(); err != nil {
+			return fail("subscribe to downstream topics failed; reconnecting", err)
+		}
+		return subscribed
+	case err := <-lost:
+		return fail("mqtt connection lost before subscribing", err)
+	case <-timeout.C:
+		return fail("subscribe to downstream topics never sent; reconnecting", nil)
+	case <-ctx.Done():
+		c.Disconnect(0)
+		return subscribeStopped
+	}
+}
+
 // stayConnected waits until the connection is lost (true: reconnect) or ctx
 // is done (false: said goodbye and disconnected).
-func (a *Agent) stayConnected(ctx context.Context, c paho.Client, bdseq uint64, lost <-chan error, subs <-chan paho.Token) bool {
+func (a *Agent) stayConnected(ctx context.Context, c paho.Client, bdseq uint64, lost <-chan error) bool {
 	for {
 		select {
 		case err := <-lost:
 			a.setClient(nil, 0)
 			a.log.Warn("mqtt connection lost", "err", err)
 			return true
-		case tok := <-subs:
-			if !tok.WaitTimeout(subTimeout) || tok.Error() != nil {
-				a.log.Error("subscribe to downstream topics failed; reconnecting", "err", tok.Error())
-				a.setClient(nil, 0)
-				a.epoch.Add(1)
-				c.Disconnect(0)
-				return true
-			}
 		case <-ctx.Done():
 			a.setClient(nil, 0)
 			// A clean goodbye: the broker discards the will on DISCONNECT,
@@ -282,6 +345,10 @@ func (a *Agent) settle(c paho.Client, inflight map[uint64]flight) {
 		case <-f.tok.Done():
 			delete(inflight, seq)
 			if f.tok.Error() == nil && f.client == c && f.epoch == epoch {
+				// A round trip, up to the loop's polling interval over;
+				// the time reference takes half the least recent one as
+				// the beacon's latency.
+				a.addRTT(time.Since(f.sent))
 				if err := a.box.Ack(seq); err != nil {
 					a.log.Warn("ack outbox entry", "seq", seq, "err", err)
 					continue
@@ -311,7 +378,17 @@ func (a *Agent) fill(c paho.Client, inflight map[uint64]flight) {
 		if _, ok := inflight[e.Seq]; ok {
 			continue
 		}
-		tok := c.Publish(protocol.DeviceTopic(a.cfg.Device, e.Kind), 1, false, e.Data)
+		data, ok, err := a.publishable(e)
+		if err != nil {
+			// Cannot happen for entries this agent wrote; send as stored
+			// rather than hold the outbox forever.
+			a.log.Error("unstamped entry unreadable, sent as stored", "seq", e.Seq, "err", err)
+			data, ok = e.Data, true
+		}
+		if !ok {
+			continue // waits for this boot's first time reference
+		}
+		tok := c.Publish(protocol.DeviceTopic(a.cfg.Device, e.Kind), 1, false, data)
 		inflight[e.Seq] = flight{tok: tok, client: c, epoch: epoch, sent: time.Now()}
 		a.published.Add(1)
 	}
@@ -320,14 +397,20 @@ func (a *Agent) fill(c paho.Client, inflight map[uint64]flight) {
 // sendHeartbeat publishes the device's health.
 func (a *Agent) sendHeartbeat() {
 	a.mu.Lock()
-	now := a.cfg.Now()
+	ts, synced, mono := a.now()
+	a.clk.mu.Lock()
+	rtt := a.clk.rtt
+	a.clk.mu.Unlock()
 	hb := protocol.Heartbeat{
-		V: protocol.Version, Device: a.cfg.Device, Time: now, BootID: a.bootID, FW: a.fw,
-		UptimeS: int64(now.Sub(a.start) / time.Second), Outbox: a.box.Len(),
+		V: protocol.Version, Device: a.cfg.Device, Time: ts, BootID: a.bootID, FW: a.fw,
+		UptimeS: int64(mono / time.Second), Outbox: a.box.Len(), TimeSynced: synced, RTTMS: rtt.Milliseconds(),
 		ClockOffsetMS: a.clockOffset.Milliseconds(), Presses: a.presses, Errors: a.errCount,
 		PanelOK: a.panelOK, BacklightOK: a.lightOK, Config: a.conf.Version,
 	}
 	a.mu.Unlock()
+	if synced {
+		hb.TimeOffsetMS = ts.Sub(a.cfg.Now()).Milliseconds()
+	}
 	if a.cfg.LinkRSSI != nil {
 		hb.RSSI = a.cfg.LinkRSSI()
 	}

@@ -85,7 +85,7 @@ func (a *Agent) handleFrame(f protocol.Frame) {
 		}
 		a.mu.Lock()
 		a.fw, a.serial = info.FW, info.Serial
-		a.clockOffset = info.Clock.Sub(a.cfg.Now())
+		a.clockOffset = info.Clock.Sub(a.timeNow())
 		if a.infoWait != nil {
 			select {
 			case a.infoWait <- info:
@@ -159,7 +159,11 @@ func (a *Agent) press(kp protocol.KeyPress) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.cfg.Now()
-	a.clockOffset = kp.Clock.Sub(now)
+	// The vote's ts: the backend's time when the agent has it, else the
+	// wall clock's, replaced once the boot's first reference arrives.
+	// The keypad's clock is compared with the same time.
+	ts, synced, mono := a.now()
+	a.clockOffset = kp.Clock.Sub(ts)
 	taken := protocol.Frame{Type: protocol.FrameTaken, Args: []string{strconv.FormatUint(uint64(kp.Seq), 10)}}
 	if a.kseqs.has(kp.Seq) {
 		a.dupPresses.Add(1)
@@ -167,11 +171,20 @@ func (a *Agent) press(kp protocol.KeyPress) {
 		return
 	}
 	p := a.rules.judge(now, kp.Key)
+	if synced {
+		p.vote.Time = stamp(ts, a.rules.lastStamp)
+	} else {
+		p.vote.Time, p.unstamped = ts, true
+	}
 	v := p.vote
 	v.Device = a.cfg.Device
 	_, err := a.box.Append(protocol.KindVote, func(seq uint64) ([]byte, error) {
 		v.Seq = seq
-		return protocol.Encode(v)
+		data, err := protocol.Encode(v)
+		if err == nil && p.unstamped {
+			data = markUnstamped(data, a.bootID, mono)
+		}
+		return data, err
 	})
 	if err != nil {
 		if errors.Is(err, outbox.ErrFull) {

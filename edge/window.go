@@ -10,18 +10,40 @@ import (
 // its vote.
 type voteWindow struct {
 	act      protocol.Activate
-	opened   time.Time // also the ActivationRecord's time
+	opened   time.Time // on the wall clock, as deadline
 	length   time.Duration
 	deadline time.Time
 	votedAt  time.Time
+
+	// stamp is the ActivationRecord's ts, set by the agent. unstamped: it
+	// is the wall clock's, to be replaced from the boot's first time
+	// reference using mono (see clock.go).
+	stamp     time.Time
+	unstamped bool
+	mono      time.Duration
+}
+
+// pendingRecord is an activation record with what stamping it needs.
+type pendingRecord struct {
+	rec       protocol.ActivationRecord
+	unstamped bool
+	mono      time.Duration
 }
 
 func (w *voteWindow) record(device string, voted, closed bool) protocol.ActivationRecord {
+	ts := w.stamp
+	if ts.IsZero() {
+		ts = w.opened
+	}
 	return protocol.ActivationRecord{
-		V: protocol.Version, Device: device, ID: w.act.ID, Time: w.opened,
+		V: protocol.Version, Device: device, ID: w.act.ID, Time: ts,
 		Ticket: w.act.Ticket, Service: w.act.Service, Operator: w.act.Operator, ServiceS: w.act.ServiceS,
 		WindowS: int(w.length / time.Second), Voted: voted, Closed: closed,
 	}
+}
+
+func (w *voteWindow) pending(device string, voted, closed bool) pendingRecord {
+	return pendingRecord{rec: w.record(device, voted, closed), unstamped: w.unstamped, mono: w.mono}
 }
 
 // recentIDs remembers the last activation ids, so a repeated activation
@@ -102,6 +124,9 @@ type pressVerdict struct {
 	vote   protocol.Vote
 	closes *voteWindow // the window this vote closes, if any
 	now    time.Time
+	// unstamped: vote.Time is the wall clock's and must not order the
+	// stamps that follow (see clock.go).
+	unstamped bool
 }
 
 // stamp returns a vote timestamp at millisecond precision, strictly after
@@ -151,7 +176,9 @@ func (r *voteRules) judge(now time.Time, key int) pressVerdict {
 }
 
 func (r *voteRules) commit(p pressVerdict) {
-	r.lastStamp = p.vote.Time
+	if !p.unstamped {
+		r.lastStamp = p.vote.Time
+	}
 	if p.vote.Valid {
 		r.lastValid = p.now
 	}

@@ -33,7 +33,8 @@ type backendProc struct {
 
 // backendOptions are the few settings a fault test changes.
 type backendOptions struct {
-	spoolMaxBytes int64 // 0: the default (1 GiB)
+	spoolMaxBytes int64  // 0: the default (1 GiB)
+	influxYAML    string // more keys of the influx section, each line indented two spaces
 }
 
 // newBackend writes the fleet file and a config for model; it starts
@@ -54,7 +55,7 @@ influx:
   url: %s
   bucket: %s
   flush_interval: 50ms
-`, filepath.Join(b.dir, "data"), filepath.Join(b.dir, "fleet.yaml"), b.mqttAddr, b.httpAddr, db.URL(), db.Database())
+%s`, filepath.Join(b.dir, "data"), filepath.Join(b.dir, "fleet.yaml"), b.mqttAddr, b.httpAddr, db.URL(), db.Database(), opts.influxYAML)
 	if opts.spoolMaxBytes > 0 {
 		cfg += fmt.Sprintf("spool:\n  max_bytes: %d\n", opts.spoolMaxBytes)
 	}

@@ -38,7 +38,8 @@ var services = []string{"passport", "id-card", "tax"}
 func device(c counterSpec) string { return "kp-" + c.counter }
 
 // seedLines writes the fleet as line protocol, in the shape backend/intake/influx
-// writes it (integers for 0/1 fields), all within the last half hour.
+// writes it (integers for 0/1 fields) and in the shape it wrote before
+// issue 16 (valid a tag), mixed, all within the last half hour.
 func seedLines(now time.Time) []string {
 	var lines []string
 	ts := func(i int) int64 { return now.Add(-time.Duration(i+1) * 20 * time.Second).UnixNano() }
@@ -48,13 +49,23 @@ func seedLines(now time.Time) []string {
 		}
 		return 0
 	}
-	for _, c := range seedFleet {
+	// vote writes a vote point in either shape: valid as a tag (before
+	// issue 16) or as a string field (now). Both shapes sit in one shard,
+	// as in the week of an upgrade, and every figure must count both.
+	vote := func(oldShape, valid bool, tags, fields string, ts int64) string {
+		if oldShape {
+			return fmt.Sprintf("vote,%s,valid=%t %s %d", tags, valid, fields, ts)
+		}
+		return fmt.Sprintf("vote,%s %s,valid=\"%t\" %d", tags, fields, valid, ts)
+	}
+	for ci, c := range seedFleet {
 		for i, s := range c.scores {
 			svc := services[i%len(services)]
-			lines = append(lines, fmt.Sprintf(
-				"vote,channel=keypad,counter=%s,device=%s,operator=%s,org=%s,service=%s,site=%s,valid=true "+
-					"score=%di,satisfied=%di,negative=%di,latency_ms=2000i,service_s=%di,seq=%di,activation=\"a-%s-%d\" %d",
-				c.counter, device(c), c.operator, c.org, svc, c.site, s, b(s >= 4), b(s <= 2), 120+i*150, i+1, c.counter, i, ts(i)))
+			lines = append(lines, vote(i%2 == 0, true,
+				fmt.Sprintf("channel=keypad,counter=%s,device=%s,operator=%s,org=%s,service=%s,site=%s",
+					c.counter, device(c), c.operator, c.org, svc, c.site),
+				fmt.Sprintf("score=%di,satisfied=%di,negative=%di,latency_ms=2000i,service_s=%di,seq=%di,activation=\"a-%s-%d\"",
+					s, b(s >= 4), b(s <= 2), 120+i*150, i+1, c.counter, i), ts(i)))
 		}
 		for i := range c.activations {
 			lines = append(lines, fmt.Sprintf(
@@ -64,10 +75,10 @@ func seedLines(now time.Time) []string {
 		}
 		// Noise the figures must ignore: a repeat press and NPS answers.
 		lines = append(lines,
-			fmt.Sprintf("vote,channel=keypad,counter=%s,device=%s,operator=%s,org=%s,service=passport,site=%s,valid=false score=1i,satisfied=0i,negative=1i,seq=900i %d",
-				c.counter, device(c), c.operator, c.org, c.site, now.Add(-7*time.Second).UnixNano()),
-			fmt.Sprintf("vote,channel=web,counter=%s,device=%s,operator=%s,org=%s,scale=nps11,service=passport,site=%s,valid=true score=10i,satisfied=1i,negative=0i,seq=901i %d",
-				c.counter, device(c), c.operator, c.org, c.site, now.Add(-9*time.Second).UnixNano()))
+			vote(ci%2 == 0, false, fmt.Sprintf("channel=keypad,counter=%s,device=%s,operator=%s,org=%s,service=passport,site=%s",
+				c.counter, device(c), c.operator, c.org, c.site), "score=1i,satisfied=0i,negative=1i,seq=900i", now.Add(-7*time.Second).UnixNano()),
+			vote(ci%2 == 1, true, fmt.Sprintf("channel=web,counter=%s,device=%s,operator=%s,org=%s,scale=nps11,service=passport,site=%s",
+				c.counter, device(c), c.operator, c.org, c.site), "score=10i,satisfied=1i,negative=0i,seq=901i", now.Add(-9*time.Second).UnixNano()))
 		// Heartbeats every minute; kp-c2's key 1 is stuck.
 		for m := range 30 {
 			p1 := 10 + m

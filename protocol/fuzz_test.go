@@ -64,7 +64,9 @@ func FuzzDecodeVote(f *testing.F) {
 	nps.Scale, nps.Score, nps.Channel = ScaleNPS11, 0, ChannelWeb
 	repeat := SampleVote()
 	repeat.Valid, repeat.Reason = false, ReasonRepeat
-	fuzzDecode(f, SampleVote(), nps, repeat)
+	local := SampleVote()
+	local.Clock = ClockLocal
+	fuzzDecode(f, SampleVote(), nps, repeat, local)
 }
 
 func FuzzDecodeActivate(f *testing.F) {
@@ -106,6 +108,10 @@ func FuzzDecodeCommand(f *testing.F) {
 
 func FuzzDecodeCommandResult(f *testing.F) {
 	fuzzDecode(f, SampleCommandResult())
+}
+
+func FuzzDecodeTimeBeacon(f *testing.F) {
+	fuzzDecode(f, SampleTimeBeacon())
 }
 
 func FuzzParseTopic(f *testing.F) {

@@ -106,7 +106,16 @@ type Vote struct {
 	Operator   string `json:"operator,omitempty"`
 	ServiceS   int    `json:"service_s,omitempty"`  // duration of the service, seconds
 	LatencyMS  int64  `json:"latency_ms,omitempty"` // from activation to press
+	// Clock says how Time was taken: empty when the edge stamped it on
+	// the backend's time (its reference from the time beacon),
+	// ClockLocal when it had no reference and Time is its own wall clock,
+	// which may be wrong. See protocol/README.md section 4.
+	Clock string `json:"clock,omitempty"`
 }
+
+// ClockLocal marks a Vote or ActivationRecord stamped on the edge's own
+// clock, without a reference to the backend's time.
+const ClockLocal = "local"
 
 // Satisfied reports whether the vote's score counts as satisfied.
 func (v Vote) Satisfied() bool { return v.Scale.Satisfied(v.Score) }
@@ -135,6 +144,7 @@ func (v Vote) Validate() error {
 	c.token("operator", v.Operator, false)
 	c.that(v.ServiceS >= 0, "service_s negative")
 	c.that(v.LatencyMS >= 0, "latency_ms negative")
+	c.that(v.Clock == "" || v.Clock == ClockLocal, "clock %q unknown", v.Clock)
 	return c.err()
 }
 
@@ -189,6 +199,7 @@ type ActivationRecord struct {
 	WindowS  int       `json:"window_s"`
 	Voted    bool      `json:"voted"`
 	Closed   bool      `json:"closed"`
+	Clock    string    `json:"clock,omitempty"` // as Vote.Clock
 }
 
 // Validate checks the record on its own.
@@ -199,6 +210,7 @@ func (a ActivationRecord) Validate() error {
 	c.that(a.Seq > 0, "seq must be > 0")
 	c.token("id", a.ID, true)
 	c.that(!a.Time.IsZero(), "ts missing")
+	c.that(a.Clock == "" || a.Clock == ClockLocal, "clock %q unknown", a.Clock)
 	c.token("ticket", a.Ticket, false)
 	c.token("service", a.Service, false)
 	c.token("operator", a.Operator, false)
@@ -226,6 +238,14 @@ type Heartbeat struct {
 	PanelOK       bool      `json:"panel_ok"`
 	BacklightOK   bool      `json:"backlight_ok"`
 	Config        string    `json:"config,omitempty"` // version of the applied config
+	// TimeOffsetMS is the correction the edge applies to its own clock to
+	// get the backend's time (backend minus edge), when TimeSynced. The
+	// edge's own clock at the report is therefore ts minus TimeOffsetMS.
+	TimeOffsetMS int64 `json:"time_offset_ms,omitempty"`
+	TimeSynced   bool  `json:"time_synced,omitempty"`
+	// RTTMS is the round trip to the broker the edge measured last (a
+	// publish to its PUBACK); half of it is the one-way latency.
+	RTTMS int64 `json:"rtt_ms,omitempty"`
 }
 
 // Validate checks the heartbeat on its own.
@@ -240,6 +260,7 @@ func (h Heartbeat) Validate() error {
 	c.that(h.Outbox >= 0, "outbox negative")
 	c.that(h.TempC > -60 && h.TempC < 150, "temp_c %v implausible", h.TempC)
 	c.token("config", h.Config, false)
+	c.that(h.RTTMS >= 0, "rtt_ms negative")
 	return c.err()
 }
 
@@ -439,6 +460,21 @@ func Decode[T Validator](data []byte) (T, error) {
 	return v, nil
 }
 
+// TimeBeacon is the backend's time, published every few seconds on
+// TimeTopic (QoS 0, not retained) for every edge to set its reference by.
+type TimeBeacon struct {
+	V    int       `json:"v"`
+	Time time.Time `json:"ts"` // the backend's clock when it published
+}
+
+// Validate checks the beacon on its own.
+func (b TimeBeacon) Validate() error {
+	var c checker
+	c.version(b.V)
+	c.that(!b.Time.IsZero(), "ts missing")
+	return c.err()
+}
+
 // Encode validates and marshals a payload.
 func Encode(v Validator) ([]byte, error) {
 	if err := v.Validate(); err != nil {
@@ -450,8 +486,9 @@ func Encode(v Validator) ([]byte, error) {
 // ErrClock is returned by CheckTime.
 var ErrClock = errors.New("timestamp outside the accepted range")
 
-// CheckTime rejects timestamps too far in the future (a device clock gone
-// wrong) or older than maxAge (beyond what an offline edge may hold).
+// CheckTime reports a timestamp too far in the future (a device clock gone
+// wrong) or older than maxAge (beyond what an offline edge may hold). The
+// Semko backend holds such votes apart rather than discarding them.
 func CheckTime(ts, now time.Time, maxFuture, maxAge time.Duration) error {
 	switch {
 	case ts.After(now.Add(maxFuture)):

@@ -115,12 +115,14 @@ func TestWireNames(t *testing.T) {
 		{"vote", SampleVote(), []string{"v", "device", "seq", "ts", "score", "scale", "channel", "valid", "activation", "service", "operator", "service_s", "latency_ms"}},
 		{"activate", SampleActivate(), []string{"v", "id", "ts", "ticket", "service", "operator", "service_s"}},
 		{"activation", SampleActivationRecord(), []string{"v", "device", "seq", "id", "ts", "ticket", "service", "operator", "service_s", "window_s", "voted", "closed"}},
-		{"heartbeat", SampleHeartbeat(), []string{"v", "device", "ts", "boot_id", "fw", "uptime_s", "rssi", "temp_c", "supply_v", "outbox", "clock_offset_ms", "presses", "errors", "panel_ok", "backlight_ok", "config"}},
+		{"heartbeat", SampleHeartbeat(), []string{"v", "device", "ts", "boot_id", "fw", "uptime_s", "rssi", "temp_c", "supply_v", "outbox", "clock_offset_ms", "presses", "errors", "panel_ok", "backlight_ok", "config", "time_offset_ms", "time_synced", "rtt_ms"}},
 		{"status", SampleStatus(), []string{"v", "device", "ts", "online", "boot_id", "fw", "bdseq"}},
 		{"config", SampleConfig(), []string{"v", "version", "panel", "backlight", "vote_window_s", "mode", "heartbeat_s", "repeat_filter_ms"}},
 		{"config applied", SampleConfigApplied(), []string{"v", "device", "ts", "version", "ok"}},
 		{"command", SampleCommand(), []string{"v", "id", "name", "ts"}},
 		{"command result", SampleCommandResult(), []string{"v", "device", "id", "ts", "ok", "detail"}},
+		{"time beacon", SampleTimeBeacon(), []string{"v", "ts"}},
+		{"local vote", func() Vote { v := SampleVote(); v.Clock = ClockLocal; return v }(), []string{"v", "device", "seq", "ts", "score", "scale", "channel", "valid", "activation", "service", "operator", "service_s", "latency_ms", "clock"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -40,6 +40,7 @@ func readmeExamples(t *testing.T) []struct{ name, block string } {
 		{"config-applied", SampleConfigApplied()},
 		{"command", SampleCommand()},
 		{"command-result", SampleCommandResult()},
+		{"time-beacon", SampleTimeBeacon()},
 	}
 	var out []struct{ name, block string }
 	for _, p := range payloads {

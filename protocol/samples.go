@@ -39,7 +39,13 @@ func SampleHeartbeat() Heartbeat {
 		V: Version, Device: "kp-0001", Time: sampleTime, BootID: "b-5c1e", FW: "1.4.2", UptimeS: 86400,
 		RSSI: -61, TempC: 31.5, SupplyV: 5.02, Outbox: 0, ClockOffsetMS: -120,
 		Presses: [5]uint64{3, 2, 9, 40, 77}, PanelOK: true, BacklightOK: true, Config: "org-3",
+		TimeOffsetMS: 340, TimeSynced: true, RTTMS: 48,
 	}
+}
+
+// SampleTimeBeacon returns a valid time beacon.
+func SampleTimeBeacon() TimeBeacon {
+	return TimeBeacon{V: Version, Time: sampleTime}
 }
 
 // SampleStatus returns a valid birth.

@@ -97,6 +97,12 @@ func DeviceFilter(device string) []string {
 	}
 }
 
+// TimeTopic is where the backend publishes its TimeBeacon for all devices
+// (QoS 0, not retained: a stale time is worse than none). It is outside the
+// per-device tree; every device may subscribe to it, nobody but the backend
+// may publish on it.
+const TimeTopic = Root + "/time"
+
 // Errors returned by ParseTopic and ValidateDeviceID.
 var (
 	ErrNotSemko    = errors.New("topic outside " + Root)

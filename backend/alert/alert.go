@@ -24,6 +24,7 @@ const (
 	KindSelfTestMissing  Kind = "selftest_missing"  // the remote self-test got no answer
 	KindSilentUnit       Kind = "silent_unit"       // activations but no votes for a long stretch
 	KindClockDrift       Kind = "clock_drift"       // keypad clock off by more than the bound
+	KindEdgeClock        Kind = "edge_clock"        // edge clock off the backend's, or votes held apart for their time
 	KindOutboxBacklog    Kind = "outbox_backlog"    // the edge's outbox keeps growing
 	KindOutdatedFirmware Kind = "outdated_firmware" // older than the fleet's target version
 	KindWarrantyEnd      Kind = "warranty_end"      // warranty ends soon (lifecycle reminder)

@@ -237,7 +237,7 @@ func (j *Job) span(now time.Time) string {
 // hour of day or weekday, so the dashboards' heatmap reads these.
 func (j *Job) readHours(ctx context.Context, now time.Time) ([]hourFigure, error) {
 	res, err := j.db.Query(ctx, `SELECT count("score") AS "n", sum("satisfied") AS "sat" FROM "vote"`+
-		` WHERE "valid" = 'true' AND "scale" != 'nps11' AND `+j.span(now)+` GROUP BY time(1h), "org" fill(none)`)
+		` WHERE ("valid"::tag = 'true' OR "valid"::field = 'true') AND "scale" != 'nps11' AND `+j.span(now)+` GROUP BY time(1h), "org" fill(none)`)
 	if err != nil {
 		return nil, fmt.Errorf("read hours: %w", err)
 	}
@@ -282,7 +282,7 @@ func (j *Job) read(ctx context.Context, now time.Time) (map[entity]tally, error)
 		add  func(*tally, influxdb.Series)
 	}{
 		{"votes", `SELECT count("score") AS "n", sum("satisfied") AS "sat" FROM "vote"` +
-			` WHERE "valid" = 'true' AND "scale" != 'nps11' AND ` + span + groupBy,
+			` WHERE ("valid"::tag = 'true' OR "valid"::field = 'true') AND "scale" != 'nps11' AND ` + span + groupBy,
 			func(t *tally, s influxdb.Series) {
 				t.votes += int64(num(s, "n"))
 				t.satisfied += int64(num(s, "sat"))
@@ -296,7 +296,7 @@ func (j *Job) read(ctx context.Context, now time.Time) (map[entity]tally, error)
 		// On the NPS scale "satisfied" marks promoters and "negative"
 		// detractors (see protocol.Scale).
 		{"nps", `SELECT count("score") AS "n", sum("satisfied") AS "pro", sum("negative") AS "det" FROM "vote"` +
-			` WHERE "valid" = 'true' AND "scale" = 'nps11' AND ` + span + groupBy,
+			` WHERE ("valid"::tag = 'true' OR "valid"::field = 'true') AND "scale" = 'nps11' AND ` + span + groupBy,
 			func(t *tally, s influxdb.Series) {
 				t.npsVotes += int64(num(s, "n"))
 				t.promoters += int64(num(s, "pro"))

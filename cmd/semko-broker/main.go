@@ -57,6 +57,9 @@ type limits struct {
 	PublishBurst     int           `yaml:"publish_burst"`
 	MaxConnsPerAddr  int           `yaml:"max_conns_per_addr"`
 	SessionExpiry    time.Duration `yaml:"session_expiry"`
+	// Per non-device account, and per client (see broker.Options).
+	MaxSessionsPerAccount int `yaml:"max_sessions_per_account"`
+	MaxSubscriptions      int `yaml:"max_subscriptions"`
 }
 
 func defaultConfig() config {
@@ -172,7 +175,8 @@ func brokerOptions(cfg config, creds *broker.Credentials, log *slog.Logger) (bro
 		MaxInflight: cfg.Limits.MaxInflight, MaxPendingWrites: cfg.Limits.MaxPendingWrites,
 		MaxPacketSize: cfg.Limits.MaxPacketSize, PublishRate: cfg.Limits.PublishRate,
 		PublishBurst: cfg.Limits.PublishBurst, MaxConnsPerAddr: cfg.Limits.MaxConnsPerAddr,
-		SessionExpiry: cfg.Limits.SessionExpiry,
+		SessionExpiry: cfg.Limits.SessionExpiry, MaxSessionsPerAccount: cfg.Limits.MaxSessionsPerAccount,
+		MaxSubscriptions: cfg.Limits.MaxSubscriptions,
 	}
 	if cfg.TLSAddr == "" {
 		return opts, nil

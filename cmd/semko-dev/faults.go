@@ -36,3 +36,21 @@ func withFaults(cfg *backend.Config, model *fleet.Model) func(fleet.Device) keyp
 	}
 	return func(d fleet.Device) keypad.Options { return faults[d.ID] }
 }
+
+// wrongEdgeClock gives one edge of the dev fleet, the seventh from the end,
+// a wall clock 6 minutes fast, as a counter PC's may be: its votes still
+// land at the right time (it stamps them on the backend's time beacon) and
+// the diagnostics raise edge_clock for it. With fewer than seven units
+// there is none.
+func wrongEdgeClock(model *fleet.Model) func(fleet.Device) fleet.EdgeClock {
+	var id string
+	if n := len(model.Devices); n >= 7 {
+		id = model.Devices[n-7].ID
+	}
+	return func(d fleet.Device) fleet.EdgeClock {
+		if d.ID == id {
+			return fleet.EdgeClock{Offset: 6 * time.Minute}
+		}
+		return fleet.EdgeClock{}
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"testing"
+	"time"
 
 	"github.com/semko/semko/backend"
 	"github.com/semko/semko/firmware-sim/fleet"
@@ -27,6 +28,23 @@ func TestWithFaults(t *testing.T) {
 	small := fleet.Generate(fleet.Spec{Seed: 1, Orgs: 1, SitesPerOrg: 1, CountersPerSite: 2})
 	if opts := withFaults(&cfg, small); faultyOpts(opts(small.Devices[0])) {
 		t.Fatal("a fleet too small for faults got one")
+	}
+}
+
+func TestWrongEdgeClock(t *testing.T) {
+	model := fleet.Generate(fleet.Spec{Seed: 1, Orgs: 3, SitesPerOrg: 2, CountersPerSite: 4})
+	clocks := wrongEdgeClock(model)
+	wrong := 0
+	for _, d := range model.Devices {
+		if c := clocks(d); c != (fleet.EdgeClock{}) {
+			wrong++
+			if c.Offset <= time.Minute {
+				t.Errorf("%s: offset %s is within the edge_clock bound", d.ID, c.Offset)
+			}
+		}
+	}
+	if wrong != 1 {
+		t.Fatalf("%d edges with a wrong clock, want 1", wrong)
 	}
 }
 

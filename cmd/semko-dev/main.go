@@ -159,7 +159,7 @@ func dev(ctx context.Context, log *slog.Logger, o devOptions) error {
 			Broker: "tcp://" + cfg.MQTT.Addr, DataDir: filepath.Join(o.varDir, "edges"),
 			ServiceInterval: o.interval, Window: 20 * time.Second, Participation: 0.7, StrayPresses: 0.02,
 			DrainTimeout: 5 * time.Second, Logger: log.With("part", "fleet"),
-			NewKeypadOptions: faults,
+			NewKeypadOptions: faults, EdgeClocks: wrongEdgeClock(model),
 		})
 		fleetDone <- err
 	}()

@@ -43,6 +43,8 @@ func run(args []string) int {
 	fs.Float64Var(&opts.StrayPresses, "stray", 0.02, "share of activations followed by a press outside any window")
 	fs.IntVar(&opts.MaxActivations, "max-activations", 0, "activations per counter, then drain and stop (0: until interrupted)")
 	fs.DurationVar(&opts.DrainTimeout, "drain-timeout", 30*time.Second, "at the end, wait this long for the edge outboxes to empty")
+	clocks := edgeClocks{}
+	fs.Var(clocks, "edge-clock", "give one unit's edge a wrong clock: DEVICE=OFFSET (6m fast, -72h slow) or DEVICE=OFFSET,AFTER,TO (stepped to TO off after AFTER); repeatable")
 	statusEvery := fs.Duration("status-every", 10*time.Second, "log a status line this often (0: never)")
 	logger := cli.LogFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -67,6 +69,9 @@ func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	opts.Logger = log
+	if len(clocks) > 0 {
+		opts.EdgeClocks = clocks.of
+	}
 	tally := fleet.NewTally(m)
 	statusCtx, stopStatus := context.WithCancel(ctx)
 	statusDone := make(chan struct{})

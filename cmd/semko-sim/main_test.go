@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/semko/semko/firmware-sim/fleet"
 )
 
 func TestFleetFileFlag(t *testing.T) {
@@ -24,5 +27,22 @@ func TestFleetFileFlag(t *testing.T) {
 func TestBadFlags(t *testing.T) {
 	if code := run([]string{"-log-level", "loud"}); code != 2 {
 		t.Fatalf("exit code %d, want 2", code)
+	}
+}
+
+func TestEdgeClockFlag(t *testing.T) {
+	c := edgeClocks{}
+	for _, ok := range []string{"kp-0001=6m", "kp-0002=-72h,30s,0s"} {
+		if err := c.Set(ok); err != nil {
+			t.Fatalf("%s: %v", ok, err)
+		}
+	}
+	if c["kp-0001"].Offset != 6*time.Minute || c["kp-0002"] != (fleet.EdgeClock{Offset: -72 * time.Hour, StepAfter: 30 * time.Second}) {
+		t.Fatalf("parsed %v", c)
+	}
+	for _, bad := range []string{"6m", "kp-1=", "kp-1=6m,1s", "kp-1=x", "kp-1=1m,-1s,0s"} {
+		if err := c.Set(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }

@@ -30,10 +30,17 @@ func newEdgeAgent(dev Device, dataDir string, opts Options, log *slog.Logger, li
 		"bg": "Моля, оценете обслужването",
 		"en": "Please rate our service",
 	}}
-	a, err := edge.New(edge.Config{
+	cfg := edge.Config{
 		Device: dev.ID, Secret: dev.Secret, Broker: opts.Broker,
 		DataDir: dataDir, Defaults: defaults, Logger: log, LinkRSSI: linkRSSI(dev.ID),
-	}, line)
+	}
+	if opts.EdgeClocks != nil {
+		if c := opts.EdgeClocks(dev); c != (EdgeClock{}) {
+			cfg.Now = c.Clock()
+			log.Info("edge clock wrong", "offset", c.Offset, "step_after", c.StepAfter, "step_to", c.StepTo)
+		}
+	}
+	a, err := edge.New(cfg, line)
 	if err != nil {
 		return nil, err
 	}

@@ -54,6 +54,9 @@ type Options struct {
 	// Presses a fault makes on its own (a stuck key) are not in the Tally,
 	// and presses lost to a reboot count as Unsure.
 	NewKeypadOptions func(dev Device) keypad.Options
+	// EdgeClocks, when set, gives each unit's edge a wrong wall clock
+	// (EdgeClock's zero value is a right one).
+	EdgeClocks func(dev Device) EdgeClock
 
 	// newAgent replaces the real edge agent in this package's tests.
 	newAgent newAgentFunc

@@ -13,15 +13,16 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 
+	"github.com/semko/semko/backend/fleet/timebeacon"
 	"github.com/semko/semko/firmware-sim/keypad"
 	"github.com/semko/semko/protocol"
 )
 
 // startBroker runs a real mochi broker on a free loopback port that lets
-// everyone in, and returns its URL.
+// everyone in, with the backend's time beacon, and returns its URL.
 func startBroker(t *testing.T) string {
 	t.Helper()
-	srv := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
+	srv := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler), InlineClient: true})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -36,6 +37,13 @@ func startBroker(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		timebeacon.Run(ctx, srv, 100*time.Millisecond, slog.New(slog.DiscardHandler))
+	}()
+	t.Cleanup(func() { stop(); <-done })
 	return "tcp://" + ln.Addr().String()
 }
 

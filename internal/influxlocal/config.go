@@ -25,7 +25,12 @@ bind-address = %q
   wal-dir = %q
   # fsync every write before answering: a killed influxd loses nothing it acknowledged.
   wal-fsync-delay = "0s"
-  index-version = "inmem"
+  # TSI keeps the series index on disk (production's choice, see
+  # deploy/influxdb/influxd.conf.example); tests of the series limit ask for
+  # inmem, the only 1.8 index that enforces max-series-per-database.
+  index-version = %q
+  max-series-per-database = %d
+  max-values-per-tag = %d
   query-log-enabled = false
 
 [coordinator]
@@ -33,6 +38,7 @@ bind-address = %q
 
 [monitor]
   # Do not write the _internal database: it costs disk and CPU for nothing here.
+  # /debug/vars still answers (the backend's series check reads it).
   store-enabled = false
 
 [subscriber]
@@ -57,11 +63,30 @@ bind-address = %q
   suppress-logo = true
 `
 
+// Defaults of the [data] limits; see deploy/influxdb/influxd.conf.example
+// for how DefaultMaxSeries is sized.
+const (
+	DefaultIndexVersion    = "tsi1"
+	DefaultMaxSeries       = 25_000_000
+	DefaultMaxValuesPerTag = 0 // no limit: an org, site or operator list is the fleet's
+)
+
+// limits are the [data] settings a Server is started with.
+type limits struct {
+	index           string
+	maxSeries       int
+	maxValuesPerTag int
+}
+
 // writeConfig writes the configuration for a server rooted at dir and returns
 // its path.
-func writeConfig(dir, httpAddr, bindAddr string) (string, error) {
+func writeConfig(dir, httpAddr, bindAddr string, lim limits) (string, error) {
+	if lim.index == "" {
+		lim.index = DefaultIndexVersion
+	}
 	conf := fmt.Sprintf(configTemplate, bindAddr,
 		filepath.Join(dir, "meta"), filepath.Join(dir, "data"), filepath.Join(dir, "wal"),
+		lim.index, lim.maxSeries, lim.maxValuesPerTag,
 		httpAddr)
 	path := filepath.Join(dir, "influxd.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {

@@ -259,3 +259,44 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	return w.w.Write(p)
 }
+
+// TestSeriesLimit: the limit options reach influxd (inmem enforces them),
+// and SetLimits takes effect at the next Restart on the same data.
+func TestSeriesLimit(t *testing.T) {
+	s := StartForTestWith(t, Options{IndexVersion: "inmem", MaxSeriesPerDatabase: 3})
+	post := func(lines string) (int, string) {
+		resp, err := http.Post(s.URL()+"/write?db="+s.Database(), "text/plain", strings.NewReader(lines))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	four := "m,k=1 v=1i 1\nm,k=2 v=1i 1\nm,k=3 v=1i 1\nm,k=4 v=1i 1\n"
+	if code, body := post(four); code != http.StatusBadRequest || !strings.Contains(body, "max-series-per-database limit exceeded") {
+		t.Fatalf("4 series past a limit of 3: %d %s", code, body)
+	}
+	s.SetLimits(10)
+	if err := s.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := post(four); code != http.StatusNoContent {
+		t.Fatalf("4 series after raising the limit to 10: %d %s", code, body)
+	}
+	if _, err := Start(t.Context(), Options{Dir: t.TempDir(), IndexVersion: "tsi2"}); err == nil {
+		t.Fatal("index version tsi2 accepted")
+	}
+
+	// InfluxDB 1.8.10 checks the limit only in its in-memory index: with
+	// TSI it is not enforced (deploy/influxdb/README.md, "Series").
+	tsi := StartForTestWith(t, Options{IndexVersion: "tsi1", MaxSeriesPerDatabase: 3})
+	resp, err := http.Post(tsi.URL()+"/write?db="+tsi.Database(), "text/plain", strings.NewReader(four))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("tsi1 with a limit of 3 refused 4 series: %s (1.8 was not expected to enforce it with TSI)", resp.Status)
+	}
+}

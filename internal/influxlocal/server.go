@@ -47,6 +47,16 @@ type Options struct {
 	// LogFile receives influxd's stdout and stderr (appended). Default
 	// <Dir>/influxd.log.
 	LogFile string
+	// IndexVersion is [data] index-version: "tsi1" (default) or "inmem".
+	// InfluxDB 1.8 enforces MaxSeriesPerDatabase and MaxValuesPerTag only
+	// with inmem.
+	IndexVersion string
+	// MaxSeriesPerDatabase is [data] max-series-per-database. 0: default
+	// DefaultMaxSeries; negative: no limit. SetLimits changes it for the
+	// next Restart.
+	MaxSeriesPerDatabase int
+	// MaxValuesPerTag is [data] max-values-per-tag; 0: no limit.
+	MaxValuesPerTag int
 }
 
 // Server is a running (or stopped) influxd child process. Its methods are
@@ -56,8 +66,9 @@ type Server struct {
 	httpAddr              string // fixed once Start returns: Restart keeps the URL
 	log                   *slog.Logger
 
-	mu   sync.Mutex // serialises start/stop; guards proc
+	mu   sync.Mutex // serialises start/stop; guards proc and lim
 	proc *process   // nil while stopped
+	lim  limits     // written to influxd.conf on every start
 }
 
 // process is one run of influxd.
@@ -88,6 +99,21 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	lim := limits{index: opts.IndexVersion, maxSeries: opts.MaxSeriesPerDatabase, maxValuesPerTag: opts.MaxValuesPerTag}
+	switch lim.index {
+	case "":
+		lim.index = DefaultIndexVersion
+	case "tsi1", "inmem":
+	default:
+		return nil, fmt.Errorf("start influxd: index version %q: want tsi1 or inmem", lim.index)
+	}
+	switch {
+	case lim.maxSeries == 0:
+		lim.maxSeries = DefaultMaxSeries
+	case lim.maxSeries < 0:
+		lim.maxSeries = 0 // influxd's "no limit"
+	}
+	lim.maxValuesPerTag = max(lim.maxValuesPerTag, 0)
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("start influxd: %w", err)
@@ -112,7 +138,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		l.Close()
 	}
 	s := &Server{bin: bin, dir: dir, db: opts.Database, logPath: opts.LogFile,
-		httpAddr: opts.HTTPAddr, log: opts.Logger}
+		httpAddr: opts.HTTPAddr, log: opts.Logger, lim: lim}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -183,6 +209,15 @@ func (s *Server) Kill() {
 		<-p.done
 		s.log.Info("influxd killed", "url", s.URL())
 	}
+}
+
+// SetLimits changes max-series-per-database (0 or less: no limit) for the
+// next Restart, as an operator raising the limit would: fault tests fill a
+// small limit, then restart influxd with a larger one on the same data.
+func (s *Server) SetLimits(maxSeriesPerDatabase int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lim.maxSeries = max(maxSeriesPerDatabase, 0)
 }
 
 // Restart stops influxd if it is running and starts it again with the same
@@ -265,7 +300,7 @@ func freeAddr(host string) (string, error) {
 
 // startOnce runs influxd and waits for /ping. On failure the process is gone.
 func (s *Server) startOnce(ctx context.Context, httpAddr, bindAddr string) error {
-	conf, err := writeConfig(s.dir, httpAddr, bindAddr)
+	conf, err := writeConfig(s.dir, httpAddr, bindAddr, s.lim)
 	if err != nil {
 		return err
 	}

@@ -12,12 +12,20 @@ import (
 // the tail of influxd's log is printed.
 func StartForTest(t testing.TB) *Server {
 	t.Helper()
+	return StartForTestWith(t, Options{})
+}
+
+// StartForTestWith is StartForTest with opts (Dir and Logger are the
+// test's own).
+func StartForTestWith(t testing.TB, opts Options) *Server {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	if _, err := Ensure(t.Context(), log); err != nil {
 		t.Fatalf("influxlocal: cannot get an influxd binary (it is built with `go install`"+
 			" from the Go module proxy, or set SEMKO_INFLUXD): %v", err)
 	}
-	s, err := Start(t.Context(), Options{Dir: t.TempDir(), Logger: log})
+	opts.Dir, opts.Logger = t.TempDir(), log
+	s, err := Start(t.Context(), opts)
 	if err != nil {
 		t.Fatalf("influxlocal: %v", err)
 	}

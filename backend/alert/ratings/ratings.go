@@ -269,7 +269,12 @@ func (w *Watcher) negative(reg *registry.Registry, v protocol.Vote, p registry.P
 	c, _ := reg.Counter(p.Counter)
 	s, _ := reg.Site(p.Site)
 	opID, svcID := cmp.Or(v.Operator, p.Operator), cmp.Or(v.Service, p.Service)
-	op, _ := reg.Operator(opID)
+	// Operator ids are the fleet's, not the organisation's: one of another
+	// organisation must not lend its employee's name to this notice.
+	op, ok := reg.Operator(opID)
+	if !ok || op.Org != p.Org {
+		op = registry.Operator{}
+	}
 	svc, _ := reg.Service(svcID)
 	loc := s.Location
 	if loc == nil {

@@ -2,6 +2,7 @@ package ratings
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,6 +136,30 @@ func TestNegativeFindingDetails(t *testing.T) {
 	}
 	if d["service_duration"] != "7m12s" {
 		t.Errorf("service duration %q", d["service_duration"])
+	}
+}
+
+// The notice names an operator of the device's own organisation only: an
+// id of another organisation's employee shows as the bare id.
+func TestNegativeFindingOperatorOfOwnOrganisation(t *testing.T) {
+	reg := fleet(t)
+	p, _ := reg.Placement("kp-0001") // sofia-municipality
+	for _, tt := range []struct{ op, want string }{
+		{"op-sofia-01", "Ivana Petrova"},
+		{"op-volta-01", "op-volta-01"}, // Ioana Marin works for volta-energy
+		{"op-ghost", "op-ghost"},
+	} {
+		rec := &recorder{}
+		w, _ := New(Options{Raiser: rec, Registry: func() *registry.Registry { return reg }})
+		v := votes(1)[0]
+		v.Operator = tt.op
+		w.watch(context.Background(), v, p)
+		if got := rec.raised[0].Details["operator_name"]; got != tt.want {
+			t.Errorf("operator %s: operator_name %q, want %q", tt.op, got, tt.want)
+		}
+		if strings.Contains(rec.raised[0].Message, "Ioana Marin") {
+			t.Errorf("operator %s: message %q names another organisation's employee", tt.op, rec.raised[0].Message)
+		}
 	}
 }
 

@@ -45,6 +45,8 @@ type DeviceState struct {
 	Health Health `json:"health"`
 	// Activity counts activation records since the backend started.
 	Activity Activity `json:"activity"`
+	// Clock is what its messages say about the device's clock.
+	Clock ClockState `json:"clock"`
 	// Commands are the latest command results, newest last, at most
 	// MaxCommandResults.
 	Commands []CommandOutcome `json:"commands,omitempty"`
@@ -96,4 +98,23 @@ func (d DeviceState) Command(id string) (CommandOutcome, bool) {
 		}
 	}
 	return CommandOutcome{}, false
+}
+
+// ClockState is what the backend knows about a device's clock.
+type ClockState struct {
+	// Held counts votes and activation records held apart since start for
+	// a timestamp out of range; HeldLast is the arrival of the last one and
+	// HeldOffsetMS its ts minus that arrival.
+	Held         uint64    `json:"held"`
+	HeldLast     time.Time `json:"held_last,omitzero"`
+	HeldOffsetMS int64     `json:"held_offset_ms,omitempty"`
+	// From the last heartbeat, the edge's own clock minus the backend's
+	// (positive: the edge is fast), the one-way latency (half the round
+	// trip it reports) taken off: OffsetMS. Synced says the edge stamps
+	// its messages on the backend's time; StampErrorMS is how far those
+	// stamps are from the backend's clock, measured the same way.
+	Measured     bool  `json:"measured"`
+	OffsetMS     int64 `json:"offset_ms"`
+	Synced       bool  `json:"synced"`
+	StampErrorMS int64 `json:"stamp_error_ms"`
 }

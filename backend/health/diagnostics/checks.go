@@ -274,6 +274,42 @@ func (d *Diagnostics) clockDrift(now time.Time) []alert.Finding {
 	return out
 }
 
+// edgeClock: the edge's clock is off the backend's by more than the bound,
+// or the backend held votes of it apart for their time recently. With
+// the time beacon the edge's votes stay right either way; the finding
+// says whether they do.
+func (d *Diagnostics) edgeClock(now time.Time) []alert.Finding {
+	c := d.cfg.EdgeClock
+	var out []alert.Finding
+	for _, u := range d.units() {
+		k := u.Clock
+		off := time.Duration(k.OffsetMS) * time.Millisecond
+		wrong := k.Measured && off.Abs() > c.Max
+		held := k.Held > 0 && !k.HeldLast.IsZero() && now.Sub(k.HeldLast) < c.HeldFor
+		if !wrong && !held {
+			continue
+		}
+		details := map[string]string{"offset_ms": strconv.FormatInt(k.OffsetMS, 10), "synced": strconv.FormatBool(k.Synced)}
+		var msg, hint string
+		switch {
+		case held:
+			details["held"] = strconv.FormatUint(k.Held, 10)
+			details["held_offset_ms"] = strconv.FormatInt(k.HeldOffsetMS, 10)
+			msg = fmt.Sprintf("Edge %s: %d votes or records held apart since the backend started, their time %s off (last %s)",
+				u.where, k.Held, round(time.Duration(k.HeldOffsetMS)*time.Millisecond), k.HeldLast.UTC().Format(time.RFC3339))
+			hint = "The device stamps votes on its own clock and it is wrong: set its clock (NTP) or update the edge agent so it uses the backend's time; held votes are in the vote_held measurement."
+		case k.Synced:
+			msg = fmt.Sprintf("Edge %s: its clock is off by %s (bound %s); its votes are stamped on the backend's time", u.where, round(off), c.Max)
+			hint = "Votes are not affected; set the edge's clock (NTP) so its logs and other software agree."
+		default:
+			msg = fmt.Sprintf("Edge %s: its clock is off by %s (bound %s) and it has no time reference from the backend yet", u.where, round(off), c.Max)
+			hint = "Its presses wait in its outbox until the backend's time beacon reaches it; check that it is connected, and set its clock (NTP)."
+		}
+		out = append(out, u.finding(alert.KindEdgeClock, alert.SeverityWarning, now, msg, hint, details))
+	}
+	return out
+}
+
 // outbox: the edge's backlog is large and not shrinking over a window.
 func (d *Diagnostics) outbox(now time.Time) []alert.Finding {
 	c := d.cfg.Outbox

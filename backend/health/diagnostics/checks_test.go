@@ -142,6 +142,24 @@ func TestChecks(t *testing.T) {
 				f.edit("kp-1", func(s *live.DeviceState) { s.Health.ClockOffsetMS = 59_000 })
 			},
 			want: []string{"kp-2 clock_drift"}},
+		{name: "edge clock", check: CheckEdgeClock, after: time.Minute,
+			cfg: func(c *Config) { c.EdgeClock.HeldFor = 30 * time.Second },
+			change: func(f *fakeFleet, now time.Time) {
+				// kp-2 runs 6 minutes fast but stamps on the backend's time;
+				// kp-1 is within the bound; kp-3's votes were held apart.
+				f.edit("kp-2", func(s *live.DeviceState) {
+					s.Clock = live.ClockState{Measured: true, OffsetMS: 360_000, Synced: true}
+				})
+				f.edit("kp-1", func(s *live.DeviceState) { s.Clock = live.ClockState{Measured: true, OffsetMS: -59_000} })
+				f.edit("kp-3", func(s *live.DeviceState) {
+					s.Clock = live.ClockState{Held: 2, HeldLast: now, HeldOffsetMS: 360_000}
+				})
+			},
+			want: []string{"kp-2 edge_clock", "kp-3 edge_clock"},
+			heal: func(f *fakeFleet, _ time.Time) {
+				// kp-2 set right; kp-3's last held vote older than held_for.
+				f.edit("kp-2", func(s *live.DeviceState) { s.Clock.OffsetMS = 150 })
+			}},
 		{name: "outbox backlog growing", check: CheckOutbox, after: 10 * time.Minute,
 			before: func(f *fakeFleet, _ time.Time) {
 				f.edit("kp-1", func(s *live.DeviceState) { s.Outbox = 12 })

@@ -17,6 +17,7 @@ const (
 	CheckHardware        = "hardware"         // panel or backlight fault reported in heartbeats
 	CheckSilent          = "silent_unit"      // activations close without votes for a long stretch
 	CheckClockDrift      = "clock_drift"      // keypad clock off by more than the bound
+	CheckEdgeClock       = "edge_clock"       // edge clock off the backend's, or votes held for their time
 	CheckOutbox          = "outbox_backlog"   // the edge's outbox grows
 	CheckFirmware        = "firmware"         // firmware older than the fleet's target
 	CheckSelfTest        = "selftest"         // sends the remote self-test to every online unit
@@ -25,7 +26,7 @@ const (
 
 // Checks lists every check in the order Run-all uses.
 var Checks = []string{
-	CheckOffline, CheckStuckKey, CheckHardware, CheckSilent, CheckClockDrift,
+	CheckOffline, CheckStuckKey, CheckHardware, CheckSilent, CheckClockDrift, CheckEdgeClock,
 	CheckOutbox, CheckFirmware, CheckSelfTest, CheckSelfTestResults,
 }
 
@@ -46,6 +47,7 @@ type Config struct {
 	StuckKey   StuckKeyConfig   `yaml:"stuck_key"`
 	Silent     SilentConfig     `yaml:"silent_unit"`
 	ClockDrift ClockDriftConfig `yaml:"clock_drift"`
+	EdgeClock  EdgeClockConfig  `yaml:"edge_clock"`
 	Outbox     OutboxConfig     `yaml:"outbox_backlog"`
 	Firmware   FirmwareConfig   `yaml:"firmware"`
 	SelfTest   SelfTestConfig   `yaml:"selftest"`
@@ -86,6 +88,15 @@ type ClockDriftConfig struct {
 	Max time.Duration `yaml:"max"`
 }
 
+// EdgeClockConfig: an edge's clock is wrong when its last heartbeat says
+// it is more than Max off the backend's (arrival minus ts, minus half the
+// round trip the edge measured), or when a vote or activation record of it
+// was held apart for its timestamp within the last HeldFor.
+type EdgeClockConfig struct {
+	Max     time.Duration `yaml:"max"`
+	HeldFor time.Duration `yaml:"held_for"`
+}
+
 // OutboxConfig: over each Window, the backlog is growing when the outbox
 // holds at least Min votes and no fewer than at the window's start.
 type OutboxConfig struct {
@@ -114,6 +125,7 @@ func DefaultConfig() Config {
 			CheckHardware:        "1m",
 			CheckSilent:          "5m",
 			CheckClockDrift:      "5m",
+			CheckEdgeClock:       "1m",
 			CheckOutbox:          "1m",
 			CheckFirmware:        "1h",
 			CheckSelfTest:        "0 3 * * *",
@@ -123,6 +135,7 @@ func DefaultConfig() Config {
 		StuckKey:   StuckKeyConfig{Window: 30 * time.Minute, MinPresses: 20, MaxShare: 0.9},
 		Silent:     SilentConfig{MinActivations: 10, Stretch: 2 * time.Hour},
 		ClockDrift: ClockDriftConfig{Max: time.Minute},
+		EdgeClock:  EdgeClockConfig{Max: time.Minute, HeldFor: time.Hour},
 		Outbox:     OutboxConfig{Window: 10 * time.Minute, Min: 10},
 		SelfTest:   SelfTestConfig{Deadline: 5 * time.Minute},
 	}
@@ -147,6 +160,8 @@ func (c Config) withDefaults() Config {
 	or(&c.Silent.MinActivations, d.Silent.MinActivations)
 	or(&c.Silent.Stretch, d.Silent.Stretch)
 	or(&c.ClockDrift.Max, d.ClockDrift.Max)
+	or(&c.EdgeClock.Max, d.EdgeClock.Max)
+	or(&c.EdgeClock.HeldFor, d.EdgeClock.HeldFor)
 	or(&c.Outbox.Window, d.Outbox.Window)
 	or(&c.Outbox.Min, d.Outbox.Min)
 	or(&c.SelfTest.Deadline, d.SelfTest.Deadline)
@@ -189,6 +204,8 @@ func (c Config) Validate() error {
 	neg("stuck_key.window", c.StuckKey.Window)
 	neg("silent_unit.stretch", c.Silent.Stretch)
 	neg("clock_drift.max", c.ClockDrift.Max)
+	neg("edge_clock.max", c.EdgeClock.Max)
+	neg("edge_clock.held_for", c.EdgeClock.HeldFor)
 	neg("outbox_backlog.window", c.Outbox.Window)
 	neg("selftest.deadline", c.SelfTest.Deadline)
 	if c.Offline.HeartbeatMultiple < 1 {

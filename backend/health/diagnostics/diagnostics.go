@@ -215,6 +215,8 @@ func (d *Diagnostics) CheckNow(ctx context.Context, check string) error {
 		return d.reconcile(ctx, d.silent(now), alert.KindSilentUnit)
 	case CheckClockDrift:
 		return d.reconcile(ctx, d.clockDrift(now), alert.KindClockDrift)
+	case CheckEdgeClock:
+		return d.reconcile(ctx, d.edgeClock(now), alert.KindEdgeClock)
 	case CheckOutbox:
 		return d.reconcile(ctx, d.outbox(now), alert.KindOutboxBacklog)
 	case CheckFirmware:

@@ -15,6 +15,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/semko/semko/backend/alert"
+	"github.com/semko/semko/backend/fleet/timebeacon"
 	"github.com/semko/semko/backend/intake/ingest"
 	"github.com/semko/semko/backend/intake/spool"
 	"github.com/semko/semko/broker"
@@ -84,6 +85,11 @@ func startSimBackend(t *testing.T, model *fleet.Model, refuseVotesOf string) *si
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
+	// The edges' time reference, as the backend publishes it.
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); timebeacon.Run(ctx, b, 100*time.Millisecond, slog.New(slog.DiscardHandler)) }()
+	t.Cleanup(func() { stop(); <-done })
 	return &simBackend{model: model, reg: store, in: in, broker: b, addr: b.Addr()}
 }
 

@@ -29,9 +29,9 @@ func BenchmarkVoteLineClientLibrary(b *testing.B) {
 	for b.Loop() {
 		p := write.NewPoint("vote",
 			map[string]string{"org": place.Org, "site": place.Site, "counter": place.Counter, "device": v.Device,
-				"service": v.Service, "operator": v.Operator, "channel": v.Channel, "valid": "true"},
+				"service": v.Service, "operator": v.Operator, "channel": v.Channel},
 			map[string]any{"score": v.Score, "satisfied": 1, "negative": 0, "latency_ms": v.LatencyMS,
-				"service_s": v.ServiceS, "seq": int64(v.Seq), "activation": v.Activation},
+				"service_s": v.ServiceS, "seq": int64(v.Seq), "valid": "true", "activation": v.Activation},
 			v.Time)
 		_ = write.PointToLineProtocol(p, time.Nanosecond)
 	}

@@ -27,11 +27,36 @@ const (
 )
 
 // VoteLine appends the vote as one line (no trailing newline) of measurement
-// vote to dst. Tags: channel, counter, device, operator, org, scale, service, site,
-// valid. Fields: score, satisfied, negative, latency_ms, service_s, seq
-// (integers) and activation (string, omitted when empty). The timestamp is
-// the press, so a redelivered vote overwrites itself.
+// vote to dst. Tags: channel, counter, device, operator, org, scale, service,
+// site. Fields: score, satisfied, negative, latency_ms, service_s, seq
+// (integers), valid ("true" or "false") and activation (strings, activation
+// omitted when empty). The timestamp is the press, so a redelivered vote
+// overwrites itself.
+//
+// valid was a tag until issue 16: as a tag it gave every operator and
+// service at a device a second series for its invalid presses. As a string
+// field, queries written for the tag (WHERE "valid" = 'true') still select
+// the same points: InfluxQL takes an unqualified name for the field when
+// the shard has one. Only a shard holding both shapes needs
+// ("valid"::tag = 'true' OR "valid"::field = 'true'), which the dashboards
+// and rollups use.
 func VoteLine(dst []byte, v protocol.Vote, p registry.Placement) []byte {
+	return VoteLineWith(dst, v, p, Unconfirmed{})
+}
+
+// Unconfirmed holds tag values a device sent that the backend did not
+// accept as tags (an operator or service the registry does not know, a
+// channel or firmware outside the known set): the point carries the
+// counter's default (or "other") as the tag, and the device's value as the
+// string field <tag>_claimed, so nothing is lost and the series stay
+// bounded by the registry.
+type Unconfirmed struct {
+	Operator, Service, Channel, FW string
+}
+
+// VoteLineWith is VoteLine with the fields of u: operator_claimed,
+// service_claimed, channel_claimed (strings, omitted when empty).
+func VoteLineWith(dst []byte, v protocol.Vote, p registry.Placement, u Unconfirmed) []byte {
 	l := line{b: dst}
 	l.b = append(l.b, MeasurementVote...)
 	// Tags in key order: InfluxDB sorts them anyway, and sorted input
@@ -46,14 +71,17 @@ func VoteLine(dst []byte, v protocol.Vote, p registry.Placement) []byte {
 	l.tag("scale", string(v.Scale))
 	l.tag("service", cmp.Or(v.Service, p.Service))
 	l.tag("site", p.Site)
-	l.tag("valid", strconv.FormatBool(v.Valid))
 	l.int("score", int64(v.Score))
 	l.bool("satisfied", v.Satisfied())
 	l.bool("negative", v.Negative())
 	l.int("latency_ms", v.LatencyMS)
 	l.int("service_s", int64(v.ServiceS))
 	l.int("seq", int64(v.Seq))
+	l.str("valid", strconv.FormatBool(v.Valid))
 	l.str("activation", v.Activation)
+	l.str("operator_claimed", u.Operator)
+	l.str("service_claimed", u.Service)
+	l.str("channel_claimed", u.Channel)
 	return l.end(v.Time.UnixNano())
 }
 
@@ -67,6 +95,12 @@ func VoteLine(dst []byte, v protocol.Vote, p registry.Placement) []byte {
 // not turn a voted activation back into an unvoted one. So voted is there
 // only once final, and count("voted") counts closed activations.
 func ActivationLine(dst []byte, a protocol.ActivationRecord, p registry.Placement) []byte {
+	return ActivationLineWith(dst, a, p, Unconfirmed{})
+}
+
+// ActivationLineWith is ActivationLine with the fields of u:
+// operator_claimed, service_claimed (strings, omitted when empty).
+func ActivationLineWith(dst []byte, a protocol.ActivationRecord, p registry.Placement, u Unconfirmed) []byte {
 	l := line{b: dst}
 	l.b = append(l.b, MeasurementActivation...)
 	l.tag("channel", protocol.ChannelKeypad)
@@ -88,6 +122,8 @@ func ActivationLine(dst []byte, a protocol.ActivationRecord, p registry.Placemen
 	}
 	l.str("ticket", a.Ticket)
 	l.str("activation", a.ID)
+	l.str("operator_claimed", u.Operator)
+	l.str("service_claimed", u.Service)
 	return l.end(a.Time.UnixNano())
 }
 
@@ -97,6 +133,12 @@ func ActivationLine(dst []byte, a protocol.ActivationRecord, p registry.Placemen
 // (integers), temp_c (float), rssi and supply_v (only when reported, that
 // is non-zero), config (string, omitted when empty).
 func HeartbeatLine(dst []byte, h protocol.Heartbeat, p registry.Placement) []byte {
+	return HeartbeatLineWith(dst, h, p, Unconfirmed{})
+}
+
+// HeartbeatLineWith is HeartbeatLine with the field fw_claimed of u
+// (string, omitted when empty).
+func HeartbeatLineWith(dst []byte, h protocol.Heartbeat, p registry.Placement, u Unconfirmed) []byte {
 	l := line{b: dst}
 	l.b = append(l.b, MeasurementHeartbeat...)
 	l.tag("counter", p.Counter)
@@ -121,6 +163,7 @@ func HeartbeatLine(dst []byte, h protocol.Heartbeat, p registry.Placement) []byt
 	l.bool("panel_ok", h.PanelOK)
 	l.bool("backlight_ok", h.BacklightOK)
 	l.str("config", h.Config)
+	l.str("fw_claimed", u.FW)
 	return l.end(h.Time.UnixNano())
 }
 

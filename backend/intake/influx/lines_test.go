@@ -28,11 +28,11 @@ func TestLinesGolden(t *testing.T) {
 		want string
 	}{
 		{"vote", VoteLine(nil, protocol.SampleVote(), place),
-			`vote,channel=keypad,counter=c-03,device=kp-0001,operator=op-017,org=acme,scale=csat5,service=passport,site=sofia-1,valid=true score=4i,satisfied=1i,negative=0i,latency_ms=2400i,service_s=312i,seq=42i,activation="act-7f3a" ` + ts},
+			`vote,channel=keypad,counter=c-03,device=kp-0001,operator=op-017,org=acme,scale=csat5,service=passport,site=sofia-1 score=4i,satisfied=1i,negative=0i,latency_ms=2400i,service_s=312i,seq=42i,valid="true",activation="act-7f3a" ` + ts},
 		{"vote uses placement defaults", VoteLine(nil, noSvc, place),
-			`vote,channel=keypad,counter=c-03,device=kp-0001,operator=op-default,org=acme,scale=csat5,service=general,site=sofia-1,valid=false score=4i,satisfied=1i,negative=0i,latency_ms=2400i,service_s=312i,seq=42i ` + ts},
+			`vote,channel=keypad,counter=c-03,device=kp-0001,operator=op-default,org=acme,scale=csat5,service=general,site=sofia-1 score=4i,satisfied=1i,negative=0i,latency_ms=2400i,service_s=312i,seq=42i,valid="false" ` + ts},
 		{"nps detractor", VoteLine(nil, nps, registry.Placement{}),
-			`vote,channel=keypad,device=kp-0001,operator=op-017,scale=nps11,service=passport,valid=true score=3i,satisfied=0i,negative=1i,latency_ms=2400i,service_s=312i,seq=42i,activation="act-7f3a" ` + ts},
+			`vote,channel=keypad,device=kp-0001,operator=op-017,scale=nps11,service=passport score=3i,satisfied=0i,negative=1i,latency_ms=2400i,service_s=312i,seq=42i,valid="true",activation="act-7f3a" ` + ts},
 		{"activation", ActivationLine(nil, protocol.SampleActivationRecord(), place),
 			`activation,channel=keypad,counter=c-03,device=kp-0001,operator=op-017,org=acme,service=passport,site=sofia-1,valid=true service_s=312i,voted=1i,closed=1i,window_s=20i,seq=41i,ticket="A-113",activation="act-7f3a" 1795512612850000000`},
 		{"heartbeat", HeartbeatLine(nil, protocol.SampleHeartbeat(), place),
@@ -127,7 +127,7 @@ func FuzzLines(f *testing.F) {
 		if m.Name() != "vote" || !m.Time().Equal(v.Time) {
 			t.Fatalf("name %q time %v from %q", m.Name(), m.Time(), line)
 		}
-		if n := len(m.FieldList()); n != 6 && n != 7 {
+		if n := len(m.FieldList()); n != 7 && n != 8 { // valid is a field
 			t.Fatalf("%d fields from %q", n, line)
 		}
 		if s, ok := fieldOf(m, "activation"); activation != "" && (!ok || s != sanitised(activation)) {

@@ -285,6 +285,11 @@ func (w *Writer) deliver(ctx context.Context, recs []spool.Record) (int, error) 
 	if err == nil {
 		return len(recs), nil
 	}
+	// A limit refuses good points: retry them until it is raised. This
+	// comes first because 1.8 words it as a "partial write" too.
+	if limitReached(err) {
+		return 0, err
+	}
 	if !badPoints(err) {
 		return 0, err
 	}
@@ -376,8 +381,47 @@ const maxRejectLogs = 20
 // refuse points themselves rather than the request.
 var badPointMarkers = []string{
 	"partial write", "unable to parse", "field type conflict", "conflict",
-	"beyond retention", "parsing failed", "bad timestamp", "max-values-per-tag",
+	"beyond retention", "parsing failed", "bad timestamp",
 	"invalid field", "invalid tag", "invalid number", "invalid boolean",
+}
+
+// limitMarkers are phrases of InfluxDB refusing points for a capacity
+// limit rather than for what they are: 1.8's max-series-per-database and
+// max-values-per-tag (both "partial write" answers), 2.x Cloud's series
+// cardinality and quota refusals, 3.x's table, column and series limits.
+// The same points are taken once the limit is raised, so they are an
+// outage, never a reason to skip a vote.
+var limitMarkers = []string{
+	"max-series-per-database", "max-values-per-tag", "cardinality", "quota",
+	"series limit", "too many series", "too many tables", "too many columns",
+	"table limit", "column limit", "limit exceeded", "exceeded limit", "exceeds limit",
+}
+
+// limitReached reports whether err is InfluxDB refusing points for a
+// capacity limit (see limitMarkers), whatever status it came with.
+func limitReached(err error) bool {
+	var herr *influxhttp.Error
+	if !errors.As(err, &herr) {
+		return false
+	}
+	msg := strings.ToLower(errText(herr))
+	for _, m := range limitMarkers {
+		if strings.Contains(msg, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// LimitError returns the last write's refusal when it was a capacity limit
+// (see limitMarkers) and points are waiting for it; nil otherwise. The
+// backend's series check raises an alert from it.
+func (w *Writer) LimitError() error {
+	st := w.Stats()
+	if st.LastError == nil || st.Backlog.PendingRecords == 0 || !limitReached(st.LastError) {
+		return nil
+	}
+	return st.LastError
 }
 
 // badPoints reports whether err means InfluxDB refused some points of the
@@ -442,7 +486,11 @@ func (w *Writer) Ready() error {
 	if !st.Backlog.OldestPending.IsZero() {
 		age = time.Since(st.Backlog.OldestPending).Round(time.Second)
 	}
-	return fmt.Errorf("%w: %d records (%d bytes) pending, oldest %s old; last write failed at %s: %s",
+	cause := "last write failed"
+	if limitReached(st.LastError) {
+		cause = "InfluxDB refuses new series for a limit (raise it; the backlog drains once it is); last write refused"
+	}
+	return fmt.Errorf("%w: %d records (%d bytes) pending, oldest %s old; %s at %s: %s",
 		ErrNotReady, st.Backlog.PendingRecords, st.Backlog.PendingBytes, age,
-		st.LastErrorAt.Format(time.RFC3339), errText(st.LastError))
+		cause, st.LastErrorAt.Format(time.RFC3339), errText(st.LastError))
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -468,6 +469,32 @@ func TestErrorClassification(t *testing.T) {
 		{"every line refused", func(int, []string) error {
 			return httpErr(400, "partial write: points beyond retention policy dropped=1")
 		}, 50, false},
+		// Limits refuse good points: every one of them must wait and land
+		// once the limit is raised (here: from the fourth call on).
+		{"series limit (1.8 partial write) is an outage", func(call int, lines []string) error {
+			if call <= 3 {
+				return httpErr(400, "partial write: max-series-per-database limit exceeded: (10) dropped=15")
+			}
+			return nil
+		}, 0, true},
+		{"values-per-tag limit is an outage", func(call int, _ []string) error {
+			if call <= 3 {
+				return httpErr(400, `partial write: max-values-per-tag limit exceeded (100000/100000): measurement="vote" tag="operator" value="op-9" dropped=1`)
+			}
+			return nil
+		}, 0, true},
+		{"2.x cardinality refusal is an outage", func(call int, _ []string) error {
+			if call <= 3 {
+				return httpErr(422, "failure writing points: series cardinality limit reached")
+			}
+			return nil
+		}, 0, true},
+		{"3.x column limit is an outage", func(call int, _ []string) error {
+			if call <= 3 {
+				return httpErr(422, "partial write of line protocol occurred: too many columns in table")
+			}
+			return nil
+		}, 0, true},
 		{"bad request that is not about points is retried", func(call int, _ []string) error {
 			if call <= 2 {
 				return httpErr(400, "missing bucket")
@@ -515,5 +542,50 @@ func TestErrorClassification(t *testing.T) {
 				t.Fatalf("%d lines written, want %d", len(api.written), 50-tc.wantRejected)
 			}
 		})
+	}
+}
+
+// TestLimitKeepsPoints: while InfluxDB refuses points for its series limit
+// the writer skips nothing, says why in Ready and LimitError, and writes
+// every point once the limit is raised.
+func TestLimitKeepsPoints(t *testing.T) {
+	sp := openSpool(t, t.TempDir())
+	for i := range 20 {
+		if err := sp.Append(context.Background(), fmt.Appendf(nil, "m,k=%d v=%di %d", i, i, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var raised atomic.Bool
+	api := &fakeAPI{answer: func(_ int, lines []string) error {
+		if !raised.Load() {
+			return httpErr(400, "partial write: max-series-per-database limit exceeded: (10) dropped=10")
+		}
+		return nil
+	}}
+	w, err := newWriter(sp, api, WriterOptions{BatchSize: 50, FlushInterval: time.Millisecond,
+		MaxBackoff: 5 * time.Millisecond, Logger: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runWriter(t, w)
+	testwait.Within(t, 10*time.Second, "a few refused attempts", func() bool { return w.Stats().Retries >= 3 })
+	if err := w.LimitError(); err == nil || !strings.Contains(errText(err), "max-series-per-database") {
+		t.Fatalf("LimitError = %v during the limit", err)
+	}
+	if err := w.Ready(); err == nil || !strings.Contains(err.Error(), "limit") || !strings.Contains(err.Error(), "20 records") {
+		t.Fatalf("Ready = %v during the limit, want the limit and the 20 records", err)
+	}
+	if st := w.Stats(); st.Rejected != 0 || st.Backlog.PendingRecords != 20 {
+		t.Fatalf("during the limit: %+v", st)
+	}
+	raised.Store(true)
+	testwait.Within(t, 10*time.Second, "spool drained", drained(sp))
+	if err := w.LimitError(); err != nil {
+		t.Fatalf("LimitError = %v after the drain", err)
+	}
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if len(api.written) != 20 || w.Stats().Rejected != 0 {
+		t.Fatalf("%d lines written, %d rejected; want 20, 0", len(api.written), w.Stats().Rejected)
 	}
 }

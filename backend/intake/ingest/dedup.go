@@ -8,11 +8,17 @@ import (
 )
 
 // seenKey identifies one upstream message that carries an outbox sequence
-// number (votes and activation records).
+// number (votes and activation records). The sequence number alone does not:
+// a reinstalled edge agent (a new disk, the same device id) starts its
+// outbox at 1 again, and its new votes would be taken for old ones and
+// dropped after their PUBACK. The timestamp is the point's identity in
+// InfluxDB, so a key that includes it can only skip what would have
+// overwritten itself anyway.
 type seenKey struct {
 	device string
 	kind   protocol.Kind
 	seq    uint64
+	ts     int64 // Unix nanoseconds of the message's ts
 }
 
 // seenSet remembers the most recent keys that reached the spool, up to a

@@ -8,7 +8,9 @@
 // resends).
 //
 // Per kind: votes and activation records become points and are
-// de-duplicated on (device, kind, seq); heartbeats become points and update
+// de-duplicated on (device, kind, seq, ts); one whose timestamp is out of the
+// accepted range is held apart in its own measurement, never discarded
+// (clock.go); heartbeats become points and update
 // the live state; status messages become presence points and drive
 // Online, following Sparkplug: a death whose bdseq is below the last
 // birth's is late (its connection was already replaced) and is acknowledged
@@ -30,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"sync"
 	"time"
 
@@ -80,10 +83,12 @@ type Options struct {
 	Spool    Appender
 	// Now is the clock timestamps are checked against. Default time.Now.
 	Now func() time.Time
-	// MaxFuture and MaxAge bound a message's timestamp relative to Now.
-	// Defaults DefaultMaxFuture and DefaultMaxAge.
+	// MaxFuture and MaxAge bound the timestamps taken as they are,
+	// relative to Now: a vote or activation record beyond them is held
+	// apart (clock.go), never discarded. Defaults DefaultMaxFuture and
+	// DefaultMaxAge.
 	MaxFuture, MaxAge time.Duration
-	// SeenSize is how many recent (device, kind, seq) keys are remembered
+	// SeenSize is how many recent (device, kind, seq, ts) keys are remembered
 	// to skip duplicates. Default DefaultSeenSize.
 	SeenSize int
 	// LogPerSecond bounds the rejection lines logged per second.
@@ -225,14 +230,29 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 	case protocol.KindVote:
 		v, reason, err := decode[protocol.Vote](payload)
 		if err == nil {
-			reason, err = i.check(t, v.Device, v.Time, now)
+			reason, err = i.checkDevice(t, v.Device)
 		}
 		if err != nil {
 			return reason, err
 		}
-		added, err := i.appendOnce(ctx, seenKey{t.Device, t.Kind, v.Seq}, influx.VoteLine(nil, v, place))
+		var u influx.Unconfirmed
+		v.Operator, v.Service, u = i.confine(reg, place, t, v.Operator, v.Service)
+		if !knownChannels[v.Channel] {
+			u.Channel, v.Channel = v.Channel, channelOther
+			i.unconfirmed(t, "channel", u.Channel)
+		}
+		line := influx.VoteLineWith(nil, v, place, u)
+		if !i.inRange(v.Time, now) {
+			line = heldLine(line, influx.MeasurementVote)
+		}
+		added, err := i.appendOnce(ctx, seenKey{t.Device, t.Kind, v.Seq, v.Time.UnixNano()}, line)
 		if err != nil {
 			return "", err
+		}
+		if !i.inRange(v.Time, now) {
+			// Held apart: not a rating until someone looks at the clock.
+			i.held(t.Device, t.Kind, v.Time, received, added)
+			return "", nil
 		}
 		if added && v.Valid {
 			i.window.addVote(now, v.Satisfied())
@@ -245,14 +265,24 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 	case protocol.KindActivation:
 		a, reason, err := decode[protocol.ActivationRecord](payload)
 		if err == nil {
-			reason, err = i.check(t, a.Device, a.Time, now)
+			reason, err = i.checkDevice(t, a.Device)
 		}
 		if err != nil {
 			return reason, err
 		}
-		added, err := i.appendOnce(ctx, seenKey{t.Device, t.Kind, a.Seq}, influx.ActivationLine(nil, a, place))
+		var u influx.Unconfirmed
+		a.Operator, a.Service, u = i.confine(reg, place, t, a.Operator, a.Service)
+		line := influx.ActivationLineWith(nil, a, place, u)
+		if !i.inRange(a.Time, now) {
+			line = heldLine(line, influx.MeasurementActivation)
+		}
+		added, err := i.appendOnce(ctx, seenKey{t.Device, t.Kind, a.Seq, a.Time.UnixNano()}, line)
 		if err != nil {
 			return "", err
+		}
+		if !i.inRange(a.Time, now) {
+			i.held(t.Device, t.Kind, a.Time, received, added)
+			return "", nil
 		}
 		// Each activation closes exactly once; counting closings counts
 		// activations without remembering which ones were opened.
@@ -268,14 +298,25 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 	case protocol.KindHeartbeat:
 		h, reason, err := decode[protocol.Heartbeat](payload)
 		if err == nil {
-			reason, err = i.check(t, h.Device, h.Time, now)
+			reason, err = i.checkDevice(t, h.Device)
 		}
 		if err != nil {
 			return reason, err
 		}
+		var u influx.Unconfirmed
+		if !fwPattern.MatchString(h.FW) {
+			u.FW, h.FW = h.FW, fwOther
+			i.unconfirmed(t, "fw", u.FW)
+		}
 		// No seq to de-duplicate on; a resent heartbeat has the same
-		// timestamp and tags, so it overwrites itself in InfluxDB.
-		if err := i.opts.Spool.Append(ctx, influx.HeartbeatLine(nil, h, place)); err != nil {
+		// timestamp and tags, so it overwrites itself in InfluxDB. One
+		// from a clock out of range is stored at its arrival; the live
+		// state keeps its ts for the edge_clock diagnostic.
+		point := h
+		if !i.inRange(h.Time, now) {
+			point.Time = received
+		}
+		if err := i.opts.Spool.Append(ctx, influx.HeartbeatLineWith(nil, point, place, u)); err != nil {
 			return "", fmt.Errorf("spool heartbeat: %w", err)
 		}
 		i.heard(t.Device, received, func(s *liveState) { s.heartbeat(h, received) })
@@ -289,8 +330,10 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 			return ReasonSpoofed, fmt.Errorf("%w: %q on the topic of %q", ErrSpoofed, st.Device, t.Device)
 		}
 		if st.Online {
-			if err := protocol.CheckTime(st.Time, now, i.opts.MaxFuture, i.opts.MaxAge); err != nil {
-				return ReasonClock, err
+			// A birth is made right after connecting, often before the
+			// edge has the backend's time: out of range, take the arrival.
+			if !i.inRange(st.Time, now) {
+				st.Time = received
 			}
 		} else {
 			// A death is usually the will, composed when the connection
@@ -313,7 +356,7 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 	case protocol.KindConfigApplied:
 		c, reason, err := decode[protocol.ConfigApplied](payload)
 		if err == nil {
-			reason, err = i.check(t, c.Device, c.Time, now)
+			reason, err = i.checkDevice(t, c.Device) // no point: its ts does not matter
 		}
 		if err != nil {
 			return reason, err
@@ -334,7 +377,7 @@ func (i *Ingest) accept(ctx context.Context, t protocol.Topic, payload []byte, r
 	case protocol.KindCommandResult:
 		c, reason, err := decode[protocol.CommandResult](payload)
 		if err == nil {
-			reason, err = i.check(t, c.Device, c.Time, now)
+			reason, err = i.checkDevice(t, c.Device) // no point: its ts does not matter
 		}
 		if err != nil {
 			return reason, err
@@ -369,16 +412,63 @@ func decode[T protocol.Validator](payload []byte) (T, string, error) {
 	return v, ReasonInvalid, err
 }
 
-// check applies the rules every payload with a device and a timestamp
-// shares: it speaks for the topic's device, and its clock is plausible.
-func (i *Ingest) check(t protocol.Topic, device string, ts, now time.Time) (string, error) {
+// checkDevice applies the rule every payload with a device shares: it
+// speaks for the topic's device. Its clock is judged per kind (clock.go).
+func (i *Ingest) checkDevice(t protocol.Topic, device string) (string, error) {
 	if device != t.Device {
 		return ReasonSpoofed, fmt.Errorf("%w: %q on the topic of %q", ErrSpoofed, device, t.Device)
 	}
-	if err := protocol.CheckTime(ts, now, i.opts.MaxFuture, i.opts.MaxAge); err != nil {
-		return ReasonClock, err
-	}
 	return "", nil
+}
+
+// Tag values a device may choose within the known set.
+var (
+	knownChannels = map[string]bool{protocol.ChannelKeypad: true, protocol.ChannelWeb: true}
+	// fwPattern is a version: up to four dotted numbers, an optional "v"
+	// before and a short pre-release or build suffix after ("1.4.2",
+	// "v2.0.0-rc.1"). Anything else is not a firmware a keypad ships.
+	fwPattern = regexp.MustCompile(`^v?[0-9]{1,5}(\.[0-9]{1,5}){0,3}([-+][0-9A-Za-z.]{1,20})?$`)
+)
+
+// The tag values that stand for a device's unconfirmed channel or firmware.
+const (
+	channelOther = "other"
+	fwOther      = "unknown"
+)
+
+// confine checks the operator and service a vote or activation names
+// against the registry: an operator of the device's organisation and a
+// known service stay; anything else would make a new series of the
+// device's choosing, so it is replaced by the counter's default (the
+// returned empty string) and kept in u as a field, counted and logged.
+func (i *Ingest) confine(reg *registry.Registry, p registry.Placement, t protocol.Topic, op, svc string) (string, string, influx.Unconfirmed) {
+	var u influx.Unconfirmed
+	if op != "" {
+		if o, ok := reg.Operator(op); !ok || o.Org != p.Org {
+			u.Operator, op = op, ""
+			i.unconfirmed(t, "operator", u.Operator)
+		}
+	}
+	if svc != "" {
+		if _, ok := reg.Service(svc); !ok {
+			u.Service, svc = svc, ""
+			i.unconfirmed(t, "service", u.Service)
+		}
+	}
+	return op, svc, u
+}
+
+// unconfirmed counts and logs (rate-limited) a tag value the backend did
+// not take from a device.
+func (i *Ingest) unconfirmed(t protocol.Topic, tag, value string) {
+	i.m.unconfirmed.WithLabelValues(string(t.Kind), tag).Inc()
+	if ok, suppressed := i.limit.Allow("ingest: tag value not confirmed", time.Now()); ok {
+		attrs := []any{"device", textcut.Trunc(t.Device, 80), "kind", t.Kind, "tag", tag, "value", textcut.Trunc(value, 80)}
+		if suppressed > 0 {
+			attrs = append(attrs, "suppressed_before", suppressed)
+		}
+		i.log.Warn("ingest: tag value not confirmed, kept as a field", attrs...)
+	}
 }
 
 // appendOnce spools line unless key was spooled before. It reports whether

@@ -200,20 +200,12 @@ func TestAcceptRejects(t *testing.T) {
 		{"wrong type", topic(protocol.KindVote), []byte(`{"v":1,"score":"five"}`), ReasonInvalid},
 		{"version", topic(protocol.KindVote), vote(func(v *protocol.Vote) { v.V = 2 }), ReasonVersion},
 		{"score out of range", topic(protocol.KindVote), vote(func(v *protocol.Vote) { v.Score = 6 }), ReasonInvalid},
-		{"future", topic(protocol.KindVote), vote(func(v *protocol.Vote) { v.Time = now.Add(6 * time.Minute) }), ReasonClock},
-		{"too old", topic(protocol.KindVote), vote(func(v *protocol.Vote) { v.Time = now.Add(-36 * 24 * time.Hour) }), ReasonClock},
 		{"spoofed", topic(protocol.KindVote), vote(func(v *protocol.Vote) { v.Device = "kp-0002" }), ReasonSpoofed},
 		{"unknown device", protocol.Topic{Device: "kp-9999", Kind: protocol.KindVote}, sample, ReasonUnknownDevice},
 		{"too large", topic(protocol.KindVote), bytes.Repeat([]byte(" "), protocol.MaxPayload+1), ReasonTooLarge},
 		{"downstream kind", topic(protocol.KindConfig), mustJSON(t, protocol.SampleConfig()), ReasonInvalid},
 		{"made-up kind", protocol.Topic{Device: "kp-0001", Kind: "bogus"}, sample, ReasonInvalid},
 		{"spoofed status", topic(protocol.KindStatus), mustJSON(t, protocol.Status{V: 1, Device: "kp-0002", Time: now, BootID: "b", Online: true}), ReasonSpoofed},
-		{"future birth", topic(protocol.KindStatus), mustJSON(t, protocol.Status{V: 1, Device: "kp-0001", Time: now.Add(time.Hour), BootID: "b", Online: true}), ReasonClock},
-		{"old heartbeat", topic(protocol.KindHeartbeat), func() []byte {
-			h := protocol.SampleHeartbeat()
-			h.Time = now.Add(-40 * 24 * time.Hour)
-			return mustJSON(t, h)
-		}(), ReasonClock},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -297,12 +289,12 @@ func TestDuplicates(t *testing.T) {
 func TestSeenSetBound(t *testing.T) {
 	s := newSeenSet(3)
 	for seq := range uint64(10) {
-		s.add(seenKey{"d", protocol.KindVote, seq})
+		s.add(seenKey{"d", protocol.KindVote, seq, 0})
 	}
 	if s.len() != 3 {
 		t.Fatalf("len = %d, want 3", s.len())
 	}
-	if s.has(seenKey{"d", protocol.KindVote, 6}) || !s.has(seenKey{"d", protocol.KindVote, 9}) {
+	if s.has(seenKey{"d", protocol.KindVote, 6, 0}) || !s.has(seenKey{"d", protocol.KindVote, 9, 0}) {
 		t.Error("did not keep the most recent keys")
 	}
 }
@@ -390,6 +382,11 @@ func TestLiveState(t *testing.T) {
 		HeartbeatReceived: now,
 		Health: live.Health{UptimeS: h.UptimeS, RSSI: h.RSSI, TempC: h.TempC, SupplyV: h.SupplyV, ClockOffsetMS: h.ClockOffsetMS,
 			Presses: h.Presses, PanelOK: true, BacklightOK: true},
+		// The sample heartbeat was made a second before it arrived, half
+		// its round trip of 48 ms earlier, on a clock 340 ms slow.
+		Clock: live.ClockState{Measured: true, Synced: true,
+			OffsetMS:     h.Time.Sub(now).Milliseconds() - 340 + 24,
+			StampErrorMS: h.Time.Sub(now).Milliseconds() + 24},
 		Commands: []live.CommandOutcome{{ID: "cmd-19", OK: true, Detail: protocol.SampleCommandResult().Detail, Received: now}},
 	}
 	if !reflect.DeepEqual(got, want) {

@@ -12,10 +12,12 @@ import (
 // semko_ingest_rejected_total and the reason in the log line. The set is
 // fixed so the metric's cardinality stays small.
 const (
-	ReasonDecode        = "decode"         // not one JSON object
-	ReasonVersion       = "version"        // payload version not protocol.Version
-	ReasonInvalid       = "invalid"        // fails validation, or a kind devices may not publish
-	ReasonClock         = "clock"          // timestamp too far ahead or too old
+	ReasonDecode  = "decode"  // not one JSON object
+	ReasonVersion = "version" // payload version not protocol.Version
+	ReasonInvalid = "invalid" // fails validation, or a kind devices may not publish
+	// ReasonClock is no longer used: a timestamp out of range is held
+	// apart, not rejected (see clock.go). The series stays at zero.
+	ReasonClock         = "clock"
 	ReasonUnknownDevice = "unknown_device" // the topic's device is not in the registry
 	ReasonSpoofed       = "spoofed"        // payload's device differs from the topic's
 	ReasonTooLarge      = "too_large"      // over protocol.MaxPayload
@@ -33,9 +35,13 @@ type metrics struct {
 	messages   *prometheus.CounterVec
 	rejected   *prometheus.CounterVec
 	duplicates prometheus.Counter
-	lateDeaths prometheus.Counter
-	seconds    prometheus.Histogram
-	online     prometheus.Gauge
+	// unconfirmed counts tag values a device sent that were not taken as
+	// tags (see Ingest.confine), by kind and tag.
+	unconfirmed *prometheus.CounterVec
+	lateDeaths  prometheus.Counter
+	clockHeld   *prometheus.CounterVec
+	seconds     prometheus.Histogram
+	online      prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -52,6 +58,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "semko_ingest_duplicates_total",
 			Help: "Votes and activation records acknowledged without appending because they were already spooled.",
 		}),
+		unconfirmed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "semko_ingest_unconfirmed_tags_total",
+			Help: "Tag values devices sent that the registry or the known set did not confirm: stored as <tag>_claimed fields, the tag takes the default. By kind and tag.",
+		}, []string{"kind", "tag"}),
+		clockHeld: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "semko_ingest_clock_held_total",
+			Help: "Votes and activation records whose timestamp was out of the accepted range, kept apart (measurement <kind>_held), by kind.",
+		}, []string{"kind"}),
 		lateDeaths: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "semko_ingest_late_deaths_total",
 			Help: "Death certificates ignored because their bdseq is older than the last birth's.",
@@ -72,6 +86,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			continue
 		}
 		m.messages.WithLabelValues(string(k))
+		if k == protocol.KindVote || k == protocol.KindActivation {
+			m.clockHeld.WithLabelValues(string(k))
+		}
 		for _, r := range reasons {
 			m.rejected.WithLabelValues(string(k), r)
 		}
@@ -79,7 +96,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.messages, m.rejected, m.duplicates, m.lateDeaths, m.seconds, m.online} {
+	for _, kt := range []struct {
+		kind protocol.Kind
+		tag  string
+	}{
+		{protocol.KindVote, "operator"}, {protocol.KindVote, "service"}, {protocol.KindVote, "channel"},
+		{protocol.KindActivation, "operator"}, {protocol.KindActivation, "service"}, {protocol.KindHeartbeat, "fw"},
+	} {
+		m.unconfirmed.WithLabelValues(string(kt.kind), kt.tag)
+	}
+	for _, c := range []prometheus.Collector{m.messages, m.rejected, m.duplicates, m.unconfirmed, m.lateDeaths, m.clockHeld, m.seconds, m.online} {
 		if err := reg.Register(c); err != nil {
 			// Usually prometheus.AlreadyRegisteredError: one Ingest per registerer.
 			return nil, fmt.Errorf("register metrics: %w", err)

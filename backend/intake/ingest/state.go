@@ -13,6 +13,10 @@ const maxDetail = 16
 
 // heartbeat applies a heartbeat received at received; i.mu held.
 func (s *liveState) heartbeat(h protocol.Heartbeat, received time.Time) {
+	if !received.Before(s.HeartbeatReceived) {
+		// By arrival, not ts: a clock stepped back is news to measure.
+		s.measureClock(h, received)
+	}
 	if h.Time.Before(s.LastHeartbeat) {
 		return // an older heartbeat, redelivered late
 	}

@@ -75,7 +75,6 @@ var (
 
 // Defaults for Options.
 const (
-	DefaultClientID             = "semko-backend"
 	DefaultWorkers              = 8
 	DefaultQueueSize            = 256
 	DefaultMaxTransientFailures = 16
@@ -94,8 +93,11 @@ type Options struct {
 	URL string
 	// ClientID is fixed so that the broker keeps the backend's session
 	// (subscriptions and unacknowledged messages) across reconnects.
-	// Default DefaultClientID. Two replicas sharing the stream need
-	// different ids and a SharedGroup.
+	// Default: the Username. Semko's broker lets an account use only its
+	// username, or its username and a "-suffix", as a client id, so that
+	// nobody else can take this session over. Two replicas sharing the
+	// stream need different ids ("semko-backend-1", "semko-backend-2") and
+	// a SharedGroup.
 	ClientID string
 	Username string
 	Secret   string // never logged
@@ -177,7 +179,7 @@ func (o *Options) setDefaults() error {
 		o.ReconnectMax = o.ReconnectMin
 	}
 	if o.ClientID == "" {
-		o.ClientID = DefaultClientID
+		o.ClientID = o.Username
 	}
 	if o.Workers == 0 {
 		o.Workers = DefaultWorkers

@@ -50,7 +50,7 @@ type got struct {
 func subscribe(t *testing.T, addr, filter string) <-chan got {
 	t.Helper()
 	ch := make(chan got, 16)
-	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("phone-1").
+	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(observerUser + "-1").
 		SetUsername(observerUser).SetPassword(observerPass).SetProtocolVersion(4)
 	c := paho.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {

@@ -105,7 +105,7 @@ func TestEveryKindRenders(t *testing.T) {
 	}
 	kinds := []alert.Kind{
 		alert.KindOffline, alert.KindStuckKey, alert.KindDeadPanel, alert.KindDeadBacklight, alert.KindSelfTestFailed,
-		alert.KindSelfTestMissing, alert.KindSilentUnit, alert.KindClockDrift, alert.KindOutboxBacklog,
+		alert.KindSelfTestMissing, alert.KindSilentUnit, alert.KindClockDrift, alert.KindEdgeClock, alert.KindOutboxBacklog,
 		alert.KindOutdatedFirmware, alert.KindWarrantyEnd, alert.KindReplacementDue, alert.KindNegativeVote,
 		alert.KindNegativeStreak, alert.KindSatisfactionDrop, alert.KindPositiveStreak,
 	}
