@@ -23,10 +23,7 @@ type healthParts struct {
 // go to the alert manager; with alerts disabled they are still recorded as
 // `alert` points and logged.
 func (a *App) newHealth() error {
-	var raiser alert.Raiser = points.New(a.spool, nil, a.log.With("part", "alert-points"))
-	if a.alerts.manager != nil {
-		raiser = a.alerts.manager
-	}
+	raiser := a.raiser()
 	var err error
 	if !a.cfg.Diagnostics.Disabled {
 		a.health.diag, err = diagnostics.New(diagnostics.Options{
@@ -47,6 +44,15 @@ func (a *App) newHealth() error {
 		}
 	}
 	return nil
+}
+
+// raiser is where findings go: the alert manager, or with alerts
+// disabled `alert` points and a log line.
+func (a *App) raiser() alert.Raiser {
+	if a.alerts.manager != nil {
+		return a.alerts.manager
+	}
+	return points.New(a.spool, nil, a.log.With("part", "alert-points"))
 }
 
 // addHealth adds both jobs to the supervisor, last: a running check

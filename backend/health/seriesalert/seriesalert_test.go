@@ -1,4 +1,4 @@
-package backend
+package seriesalert
 
 import (
 	"context"
@@ -30,7 +30,7 @@ func (r *raiseRecorder) Resolve(_ context.Context, k alert.Kind, _ alert.Subject
 // every Resolve would write a point).
 func TestSeriesReporter(t *testing.T) {
 	rec := &raiseRecorder{}
-	report := seriesReporter(&App{log: slog.New(slog.DiscardHandler)}, rec)
+	report := Reporter(rec, slog.New(slog.DiscardHandler))
 	ctx := context.Background()
 	steps := []struct {
 		st   influx.SeriesState
