@@ -10,6 +10,7 @@ import (
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/firmware-sim/keypad"
 	"github.com/semko/semko/internal/influxlocal"
+	"github.com/semko/semko/internal/testwait"
 )
 
 // TestActivationThroughAPI follows the queue-system path: an activation
@@ -40,15 +41,15 @@ func TestActivationThroughAPI(t *testing.T) {
 		Device: dev.ID, Secret: dev.Secret, Broker: "tcp://" + mqttAddr, DataDir: t.TempDir(),
 		ReconnectMin: 50 * time.Millisecond, Logger: testLogger(t),
 	}, keypad.Options{Serial: dev.Serial})
-	waitFor(t, "edge connected", func() bool { return agent.Stats().Connected })
+	testwait.For(t, "edge connected", func() bool { return agent.Stats().Connected })
 
 	body := `{"v":1,"id":"ticket-A113-done","ticket":"A113","service":"passport","operator":"` + opID + `","service_s":245,"window_s":30}`
 	apiDo(t, http.MethodPost, "http://"+httpAddr+"/api/v1/devices/"+dev.ID+"/activate", body, http.StatusAccepted, nil)
-	waitFor(t, "keypad armed", func() bool { return kp.State().Armed })
+	testwait.For(t, "keypad armed", func() bool { return kp.State().Armed })
 	if err := kp.Press(ctx, 5); err != nil {
 		t.Fatalf("press: %v", err)
 	}
-	waitFor(t, "outbox drained", func() bool { return agent.Stats().Outbox == 0 })
+	testwait.For(t, "outbox drained", func() bool { return agent.Stats().Outbox == 0 })
 	waitWritten(t, app)
 
 	series, err := db.Query(ctx, `SELECT score, activation, service_s, operator, service FROM vote WHERE valid='true'`)

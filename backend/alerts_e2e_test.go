@@ -1,6 +1,7 @@
 package backend_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/firmware-sim/keypad"
 	"github.com/semko/semko/internal/influxlocal"
+	"github.com/semko/semko/internal/testwait"
 )
 
 // noticeRecorder is a Notifier that keeps what it is given.
@@ -90,7 +92,7 @@ func TestNegativeVoteNotice(t *testing.T) {
 		Device: dev.ID, Secret: dev.Secret, Broker: "tcp://" + app.MQTTAddr(), DataDir: t.TempDir(),
 		ReconnectMin: 50 * time.Millisecond, Logger: testLogger(t),
 	}, keypad.Options{Serial: dev.Serial})
-	waitFor(t, "edge connected", func() bool { return agent.Stats().Connected })
+	testwait.For(t, "edge connected", func() bool { return agent.Stats().Connected })
 
 	api := func(method, path, body string, out any) int {
 		t.Helper()
@@ -111,19 +113,19 @@ func TestNegativeVoteNotice(t *testing.T) {
 		if code := api("POST", "/api/v1/devices/"+dev.ID+"/activate", body, nil); code != http.StatusAccepted {
 			t.Fatalf("activate: %d", code)
 		}
-		waitFor(t, "keypad armed", func() bool { return kp.State().Armed })
+		testwait.For(t, "keypad armed", func() bool { return kp.State().Armed })
 		if err := kp.Press(ctx, 1); err != nil {
 			t.Fatalf("press: %v", err)
 		}
-		waitFor(t, "keypad disarmed", func() bool { return !kp.State().Armed })
+		testwait.For(t, "keypad disarmed", func() bool { return !kp.State().Armed })
 	}
 
-	waitFor(t, "a notice", func() bool { return len(rec.all()) > 0 })
+	testwait.For(t, "a notice", func() bool { return len(rec.all()) > 0 })
 	n := rec.all()[0]
 	if n.Kind != alert.KindNegativeVote || len(n.Alerts) != 1 {
 		t.Fatalf("notice = %+v, want one negative_vote alert", n)
 	}
-	if len(n.Receiver.Email) != 1 || n.Receiver.Email[0] != site.Responsible.Email || n.Lang != or(site.Responsible.Lang, "en") {
+	if len(n.Receiver.Email) != 1 || n.Receiver.Email[0] != site.Responsible.Email || n.Lang != cmp.Or(site.Responsible.Lang, "en") {
 		t.Errorf("receiver %+v lang %s, want the site's responsible %+v", n.Receiver, n.Lang, site.Responsible)
 	}
 	a := n.Alerts[0]
@@ -168,11 +170,4 @@ func TestNegativeVoteNotice(t *testing.T) {
 	if got := len(rec.all()); got != 1 {
 		t.Errorf("%d notices, want exactly one", got)
 	}
-}
-
-func or(s, fallback string) string {
-	if s != "" {
-		return s
-	}
-	return fallback
 }

@@ -1,33 +1,33 @@
-// Package backend wires Semko's server side together: the embedded broker,
-// ingest, the durable spool, the InfluxDB writer, the registry and the HTTP
-// API. It holds no logic of its own beyond the wiring and the order of
-// start-up and shutdown; each part lives in its own package.
+// Package backend composes Semko's server side: it builds each part from
+// the configuration, hands them to a supervisor in dependency order, and
+// chooses the message source (the embedded broker or an external one).
+// The parts live in the domain folders: intake/ (how a vote gets stored),
+// fleet/ (who the devices are and what they run), health/ (are they
+// well), alert/ (who hears about what), rollup/ and api/. See
+// docs/architecture.md.
 package backend
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/semko/semko/backend/api"
-	"github.com/semko/semko/backend/influx"
-	"github.com/semko/semko/backend/ingest"
-	"github.com/semko/semko/backend/registry"
-	"github.com/semko/semko/backend/rollup"
-	"github.com/semko/semko/backend/spool"
-	"github.com/semko/semko/backend/timebeacon"
+	"github.com/semko/semko/backend/fleet/configpush"
+	"github.com/semko/semko/backend/fleet/timebeacon"
+	"github.com/semko/semko/backend/intake/influx"
+	"github.com/semko/semko/backend/intake/ingest"
+	"github.com/semko/semko/backend/intake/spool"
 	"github.com/semko/semko/broker"
-	"github.com/semko/semko/internal/tlsconf"
+	"github.com/semko/semko/fleet/registry"
 )
 
 // App is one backend process.
@@ -35,50 +35,46 @@ type App struct {
 	cfg      Config
 	log      *slog.Logger
 	metrics  *prometheus.Registry
+	sup      supervisor
 	registry *registry.Store
 	creds    *broker.Credentials
 	spool    *spool.Spool
 	writer   *influx.Writer
 	ingest   *ingest.Ingest
-	broker   *broker.Broker      // nil with an external broker
-	ext      externalMQTT        // the client of an external broker (wire_mqttin.go)
-	rollup   *rollup.Job         // nil when disabled
-	fleet    fleetParts          // fleet database and config pusher (wire_fleet.go)
-	health   healthParts         // diagnostics and lifecycle reminders (wire_diagnostics.go)
-	alerts   alertParts          // alert manager and rating watcher (wire_alerts.go)
-	series   *influx.SeriesCheck // InfluxDB's series count and limit refusals (wire_series.go)
-
-	httpLn    net.Listener
-	httpSrv   *http.Server
-	httpGuard *httpGuard    // per-address connection limit (wire_http.go)
-	started   chan struct{} // closed once the broker and HTTP listen
+	source   source              // embedded broker or external (source.go)
+	fleet    fleetParts          // fleet database and config push (fleet.go)
+	health   healthParts         // diagnostics and lifecycle reminders (health.go)
+	alerts   alertParts          // alert manager and rating watcher (alerts.go)
+	series   *influx.SeriesCheck // InfluxDB's series count and limit refusals (series.go)
+	http     *api.Server
+	started  chan struct{} // closed once every part has started
 }
 
-// New opens the registry and the spool and builds every part. Nothing
+// New opens the fleet database and the spool and builds every part,
+// adding each to the supervisor after the parts it depends on. Nothing
 // listens until Run.
 func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	a := &App{cfg: cfg, log: log, metrics: prometheus.NewRegistry(), started: make(chan struct{})}
+	a.sup.log = log
 	defer func() {
 		if err != nil {
-			a.release()
+			a.sup.release()
 		}
 	}()
-	a.httpGuard = newHTTPGuard(cfg.HTTP.MaxConnsPerAddr)
-	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		a.httpGuard.refused)
+	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	reg, err := a.openFleet()
-	if err != nil {
+	// The fleet database first: every other part reads the fleet.
+	if err := a.openFleet(); err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
-	a.registry = reg
-	if a.creds, err = broker.NewCredentials(a.credentialsOf(reg.Current())); err != nil {
+	if a.creds, err = broker.NewCredentials(a.credentialsOf(a.registry.Current())); err != nil {
 		return nil, fmt.Errorf("credentials: %w", err)
 	}
 
+	// Intake: the spool, then the writer that empties it into InfluxDB.
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -88,6 +84,12 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
+	a.sup.add("spool", resource{close: func() error {
+		if err := a.spool.Close(); err != nil {
+			return fmt.Errorf("spool close: %w", err)
+		}
+		return nil
+	}})
 	a.writer, err = influx.NewWriter(a.spool, influx.WriterOptions{
 		URL: cfg.Influx.URL, Token: cfg.Influx.Token, Org: cfg.Influx.Org, Bucket: cfg.Influx.Bucket,
 		BatchSize: cfg.Influx.BatchSize, FlushInterval: cfg.Influx.FlushInterval,
@@ -96,58 +98,34 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("influx writer: %w", err)
 	}
-	if err := a.newAlerts(reg); err != nil {
+	a.sup.add("influx-writer", PartFunc(a.runWriter))
+
+	// Alerts before ingest: the rating watcher hears every vote.
+	if err := a.newAlerts(); err != nil {
 		return nil, fmt.Errorf("alerts: %w", err)
 	}
 	a.ingest, err = ingest.New(ingest.Options{
-		Registry: reg.Current, Spool: a.spool, MaxFuture: cfg.Ingest.MaxFuture, MaxAge: cfg.Ingest.MaxAge,
+		Registry: a.registry.Current, Spool: a.spool, MaxFuture: cfg.Ingest.MaxFuture, MaxAge: cfg.Ingest.MaxAge,
 		Logger: log.With("part", "ingest"), Registerer: a.metrics, OnVote: a.onVote(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 
-	if cfg.MQTT.External.URL != "" {
-		if err := a.newExternalMQTT(); err != nil {
-			return nil, fmt.Errorf("mqtt: %w", err)
+	// Configs pushed while disconnected from an external broker failed and
+	// are retried by the next sync; a new connection is the moment to do
+	// it. The push loop exists once the source does.
+	onConnect := func() {
+		if a.fleet.push != nil {
+			a.fleet.push.Resend()
 		}
-	} else {
-		bopts := broker.Options{
-			TCPAddr:     cfg.MQTT.Addr,
-			DataDir:     filepath.Join(cfg.DataDir, "broker"),
-			Credentials: a.creds,
-			Intake: broker.IntakeFunc(func(ctx context.Context, m broker.Message) error {
-				return a.ingest.Accept(ctx, m.Topic, m.Payload, m.Received)
-			}),
-			Logger:           log.With("part", "broker"),
-			MaxInflight:      cfg.MQTT.MaxInflight,
-			MaxPendingWrites: cfg.MQTT.MaxPendingWrites,
-			PublishRate:      cfg.MQTT.PublishRate,
-			PublishBurst:     cfg.MQTT.PublishBurst,
-			MaxConnsPerAddr:  cfg.MQTT.MaxConnsPerAddr,
-			ConnectTimeout:   cfg.MQTT.ConnectTimeout,
-			// Bounds on what non-device accounts may hold (issue 15).
-			MaxSessionsPerAccount: cfg.MQTT.MaxSessionsPerAccount,
-			MaxSubscriptions:      cfg.MQTT.MaxSubscriptions,
-		}
-		if cfg.MQTT.TLSAddr != "" {
-			tc, err := tlsconf.Server(cfg.MQTT.CertFile, cfg.MQTT.KeyFile, cfg.MQTT.ClientCAFile)
-			if err != nil {
-				return nil, fmt.Errorf("mqtt tls: %w", err)
-			}
-			bopts.TLSAddr, bopts.TLSConfig = cfg.MQTT.TLSAddr, tc
-		}
-		if a.broker, err = broker.New(bopts); err != nil {
-			return nil, fmt.Errorf("broker: %w", err)
-		}
-		a.metrics.MustRegister(newBrokerCollector(a.broker))
 	}
-
+	if a.source, err = a.newSource(a.ingest, onConnect); err != nil {
+		return nil, fmt.Errorf("mqtt: %w", err)
+	}
+	a.fleet.push = configpush.NewLoop(a.source, a.registry.Current, log.With("part", "devconfig"))
 	if err := a.newNotify(); err != nil {
 		return nil, err
-	}
-	if a.rollup, err = a.newRollup(); err != nil {
-		return nil, fmt.Errorf("rollup: %w", err)
 	}
 	if err := a.newHealth(); err != nil {
 		return nil, err
@@ -160,7 +138,7 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 		Token:     cfg.HTTP.Token,
 		Ready:     a.Ready,
 		Gatherer:  a.metrics,
-		Activator: api.PublishActivator{Registry: reg.Current, Publisher: a.publisher()},
+		Activator: api.PublishActivator{Registry: a.registry.Current, Publisher: a.source},
 		Devices:   a.ingest.Devices,
 		Summary:   a.ingest.Snapshot,
 		Logger:    log.With("part", "api"),
@@ -169,14 +147,32 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	a.httpSrv = &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	a.http, err = api.NewServer(handler, api.ServerOptions{
+		Addr: cfg.HTTP.Addr, CertFile: cfg.HTTP.CertFile, KeyFile: cfg.HTTP.KeyFile,
+		MaxConnsPerAddr: cmp.Or(cfg.HTTP.MaxConnsPerAddr, DefaultHTTPConnsPerAddr),
+		Logger:          log, Registerer: a.metrics,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
 	}
+
+	// The start order, which is the reverse of the stop order: what stores
+	// messages starts first and stops last. MQTT listens before HTTP
+	// answers, so a probe that gets /healthz finds the broker up.
+	a.sup.add("mqtt", a.source)
+	a.sup.add("http", a.http)
+	if every := cfg.MQTT.TimeBeacon; every >= 0 {
+		a.sup.add("time-beacon", PartFunc(func(ctx context.Context) error {
+			timebeacon.Run(ctx, a.source, every, log.With("part", "timebeacon"))
+			return nil
+		}))
+	}
+	a.sup.add("config-push", a.fleet.push)
+	if err := a.newRollup(); err != nil {
+		return nil, fmt.Errorf("rollup: %w", err)
+	}
+	a.addHealth()
+	a.sup.add("series-check", optional(a.log, "series check", a.series))
 	return a, nil
 }
 
@@ -190,132 +186,51 @@ func (a *App) credentialsOf(r *registry.Registry) []broker.Credential {
 	return list
 }
 
-// Run serves until ctx is done, then shuts down in the order that loses
-// nothing: stop taking messages (broker), stop serving HTTP, let the writer
-// flush what it can, close the spool. What the writer could not flush stays
-// in the spool for the next start.
+// Run starts every part and serves until ctx is done or a part fails,
+// then stops the parts in the reverse order of their start, which loses
+// nothing: stop the scheduled jobs, stop serving HTTP, stop taking
+// messages (MQTT), stop the alerts, let the writer flush what it can,
+// close the spool and the fleet database. What the writer could not flush stays
+// in the spool for the next start. Run may be called once.
 func (a *App) Run(ctx context.Context) error {
-	var err error
-	if a.httpLn, err = a.listenHTTP(); err != nil {
-		a.release()
-		return err
-	}
-	if err := a.startMQTT(ctx); err != nil {
-		a.httpLn.Close()
-		a.release()
-		return fmt.Errorf("broker: %w", err)
-	}
-	close(a.started)
-	beaconCtx, stopBeacon := context.WithCancel(ctx)
-	var beaconWG sync.WaitGroup
-	if every := a.cfg.MQTT.TimeBeacon; every >= 0 {
-		beaconWG.Go(func() { timebeacon.Run(beaconCtx, a.publisher(), every, a.log.With("part", "timebeacon")) })
-	}
-	a.startFleet(ctx)
-	a.startAlerts(ctx)
-	a.startHealth()
-	a.startSeriesCheck(ctx)
-	a.log.Info("backend up", "mqtt", a.MQTTAddr(), "http", a.httpLn.Addr().String(), "influx", a.cfg.Influx.URL)
-
-	writerCtx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	errc := make(chan error, 2)
-	wg.Go(func() {
-		if err := a.writer.Run(writerCtx); err != nil && !errors.Is(err, context.Canceled) {
-			errc <- fmt.Errorf("influx writer: %w", err)
-		}
+	return a.sup.run(ctx, func() {
+		close(a.started)
+		a.log.Info("backend up", "mqtt", a.MQTTAddr(), "http", a.HTTPAddr(), "influx", a.cfg.Influx.URL)
 	})
-	wg.Go(func() {
-		var err error
-		if a.cfg.HTTP.CertFile != "" {
-			err = a.httpSrv.ServeTLS(a.httpLn, a.cfg.HTTP.CertFile, a.cfg.HTTP.KeyFile)
-		} else {
-			err = a.httpSrv.Serve(a.httpLn)
-		}
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("http: %w", err)
-		}
-	})
-
-	if a.rollup != nil {
-		if err := a.rollup.Start(ctx); err != nil {
-			a.log.Error("rollup job not started", "err", err)
-		}
-	}
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
-	}
-	a.log.Info("backend stopping")
-	stopBeacon()
-	beaconWG.Wait()
-	a.stopHealth()
-	a.stopSeriesCheck()
-	if a.rollup != nil {
-		if err := a.rollup.Close(); err != nil {
-			a.log.Warn("rollup close", "err", err)
-		}
-	}
-	if err := a.stopMQTT(); err != nil {
-		a.log.Warn("broker close", "err", err)
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	_ = a.httpSrv.Shutdown(shutdownCtx)
-	cancel()
-	if err := a.stopAlerts(); err != nil {
-		a.log.Warn("alerts stop", "err", err)
-	}
-	a.drainWriter(3 * time.Second)
-	stopWriter()
-	wg.Wait()
-	if err := a.spool.Close(); err != nil {
-		runErr = errors.Join(runErr, fmt.Errorf("spool close: %w", err))
-	}
-	if err := a.closeFleet(); err != nil {
-		runErr = errors.Join(runErr, fmt.Errorf("fleet db close: %w", err))
-	}
-	a.log.Info("backend stopped")
-	return runErr
 }
 
 // Close releases an App whose Run was never called (Run releases
 // everything itself when it returns).
-func (a *App) Close() { a.release() }
+func (a *App) Close() { a.sup.release() }
 
-// release closes what New opened, on the paths where Run will not get to
-// close it (a failed New, a Run that cannot listen).
-func (a *App) release() {
-	if a.rollup != nil {
-		a.rollup.Close()
+// runWriter runs the InfluxDB writer. Stopped, it first gives the writer up
+// to three seconds to empty the spool, so a clean stop leaves nothing for
+// the next start when InfluxDB is up.
+func (a *App) runWriter(ctx context.Context) error {
+	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- a.writer.Run(wctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
 	}
-	if err := a.stopAlerts(); err != nil {
-		a.log.Warn("alerts stop", "err", err)
-	}
-	if a.spool != nil {
-		a.spool.Close()
-	}
-	if err := a.closeFleet(); err != nil {
-		a.log.Warn("fleet db close", "err", err)
-	}
-}
-
-// drainWriter gives the writer a moment to empty the spool before shutdown,
-// so a clean stop leaves nothing for the next start when InfluxDB is up.
-func (a *App) drainWriter(limit time.Duration) {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if a.spool.Stats().PendingRecords == 0 {
-			return
+			break
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
+	stop()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
 }
 
 // Ready says whether the backend can take and store votes now.
 func (a *App) Ready() error {
-	if err := a.mqttReady(); err != nil {
+	if err := a.source.ready(); err != nil {
 		return err
 	}
 	if st := a.spool.Stats(); st.Full {
@@ -324,19 +239,20 @@ func (a *App) Ready() error {
 	return a.writer.Ready()
 }
 
-// Started is closed once the broker and the HTTP API are listening.
+// Started is closed once every part has started: the broker and the HTTP
+// API listen.
 func (a *App) Started() <-chan struct{} { return a.started }
 
-// MQTTAddr is the broker's actual listening address (useful with port 0).
-func (a *App) MQTTAddr() string {
-	if a.broker == nil {
-		return a.cfg.MQTT.External.URL
-	}
-	return a.broker.Addr()
-}
+// MQTTAddr is the broker's actual listening address (useful with port 0),
+// or the external broker's URL.
+func (a *App) MQTTAddr() string { return a.source.addr() }
+
+// MQTTTLSAddr is the embedded broker's MQTT-over-TLS address ("" when it
+// has none or the broker is external).
+func (a *App) MQTTTLSAddr() string { return a.source.tlsAddr() }
 
 // HTTPAddr is the API's actual listening address, once Started is closed.
-func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }
+func (a *App) HTTPAddr() string { return a.http.Addr() }
 
 // Summary is the live view for status lines.
 func (a *App) Summary() ingest.Summary { return a.ingest.Snapshot() }
@@ -345,6 +261,7 @@ func (a *App) Summary() ingest.Summary { return a.ingest.Snapshot() }
 func (a *App) WriterStats() influx.WriterStats { return a.writer.Stats() }
 
 // ReloadRegistry applies the fleet file to the fleet database if the file
-// changed (see backend/fleetdb); the new snapshot replaces the registry,
-// credentials and configs. On error the current fleet stays in force.
+// changed (see backend/fleet/fleetdb); the new snapshot replaces the
+// registry, credentials and configs. On error the current fleet stays in
+// force.
 func (a *App) ReloadRegistry() error { return a.reloadFleet() }

@@ -10,6 +10,7 @@ import (
 	"github.com/semko/semko/broker"
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/internal/influxlocal"
+	"github.com/semko/semko/internal/testwait"
 )
 
 const backendAccount, backendSecret = "semko-backend", "backend-secret-0123456789abcdef-test"
@@ -65,7 +66,7 @@ func startExternalBackend(t *testing.T, db *influxlocal.Server, model *fleet.Mod
 	cfg.MQTT.Addr = ""
 	cfg.MQTT.External = backend.ExternalMQTTConfig{URL: "tcp://" + brokerAddr, Username: backendAccount, Secret: backendSecret}
 	app := runBackend(t, cfg)
-	waitFor(t, "backend ready", func() bool { return app.Ready() == nil })
+	testwait.For(t, "backend ready", func() bool { return app.Ready() == nil })
 	return app
 }
 

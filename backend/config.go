@@ -8,8 +8,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/semko/semko/backend/diagnostics"
-	"github.com/semko/semko/backend/lifecycle"
+	"github.com/semko/semko/backend/health/diagnostics"
+	"github.com/semko/semko/backend/health/lifecycle"
 	"github.com/semko/semko/broker"
 )
 
@@ -30,10 +30,10 @@ type Config struct {
 	Spool  SpoolConfig  `yaml:"spool"`
 	Ingest IngestConfig `yaml:"ingest"`
 	Rollup RollupConfig `yaml:"rollup"`
-	Alerts AlertsConfig `yaml:"alerts"` // see wire_alerts.go
-	Notify NotifyConfig `yaml:"notify"` // channels; see wire_notify.go
+	Alerts AlertsConfig `yaml:"alerts"` // see alerts.go
+	Notify NotifyConfig `yaml:"notify"` // channels; see notify.go
 
-	// Diagnostics and Lifecycle: see wire_diagnostics.go.
+	// Diagnostics and Lifecycle: see health.go.
 	Diagnostics diagnostics.Config `yaml:"diagnostics"`
 	Lifecycle   lifecycle.Config   `yaml:"lifecycle"`
 }

@@ -12,12 +12,13 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/semko/semko/backend/alert"
-	"github.com/semko/semko/backend/diagnostics"
+	"github.com/semko/semko/backend/health/diagnostics"
 	"github.com/semko/semko/broker"
 	"github.com/semko/semko/edge"
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/firmware-sim/keypad"
 	"github.com/semko/semko/internal/influxlocal"
+	"github.com/semko/semko/internal/testwait"
 	"github.com/semko/semko/protocol"
 )
 
@@ -106,12 +107,12 @@ func TestEdgeClockWrong(t *testing.T) {
 	stopApp := startApp(t, app)
 	watched := watchVotes(t, app.MQTTAddr())
 	for _, e := range edges {
-		waitFor(t, e.name+": outbox sent", func() bool { return e.agent.Stats().Outbox == 0 })
+		testwait.For(t, e.name+": outbox sent", func() bool { return e.agent.Stats().Outbox == 0 })
 	}
 	diag := app.Diagnostics()
 	openFor := func() map[string]bool {
 		t.Helper()
-		if err := diag.Run(ctx, diagnostics.CheckEdgeClock); err != nil {
+		if err := diag.CheckNow(ctx, diagnostics.CheckEdgeClock); err != nil {
 			t.Fatal(err)
 		}
 		out := map[string]bool{}
@@ -123,7 +124,7 @@ func TestEdgeClockWrong(t *testing.T) {
 		return out
 	}
 	fast, slow, jumpy := edges[0], edges[1], edges[2]
-	waitFor(t, "edge_clock for the fast and the slow edge", func() bool {
+	testwait.For(t, "edge_clock for the fast and the slow edge", func() bool {
 		o := openFor()
 		return o[fast.dev.ID] && o[slow.dev.ID] && !o[jumpy.dev.ID]
 	})
@@ -135,7 +136,7 @@ func TestEdgeClockWrong(t *testing.T) {
 	}
 	jumpy.clock.set(-time.Hour)
 	press(jumpy, 3)
-	waitFor(t, "edge_clock for all three", func() bool {
+	testwait.For(t, "edge_clock for all three", func() bool {
 		o := openFor()
 		return o[fast.dev.ID] && o[slow.dev.ID] && o[jumpy.dev.ID]
 	})
@@ -144,7 +145,7 @@ func TestEdgeClockWrong(t *testing.T) {
 	for _, e := range edges {
 		e.clock.set(0)
 	}
-	waitFor(t, "edge_clock resolved", func() bool { return len(openFor()) == 0 })
+	testwait.For(t, "edge_clock resolved", func() bool { return len(openFor()) == 0 })
 	for _, e := range edges {
 		press(e, 4)
 	}
@@ -153,7 +154,7 @@ func TestEdgeClockWrong(t *testing.T) {
 	want := 0
 	for _, e := range edges {
 		want += len(e.presses)
-		waitFor(t, e.name+": outbox sent", func() bool { return e.agent.Stats().Outbox == 0 })
+		testwait.For(t, e.name+": outbox sent", func() bool { return e.agent.Stats().Outbox == 0 })
 	}
 	waitWritten(t, app)
 	for _, e := range edges {
@@ -263,7 +264,7 @@ func watchVotes(t *testing.T, addr string) *voteWatch {
 func (w *voteWatch) wait(t *testing.T, device string, score int) []byte {
 	t.Helper()
 	var b []byte
-	waitFor(t, "the vote seen", func() bool {
+	testwait.For(t, "the vote seen", func() bool {
 		w.mu.Lock()
 		b = w.last[device]
 		w.mu.Unlock()

@@ -140,23 +140,6 @@ func waitWritten(t *testing.T, app *backend.App) {
 	}
 }
 
-// waitFor waits up to 30 s for cond.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	waitUntil(t, what, 30*time.Second, cond)
-}
-
-func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // countBySite runs q, grouped by site, and returns each site's count.
 func countBySite(t *testing.T, db *influxlocal.Server, q string) map[string]int64 {
 	t.Helper()

@@ -28,6 +28,7 @@ import (
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/internal/influxlocal"
 	"github.com/semko/semko/internal/testpki"
+	"github.com/semko/semko/internal/testwait"
 	"github.com/semko/semko/protocol"
 )
 
@@ -88,7 +89,7 @@ func TestHostileClients(t *testing.T) {
 		fleetTook.Store(int64(time.Since(fleetStart)))
 		fleetDone <- err
 	}()
-	waitUntil(t, "the fleet's first activation", 30*time.Second, func() bool { return tally.Total().Activations > 0 })
+	testwait.Within(t, 30*time.Second, "the fleet's first activation", func() bool { return tally.Total().Activations > 0 })
 
 	// A flooding device, for as long as the fleet runs.
 	stopFlood := make(chan struct{})
@@ -256,7 +257,7 @@ func TestHostileClients(t *testing.T) {
 		if err := c.publish(protocol.DeviceTopic(evil.ID, protocol.KindVote), bytes.Repeat([]byte("x"), 20<<10)); err == nil {
 			t.Error("a 20 KiB packet was acknowledged")
 		}
-		waitUntil(t, "oversized counted", 10*time.Second, func() bool { return m.read(t).get(oversized)-before == 1 })
+		testwait.Within(t, 10*time.Second, "oversized counted", func() bool { return m.read(t).get(oversized)-before == 1 })
 
 		bad := series("semko_broker_bad_connects_total")
 		before = m.read(t).get(bad)
@@ -265,7 +266,7 @@ func TestHostileClients(t *testing.T) {
 		if !closedBy(conn, 10*time.Second) {
 			t.Error("garbage connection stayed open")
 		}
-		waitUntil(t, "bad connect counted", 10*time.Second, func() bool { return m.read(t).get(bad)-before == 1 })
+		testwait.Within(t, 10*time.Second, "bad connect counted", func() bool { return m.read(t).get(bad)-before == 1 })
 	})
 
 	t.Run("connection storm from one address, half-open", func(t *testing.T) {
@@ -285,7 +286,7 @@ func TestHostileClients(t *testing.T) {
 		took := time.Since(start)
 		// A connection is counted just after it is closed.
 		var after scrape
-		waitUntil(t, "the storm counted", 10*time.Second, func() bool {
+		testwait.Within(t, 10*time.Second, "the storm counted", func() bool {
 			after = m.read(t)
 			return after.get(limited)-before.get(limited) >= stormConns-hostileLimit &&
 				after.get(timeouts)-before.get(timeouts) >= hostileLimit
@@ -308,7 +309,7 @@ func TestHostileClients(t *testing.T) {
 		for i := range conns {
 			conns[i] = dialTCP(t, httpAddr, stormAddr)
 		}
-		waitUntil(t, "the API storm counted", 10*time.Second, func() bool {
+		testwait.Within(t, 10*time.Second, "the API storm counted", func() bool {
 			return m.read(t).get(limited)-before >= stormConns-hostileLimit
 		})
 		if d := m.read(t).get(limited) - before; d != stormConns-hostileLimit {
@@ -319,7 +320,7 @@ func TestHostileClients(t *testing.T) {
 		for _, c := range conns {
 			c.Close()
 		}
-		waitUntil(t, "the storm's address served again", 10*time.Second, func() bool {
+		testwait.Within(t, 10*time.Second, "the storm's address served again", func() bool {
 			c := dialTCP(t, httpAddr, stormAddr)
 			defer c.Close()
 			if _, err := c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: semko\r\nConnection: close\r\n\r\n")); err != nil {
@@ -348,7 +349,7 @@ func TestHostileClients(t *testing.T) {
 			activate(t, httpAddr, slow.ID, fmt.Sprintf("slow-%d", i))
 			slowest = max(slowest, time.Since(start))
 		}
-		waitUntil(t, "drops counted", 10*time.Second, func() bool {
+		testwait.Within(t, 10*time.Second, "drops counted", func() bool {
 			return m.read(t).get(dropped)-before >= sent-hostileMaxInflight
 		})
 		if slowest > 2*time.Second {
@@ -954,7 +955,7 @@ func TestMutualTLSAndHTTPS(t *testing.T) {
 					t.Fatal("connected")
 				}
 			}
-			waitUntil(t, "bad connect counted", 10*time.Second, func() bool { return m.read(t).get(bad)-before == 1 })
+			testwait.Within(t, 10*time.Second, "bad connect counted", func() bool { return m.read(t).get(bad)-before == 1 })
 		})
 	}
 
@@ -963,7 +964,7 @@ func TestMutualTLSAndHTTPS(t *testing.T) {
 		if _, err := connectMQTT(t, dialTCP(t, tlsAddr, "127.0.0.1"), dev.ID, dev.ID, dev.Secret); err == nil {
 			t.Fatal("connected without TLS")
 		}
-		waitUntil(t, "bad connect counted", 10*time.Second, func() bool { return m.read(t).get(bad)-before == 1 })
+		testwait.Within(t, 10*time.Second, "bad connect counted", func() bool { return m.read(t).get(bad)-before == 1 })
 	})
 
 	t.Run("certificate does not replace the secret", func(t *testing.T) {

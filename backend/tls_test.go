@@ -16,6 +16,7 @@ import (
 	"github.com/semko/semko/firmware-sim/keypad"
 	"github.com/semko/semko/internal/influxlocal"
 	"github.com/semko/semko/internal/testpki"
+	"github.com/semko/semko/internal/testwait"
 	"github.com/semko/semko/protocol"
 )
 
@@ -78,7 +79,7 @@ func TestTLSEndToEnd(t *testing.T) {
 				Device: dev.ID, Secret: dev.Secret, Broker: "ssl://" + mqttAddr, TLS: clientTLS,
 				DataDir: t.TempDir(), Defaults: edge.DefaultConfig(), Logger: testLogger(t),
 			}, keypad.Options{FW: dev.FW, Serial: dev.Serial, Model: dev.Model, Logger: testLogger(t)})
-			waitFor(t, "edge connected over TLS", func() bool { return agent.Stats().Connected })
+			testwait.For(t, "edge connected over TLS", func() bool { return agent.Stats().Connected })
 
 			act := "tls-" + tc.name
 			voteOnce(t, ctx, db, agent, kp, act, 5)
@@ -163,7 +164,7 @@ func TestExternalBrokerTLS(t *testing.T) {
 		CAFile: caFile, CertFile: beCert, KeyFile: beKey,
 	}
 	app := runBackend(t, cfg)
-	waitFor(t, "backend connected over mutual TLS", func() bool { return app.Ready() == nil })
+	testwait.For(t, "backend connected over mutual TLS", func() bool { return app.Ready() == nil })
 
 	pair := ca.Issue(t, dev.ID).Pair
 	ctx, cancel := context.WithCancel(context.Background())
@@ -173,7 +174,7 @@ func TestExternalBrokerTLS(t *testing.T) {
 		TLS:     &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12},
 		DataDir: t.TempDir(), Defaults: edge.DefaultConfig(), Logger: testLogger(t),
 	}, keypad.Options{FW: dev.FW, Serial: dev.Serial, Model: dev.Model, Logger: testLogger(t)})
-	waitFor(t, "edge connected over mutual TLS", func() bool { return agent.Stats().Connected })
+	testwait.For(t, "edge connected over mutual TLS", func() bool { return agent.Stats().Connected })
 
 	voteOnce(t, ctx, db, agent, kp, "tls-external", 4)
 }
@@ -189,5 +190,5 @@ func voteOnce(t *testing.T, ctx context.Context, db *influxlocal.Server, agent *
 		t.Fatalf("press: %v", err)
 	}
 	q := fmt.Sprintf(`SELECT count(score) FROM vote WHERE activation='%s' AND valid='true'`, act)
-	waitFor(t, "the vote in InfluxDB", func() bool { return sum(countAll(t, db, q)) == 1 })
+	testwait.For(t, "the vote in InfluxDB", func() bool { return sum(countAll(t, db, q)) == 1 })
 }

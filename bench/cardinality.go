@@ -13,7 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/semko/semko/backend/influx"
+	"github.com/semko/semko/backend/intake/influx"
+	"github.com/semko/semko/fleet/registry"
 	"github.com/semko/semko/protocol"
 )
 
@@ -137,7 +138,7 @@ func runCardinality(ctx context.Context, e *env) (Result, error) {
 	for y := range years {
 		for d := range sDevices {
 			site := d / sSiteDevices
-			p := influx.Placement{Org: "org-1", Site: fmt.Sprintf("site-%d", site), Counter: fmt.Sprintf("c-%d", d),
+			p := registry.Placement{Org: "org-1", Site: fmt.Sprintf("site-%d", site), Counter: fmt.Sprintf("c-%d", d),
 				Operator: fmt.Sprintf("op-%d-0", site), Service: "svc-0"}
 			for i := range votesPer {
 				seq := y*votesPer + i + 1
@@ -207,9 +208,9 @@ func runCardinality(ctx context.Context, e *env) (Result, error) {
 	return res, nil
 }
 
-// oldVoteLine is a vote as backend/influx wrote it before issue 16, with
+// oldVoteLine is a vote as backend/intake/influx wrote it before issue 16, with
 // valid a tag: the old design the sample measures against.
-func oldVoteLine(dst []byte, v protocol.Vote, p influx.Placement) []byte {
+func oldVoteLine(dst []byte, v protocol.Vote, p registry.Placement) []byte {
 	line := influx.VoteLine(nil, v, p)
 	sp := bytes.IndexByte(line, ' ') // first unescaped space: values here have none
 	fields := bytes.Replace(line[sp:], []byte(`,valid="true"`), nil, 1)

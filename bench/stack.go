@@ -16,7 +16,7 @@ import (
 	"github.com/semko/semko/broker"
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/firmware-sim/loadgen"
-	"github.com/semko/semko/internal/influxlocal"
+	"github.com/semko/semko/internal/influxdb"
 )
 
 // makeFleet generates a fleet of at least n keypads (sites of 40 counters,
@@ -153,7 +153,7 @@ func (s *stack) brokerMetric(ctx context.Context, name string) (float64, error) 
 
 // countVotes is the number of vote points in db.
 func (e *env) countVotes(ctx context.Context, db string) (int64, error) {
-	series, err := influxlocal.Query(ctx, e.influx.URL(), db, `SELECT count(score) FROM vote`)
+	series, err := influxdb.Query(ctx, e.influx.URL(), db, `SELECT count(score) FROM vote`)
 	if err != nil {
 		return 0, err
 	}

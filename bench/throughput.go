@@ -6,7 +6,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/semko/semko/internal/influxlocal"
+	"github.com/semko/semko/internal/influxdb"
 )
 
 // unitRate keeps each simulated unit under the broker's default per-device
@@ -122,7 +122,7 @@ func runLatency(ctx context.Context, e *env) (Result, error) {
 				}
 				continue
 			}
-			series, err := influxlocal.Query(pollCtx, e.influx.URL(), "t2", q)
+			series, err := influxdb.Query(pollCtx, e.influx.URL(), "t2", q)
 			seen := time.Now()
 			if err != nil {
 				if pollCtx.Err() != nil {

@@ -9,6 +9,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/semko/semko/internal/testwait"
 	"github.com/semko/semko/protocol"
 )
 
@@ -154,7 +155,7 @@ func TestSessionsAndSubscriptionsBounded(t *testing.T) {
 		t.Error("subscribing a filter held already was refused")
 	}
 	obs.Disconnect(100)
-	eventually(t, "the observer's session to end with its connection", func() bool {
+	testwait.For(t, "the observer's session to end with its connection", func() bool {
 		_, ok := b.server.Clients.Get("app-1")
 		return !ok
 	})
@@ -209,7 +210,7 @@ func TestAbandonedObserversCostDevicesNothing(t *testing.T) {
 		}
 		c.Disconnect(0) // abandoned: never comes back
 	}
-	eventually(t, "the observers' sessions to end", func() bool {
+	testwait.For(t, "the observers' sessions to end", func() bool {
 		for _, cl := range b.server.Clients.GetAll() {
 			if string(cl.Properties.Username) == observerUser {
 				return false
@@ -252,7 +253,7 @@ func TestRateLimitSurvivesReconnect(t *testing.T) {
 			t.Fatalf("reconnect %d: a fresh burst of 5 went through undelayed", round)
 		}
 		dev.Disconnect(0)
-		eventually(t, "the device to go", func() bool { _, ok := b.server.Clients.Get(dev1); return !ok })
+		testwait.For(t, "the device to go", func() bool { _, ok := b.server.Clients.Get(dev1); return !ok })
 	}
 }
 

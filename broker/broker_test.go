@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/semko/semko/internal/testwait"
 	"github.com/semko/semko/protocol"
 )
 
@@ -194,7 +195,7 @@ func TestIntakeTransientErrorWithholdsPuback(t *testing.T) {
 	if acked {
 		t.Fatal("PUBACK although intake failed")
 	}
-	eventually(t, "IntakeRetries", func() bool { return b.Stats().IntakeRetries >= 1 })
+	testwait.For(t, "IntakeRetries", func() bool { return b.Stats().IntakeRetries >= 1 })
 
 	// Intake recovers; an MQTT 3.1.1 client resends unacknowledged messages
 	// when it reconnects, so drop the connection underneath it.
@@ -385,7 +386,7 @@ func TestPresence(t *testing.T) {
 		t.Fatalf("after disconnect got %+v, want offline (and no offline for the taken-over one)", e)
 	}
 	// mochi counts the client gone after the hooks have run.
-	eventually(t, "ClientsConnected = 1", func() bool { return b.Stats().ClientsConnected == 1 })
+	testwait.For(t, "ClientsConnected = 1", func() bool { return b.Stats().ClientsConnected == 1 })
 }
 
 // TestTakeoversNeverReportOffline takes a device's session over many
@@ -416,7 +417,7 @@ func TestTakeoversNeverReportOffline(t *testing.T) {
 	clients[takeovers].Disconnect(0)
 	// mochi counts a connection gone after its hooks have run: at zero,
 	// every presence report is in.
-	eventually(t, "ClientsConnected = 0", func() bool { return b.Stats().ClientsConnected == 0 })
+	testwait.For(t, "ClientsConnected = 0", func() bool { return b.Stats().ClientsConnected == 0 })
 	if n := len(offline); n != 1 {
 		t.Fatalf("%d offline reports for one device that went offline once", n)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/semko/semko/internal/loglimit"
+	"github.com/semko/semko/internal/testwait"
 	"github.com/semko/semko/protocol"
 )
 
@@ -90,7 +91,7 @@ func TestHalfOpenConnectionsClosedAfterConnectTimeout(t *testing.T) {
 			if took := time.Since(start); took < 100*time.Millisecond {
 				t.Errorf("closed after %v, before the connect timeout", took)
 			}
-			eventually(t, "ConnectTimeouts = 1", func() bool { return b.Stats().ConnectTimeouts == 1 })
+			testwait.For(t, "ConnectTimeouts = 1", func() bool { return b.Stats().ConnectTimeouts == 1 })
 			// A device that connects properly keeps its session past
 			// the connect timeout: the keepalive governs from CONNECT on.
 			dev := mustConnect(t, b.Addr(), dev1, dev1, dev1Secret)
@@ -120,7 +121,7 @@ func TestConnectionLimitPerAddress(t *testing.T) {
 	mustConnect(t, b.Addr(), dev1, dev1, dev1Secret)
 	// A slot is freed when a connection ends.
 	held[0].Close()
-	eventually(t, "a freed slot", func() bool {
+	testwait.For(t, "a freed slot", func() bool {
 		c := dialFrom(t, hostile, b.Addr())
 		defer c.Close()
 		if _, err := c.Write(connectPacket(t, dev2, dev2, dev2Secret)); err != nil {
@@ -155,7 +156,7 @@ func TestConnectionsEndingBeforeASessionAreCounted(t *testing.T) {
 			if !closedWithin(c, waitLong) {
 				t.Fatal("connection stayed open")
 			}
-			eventually(t, "the counter", func() bool { return tc.stat(b.Stats()) == 1 })
+			testwait.For(t, "the counter", func() bool { return tc.stat(b.Stats()) == 1 })
 			if n := tc.other(b.Stats()); n != 0 {
 				t.Errorf("the other counter is %d", n)
 			}
@@ -170,7 +171,7 @@ func TestOversizedPublishCounted(t *testing.T) {
 	if acked, _ := publish(t, dev, protocol.DeviceTopic(dev1, protocol.KindVote), big, waitShort); acked {
 		t.Fatal("oversize publish acknowledged")
 	}
-	eventually(t, "Oversized = 1", func() bool { return b.Stats().Oversized == 1 })
+	testwait.For(t, "Oversized = 1", func() bool { return b.Stats().Oversized == 1 })
 }
 
 func TestCloseDoesNotWaitForHalfOpenConnections(t *testing.T) {
@@ -241,7 +242,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	if !closedWithin(c, waitLong) {
 		t.Fatal("second CONNECT did not end the connection")
 	}
-	eventually(t, "the refusals and the protocol error logged", func() bool {
+	testwait.For(t, "the refusals and the protocol error logged", func() bool {
 		s := logs.String()
 		return strings.Count(s, "mqtt connection refused") >= 2 && strings.Contains(s, "error processing packet")
 	})
@@ -277,7 +278,7 @@ func TestSlowReaderDoesNotHoldPublishers(t *testing.T) {
 	if _, err := c.Write(buf.Bytes()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the subscription", func() bool { return b.Stats().Subscriptions > 0 })
+	testwait.For(t, "the subscription", func() bool { return b.Stats().Subscriptions > 0 })
 
 	// 20 MB for it, more than the socket buffers hold: once they are full
 	// its write queue fills, and the rest is dropped, not waited for.
@@ -291,7 +292,7 @@ func TestSlowReaderDoesNotHoldPublishers(t *testing.T) {
 	if took := time.Since(start); took > waitLong {
 		t.Errorf("publishing to a slow reader took %v", took)
 	}
-	eventually(t, "drops counted", func() bool { return b.Stats().Dropped > 0 })
+	testwait.For(t, "drops counted", func() bool { return b.Stats().Dropped > 0 })
 	// Other devices are served meanwhile.
 	other := mustConnect(t, b.Addr(), dev2, dev2, dev2Secret)
 	mustPublish(t, other, protocol.DeviceTopic(dev2, protocol.KindVote), votePayload(t, dev2, 1))
@@ -316,7 +317,7 @@ func TestSilentSessionClosedAfterCappedKeepalive(t *testing.T) {
 			t.Errorf("keepalive %d: closed after %v, before the capped keepalive", keepalive, took)
 		}
 	}
-	eventually(t, "IdleTimeouts = 2", func() bool { return b.Stats().IdleTimeouts == 2 })
+	testwait.For(t, "IdleTimeouts = 2", func() bool { return b.Stats().IdleTimeouts == 2 })
 	if n := b.Stats().ConnectTimeouts; n != 0 {
 		t.Errorf("ConnectTimeouts = %d for sessions that had connected", n)
 	}

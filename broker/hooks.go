@@ -9,6 +9,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/semko/semko/internal/textcut"
 	"github.com/semko/semko/protocol"
 )
 
@@ -400,10 +401,4 @@ func (b *Broker) presence(clientID string, online bool) {
 }
 
 // truncate bounds a client-chosen string before it is logged.
-func truncate(s string) string {
-	const limit = 200
-	if len(s) <= limit {
-		return s
-	}
-	return s[:limit] + "..."
-}
+func truncate(s string) string { return textcut.Trunc(s, 200) }

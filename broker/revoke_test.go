@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/semko/semko/internal/testwait"
 )
 
 // TestChangedCredentialsEndSessions removes one device and rotates
@@ -43,7 +45,7 @@ func TestChangedCredentialsEndSessions(t *testing.T) {
 			t.Fatalf("the %s device's session survived the change", name)
 		}
 	}
-	eventually(t, "Revoked = 2", func() bool { return b.Stats().Revoked == 2 })
+	testwait.For(t, "Revoked = 2", func() bool { return b.Stats().Revoked == 2 })
 	if !observer.IsConnectionOpen() {
 		t.Error("the unchanged observer account was disconnected")
 	}
@@ -79,7 +81,7 @@ func TestAuthenticatedSessionsForgottenAtDisconnect(t *testing.T) {
 		c := mustConnect(t, b.Addr(), fmt.Sprintf("app-%d", i), observerUser, observerPw)
 		c.Disconnect(0)
 	}
-	eventually(t, "no client connected", func() bool { return b.Stats().ClientsConnected == 0 })
+	testwait.For(t, "no client connected", func() bool { return b.Stats().ClientsConnected == 0 })
 	n := 0
 	b.authed.Range(func(_, _ any) bool { n++; return true })
 	if n != 0 {

@@ -118,7 +118,7 @@ type Agent struct {
 
 	published, confirmed, resent, votesValid, votesInvalid atomic.Uint64
 	activations, outboxFull, badFrames, dupPresses, drops  atomic.Uint64
-	connects, presseTotal                                  atomic.Uint64
+	connects, pressTotal                                   atomic.Uint64
 }
 
 // New checks cfg, opens the outbox in cfg.DataDir and, when cfg.HTTPAddr is
@@ -326,7 +326,7 @@ func (a *Agent) Stats() Stats {
 	return Stats{
 		Device: a.cfg.Device, BootID: a.bootID, Connected: connected, Outbox: a.box.Len(),
 		Published: a.published.Load(), Confirmed: a.confirmed.Load(), Resent: a.resent.Load(),
-		Presses: a.presseTotal.Load(), DuplicatePresses: a.dupPresses.Load(),
+		Presses: a.pressTotal.Load(), DuplicatePresses: a.dupPresses.Load(),
 		VotesValid: a.votesValid.Load(), VotesInvalid: a.votesInvalid.Load(),
 		Activations: a.activations.Load(), OutboxFull: a.outboxFull.Load(), BadFrames: a.badFrames.Load(),
 		DownstreamDropped: a.drops.Load(), Connects: a.connects.Load(), FW: fw, Config: version, WindowOpen: open,

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/semko/semko/internal/testwait"
 	"github.com/semko/semko/protocol"
 )
 
@@ -40,7 +41,7 @@ func TestActivateAndVote(t *testing.T) {
 	a.kp.press(t, 4, 77)
 	a.kp.expect(t, protocol.FrameTaken)
 
-	eventually(t, "vote and closing record confirmed", func() bool {
+	testwait.For(t, "vote and closing record confirmed", func() bool {
 		s := a.Stats()
 		return s.Outbox == 0 && s.Confirmed >= 3
 	})
@@ -87,7 +88,7 @@ func TestInvalidPresses(t *testing.T) {
 	a.kp.press(t, 5, 3) // again, same customer
 	a.kp.expect(t, protocol.FrameTaken)
 
-	eventually(t, "three votes", func() bool { return len(rec.votes(t)) == 3 })
+	testwait.For(t, "three votes", func() bool { return len(rec.votes(t)) == 3 })
 	votes := rec.votes(t)
 	var got []string
 	for seq := uint64(1); seq < 10; seq++ {
@@ -107,10 +108,10 @@ func TestBrokerDown(t *testing.T) {
 	rec := &recorder{}
 	b := startBroker(t, "127.0.0.1:0", rec)
 	a := startAgent(t, Config{Broker: b.url(), DataDir: t.TempDir()})
-	eventually(t, "connected", func() bool { return a.Stats().Connected })
+	testwait.For(t, "connected", func() bool { return a.Stats().Connected })
 
 	b.stop()
-	eventually(t, "disconnected", func() bool { return !a.Stats().Connected })
+	testwait.For(t, "disconnected", func() bool { return !a.Stats().Connected })
 	const n = 25
 	for i := range n {
 		if err := a.Activate(context.Background(), activate(fmt.Sprintf("act-%d", i))); err != nil {
@@ -123,7 +124,7 @@ func TestBrokerDown(t *testing.T) {
 		t.Fatalf("outbox %d, want %d (open + vote + close per activation)", got, 3*n)
 	}
 	startBroker(t, b.addr, rec)
-	eventually(t, "backlog published", func() bool { return a.Stats().Outbox == 0 })
+	testwait.For(t, "backlog published", func() bool { return a.Stats().Outbox == 0 })
 	votes := rec.votes(t)
 	if len(votes) != n {
 		t.Fatalf("%d distinct votes, want %d", len(votes), n)
@@ -155,7 +156,7 @@ func TestRestart(t *testing.T) {
 	a2 := startAgent(t, Config{Broker: "tcp://" + addr, DataDir: dir})
 	a2.kp.press(t, 2, 1) // the keypad rebooted too: kseq 1 again is a new press
 	a2.kp.expect(t, protocol.FrameTaken)
-	eventually(t, "all published", func() bool { return a2.Stats().Outbox == 0 && len(rec.votes(t)) == 6 })
+	testwait.For(t, "all published", func() bool { return a2.Stats().Outbox == 0 && len(rec.votes(t)) == 6 })
 	votes := rec.votes(t)
 	for seq := uint64(1); seq <= 6; seq++ {
 		if _, ok := votes[seq]; !ok {
@@ -189,7 +190,7 @@ func TestConfigApplied(t *testing.T) {
 	b.publish(t, protocol.DeviceTopic("kp-0001", protocol.KindConfig), cfg, true)
 
 	a := startAgent(t, Config{Broker: b.url(), DataDir: dir})
-	eventually(t, "config applied", func() bool { return len(rec.of(protocol.KindConfigApplied)) > 0 })
+	testwait.For(t, "config applied", func() bool { return len(rec.of(protocol.KindConfigApplied)) > 0 })
 	ans, err := protocol.Decode[protocol.ConfigApplied](rec.of(protocol.KindConfigApplied)[0])
 	if err != nil || !ans.OK || ans.Version != "org-3" {
 		t.Fatalf("answer %+v err %v", ans, err)
@@ -197,7 +198,7 @@ func TestConfigApplied(t *testing.T) {
 	if p := a.kp.expect(t, protocol.FramePanel); p.Args[0] != cfg.Panel.Texts["bg"] {
 		t.Fatalf("panel %q", p.Args)
 	}
-	eventually(t, "light 55", func() bool {
+	testwait.For(t, "light 55", func() bool {
 		f := a.kp.expect(t, protocol.FrameLight)
 		return f.Args[0] == "55"
 	})
@@ -214,7 +215,7 @@ func TestConfigApplied(t *testing.T) {
 	bad := cfg
 	bad.Version, bad.Mode = "org-4", "sometimes"
 	b.publish(t, protocol.DeviceTopic("kp-0001", protocol.KindConfig), bad, true)
-	eventually(t, "refusal", func() bool { return len(rec.of(protocol.KindConfigApplied)) > 1 })
+	testwait.For(t, "refusal", func() bool { return len(rec.of(protocol.KindConfigApplied)) > 1 })
 	ans, err = protocol.Decode[protocol.ConfigApplied](rec.of(protocol.KindConfigApplied)[1])
 	if err != nil || ans.OK || ans.Version != "org-4" || ans.Error == "" {
 		t.Fatalf("refusal %+v err %v", ans, err)
@@ -229,7 +230,7 @@ func TestCommands(t *testing.T) {
 	b := startBroker(t, "127.0.0.1:0", rec)
 	a := startAgent(t, Config{Broker: b.url(), DataDir: t.TempDir(), CommandTimeout: 300 * time.Millisecond})
 	cmdTopic := protocol.DeviceTopic("kp-0001", protocol.KindCommand)
-	eventually(t, "subscribed", func() bool { return b.subscribed(cmdTopic) })
+	testwait.For(t, "subscribed", func() bool { return b.subscribed(cmdTopic) })
 
 	results := func() []protocol.CommandResult {
 		var out []protocol.CommandResult
@@ -269,7 +270,7 @@ func TestCommands(t *testing.T) {
 				a.kp.send(t, *tt.answer)
 			}
 			var res protocol.CommandResult
-			eventually(t, "result", func() bool {
+			testwait.For(t, "result", func() bool {
 				for _, r := range results() {
 					if r.ID == cmd.ID {
 						res = r
@@ -297,7 +298,7 @@ func TestHeartbeat(t *testing.T) {
 	a.kp.press(t, 5, 1)
 	a.kp.expect(t, protocol.FrameTaken)
 	var hb protocol.Heartbeat
-	eventually(t, "a heartbeat after the press", func() bool {
+	testwait.For(t, "a heartbeat after the press", func() bool {
 		for _, p := range rec.of(protocol.KindHeartbeat) {
 			h, err := protocol.Decode[protocol.Heartbeat](p)
 			if err != nil {
@@ -326,7 +327,7 @@ func TestOutboxFull(t *testing.T) {
 	for a.Stats().OutboxFull == 0 {
 		kseq++
 		a.kp.press(t, 1, kseq)
-		eventually(t, "taken or refused", func() bool {
+		testwait.For(t, "taken or refused", func() bool {
 			return a.Stats().OutboxFull > 0 || a.Stats().Presses == uint64(kseq)
 		})
 		if kseq > 100 {
@@ -338,13 +339,34 @@ func TestOutboxFull(t *testing.T) {
 		t.Fatalf("%d stored of %d presses", stored, kseq)
 	}
 	startBroker(t, b.addr, rec)
-	eventually(t, "drained", func() bool { return a.Stats().Outbox == 0 })
+	testwait.For(t, "drained", func() bool { return a.Stats().Outbox == 0 })
 	a.kp.press(t, 1, kseq) // the keypad's resend
-	eventually(t, "resend stored", func() bool { return len(rec.votes(t)) == int(kseq) })
+	testwait.For(t, "resend stored", func() bool { return len(rec.votes(t)) == int(kseq) })
 	for {
 		f := a.kp.expect(t, protocol.FrameTaken)
 		if f.Args[0] == fmt.Sprint(kseq) {
 			break
 		}
 	}
+}
+
+// TestHeartbeatReportsLinkRSSI: a unit on a radio link reports its signal
+// in every heartbeat (the fleet dashboard's link quality panel reads it).
+func TestHeartbeatReportsLinkRSSI(t *testing.T) {
+	rec := &recorder{}
+	b := startBroker(t, "127.0.0.1:0", rec)
+	startAgent(t, Config{Broker: b.url(), DataDir: t.TempDir(), Defaults: protocol.Config{HeartbeatS: 1},
+		LinkRSSI: func() int { return -67 }})
+	testwait.For(t, "a heartbeat with the link's RSSI", func() bool {
+		for _, p := range rec.of(protocol.KindHeartbeat) {
+			h, err := protocol.Decode[protocol.Heartbeat](p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.RSSI == -67 {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/semko/semko/edge/outbox"
+	"github.com/semko/semko/internal/testwait"
 	"github.com/semko/semko/protocol"
 )
 
@@ -21,7 +22,7 @@ func TestPressBeforeTimeReference(t *testing.T) {
 	b := startBrokerBeacon(t, "127.0.0.1:0", rec, false)
 	a := startAgent(t, Config{Broker: b.url(), DataDir: t.TempDir(), Now: fastClock,
 		Defaults: protocol.Config{Mode: protocol.ModeAlwaysOn}})
-	eventually(t, "connected", func() bool { return a.Stats().Connected })
+	testwait.For(t, "connected", func() bool { return a.Stats().Connected })
 	pressed := time.Now()
 	a.kp.press(t, 4, 1)
 	a.kp.expect(t, protocol.FrameTaken)
@@ -31,11 +32,11 @@ func TestPressBeforeTimeReference(t *testing.T) {
 
 	b.beat.Add(1)
 	go func() { defer b.beat.Done(); b.beacons(time.Now) }()
-	eventually(t, "vote published", func() bool { return len(rec.votes(t)) == 1 })
+	testwait.For(t, "vote published", func() bool { return len(rec.votes(t)) == 1 })
 	pressed2 := time.Now()
 	a.kp.press(t, 5, 2)
 	a.kp.expect(t, protocol.FrameTaken)
-	eventually(t, "second vote published", func() bool { return len(rec.votes(t)) == 2 })
+	testwait.For(t, "second vote published", func() bool { return len(rec.votes(t)) == 2 })
 
 	for _, p := range rec.of(protocol.KindVote) {
 		if bytes.Contains(p, []byte("edge_")) {
@@ -71,7 +72,7 @@ func TestUnstampedAcrossRestart(t *testing.T) {
 
 	startBroker(t, addr, rec)
 	a2 := startAgent(t, Config{Broker: "tcp://" + addr, DataDir: dir, Now: fastClock})
-	eventually(t, "published", func() bool { return a2.Stats().Outbox == 0 && len(rec.votes(t)) == 1 })
+	testwait.For(t, "published", func() bool { return a2.Stats().Outbox == 0 && len(rec.votes(t)) == 1 })
 	v := rec.votes(t)[1]
 	if v.Clock != protocol.ClockLocal {
 		t.Errorf("vote from a boot without a reference: clock %q, want %q", v.Clock, protocol.ClockLocal)

@@ -33,6 +33,10 @@ type Config struct {
 	CommandTimeout time.Duration // wait for the keypad's TEST or INFO answer; default 5s
 	OutboxMaxBytes int64         // disk bound of the outbox; default 64 MiB
 
+	// LinkRSSI reports the uplink's signal in dBm for heartbeats (a
+	// Wi-Fi or cellular controller); nil or 0 means wired.
+	LinkRSSI func() int
+
 	// Now is the edge's wall clock (windows, the backlight schedule, and
 	// timestamps until the backend's time is known); default time.Now.
 	Now func() time.Time

@@ -206,18 +206,6 @@ func (b *testBroker) subscribed(topic string) bool {
 	return len(b.server.Topics.Subscribers(topic).Subscriptions) > 0
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // testKeypad is the keypad's end of a net.Pipe, driven by the test.
 type testKeypad struct {
 	conn   net.Conn

@@ -411,6 +411,9 @@ func (a *Agent) sendHeartbeat() {
 	if synced {
 		hb.TimeOffsetMS = ts.Sub(a.cfg.Now()).Milliseconds()
 	}
+	if a.cfg.LinkRSSI != nil {
+		hb.RSSI = a.cfg.LinkRSSI()
+	}
 	hb.UptimeS = max(hb.UptimeS, 0)
 	if hb.Validate() != nil {
 		hb.FW = "unknown" // a keypad firmware string that is not a token

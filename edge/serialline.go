@@ -197,7 +197,7 @@ func (a *Agent) press(kp protocol.KeyPress) {
 	a.rules.commit(p)
 	a.kseqs.add(kp.Seq)
 	a.presses[kp.Key-1]++
-	a.presseTotal.Add(1)
+	a.pressTotal.Add(1)
 	if v.Valid {
 		a.votesValid.Add(1)
 	} else {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/internal/influxlocal"
+	"github.com/semko/semko/internal/testwait"
 )
 
 // TestBackendKilled is guarantees 1 and 2 (embedded broker): the backend
@@ -39,7 +40,7 @@ func TestBackendKilled(t *testing.T) {
 
 	kills := 0
 	for _, at := range []int{15, 45} { // valid votes taken before each kill
-		eventually(t, 60*time.Second, "fleet did not reach the votes for the next kill", func() bool {
+		testwait.Within(t, 60*time.Second, "fleet did not reach the votes for the next kill", func() bool {
 			return tally.Total().Votes >= at
 		})
 		be.kill()
@@ -47,7 +48,7 @@ func TestBackendKilled(t *testing.T) {
 		before := tally.Total().Votes
 		// The outage lasts until the fleet has taken more votes: they wait
 		// in the outboxes.
-		eventually(t, 30*time.Second, "fleet took no votes while the backend was down", func() bool {
+		testwait.Within(t, 30*time.Second, "fleet took no votes while the backend was down", func() bool {
 			return tally.Total().Votes >= before+5
 		})
 		t.Logf("kill %d: backend SIGKILLed after %d votes taken, restarted after %d", kills, before, tally.Total().Votes)

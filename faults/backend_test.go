@@ -15,6 +15,7 @@ import (
 	"github.com/semko/semko/broker"
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/internal/influxlocal"
+	"github.com/semko/semko/internal/testwait"
 )
 
 const apiToken = "faults-token"
@@ -79,7 +80,7 @@ func (b *backendProc) start() {
 	b.starts++
 	b.p = startProc(b.t, "semko", filepath.Join(b.dir, "semko.log"), []string{"SEMKO_API_TOKEN=" + apiToken},
 		bin.semko, "serve", "-config", filepath.Join(b.dir, "semko.yaml"), "-log-level", "debug")
-	eventually(b.t, 30*time.Second, "backend did not answer /healthz", func() bool {
+	testwait.Within(b.t, 30*time.Second, "backend did not answer /healthz", func() bool {
 		if b.p.exited() {
 			b.t.Fatalf("backend exited at start (%v):\n%s", b.p.err, b.p.tail(30))
 		}
@@ -147,7 +148,7 @@ func (b *backendProc) metric(name string) float64 { return b.metrics()[name] }
 // InfluxDB and returns how long that took.
 func (b *backendProc) waitSpoolEmpty(timeout time.Duration) time.Duration {
 	b.t.Helper()
-	return eventually(b.t, timeout, "the backend's spool did not drain", func() bool {
+	return testwait.Within(b.t, timeout, "the backend's spool did not drain", func() bool {
 		m := b.metrics()
 		pending, ok := m["semko_spool_pending_records"]
 		if !ok {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/internal/influxlocal"
+	"github.com/semko/semko/internal/testwait"
 )
 
 // dayOfCustomers is a busy counter's day: eight hours, a customer every
@@ -47,7 +48,7 @@ func TestEdgeOfflineForADay(t *testing.T) {
 
 	be.start()
 	back := time.Now()
-	reconnect := eventually(t, 3*time.Minute, "edge did not reconnect", e.connected)
+	reconnect := testwait.Within(t, 3*time.Minute, "edge did not reconnect", e.connected)
 	drain := e.waitDrained(3 * time.Minute)
 	be.waitSpoolEmpty(30 * time.Second)
 	landed := checkExact(t, db, map[string]fleet.Counts{e.dev.ID: e.want}, true)

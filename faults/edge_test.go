@@ -14,6 +14,7 @@ import (
 	"github.com/semko/semko/edge"
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/firmware-sim/keypad"
+	"github.com/semko/semko/internal/testwait"
 	"github.com/semko/semko/protocol"
 )
 
@@ -90,7 +91,7 @@ func (e *edgeUnit) start() {
 		_ = e.kp.Run(ctx) // ends with an error when the edge dies: expected
 	}()
 	e.t.Cleanup(e.stopKeypad)
-	eventually(e.t, 20*time.Second, "edge "+e.dev.ID+" local API did not answer", func() bool {
+	testwait.Within(e.t, 20*time.Second, "edge "+e.dev.ID+" local API did not answer", func() bool {
 		_, err := e.stats()
 		return err == nil
 	})
@@ -191,7 +192,7 @@ func (e *edgeUnit) connected() bool {
 // waitDrained waits until the edge's outbox is empty.
 func (e *edgeUnit) waitDrained(timeout time.Duration) time.Duration {
 	e.t.Helper()
-	return eventually(e.t, timeout, "edge "+e.dev.ID+": outbox not drained", func() bool {
+	return testwait.Within(e.t, timeout, "edge "+e.dev.ID+": outbox not drained", func() bool {
 		return e.outbox() == 0
 	})
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/internal/influxlocal"
+	"github.com/semko/semko/internal/testwait"
 )
 
 // busyRate is the traffic of a busy counter: one completed service a minute.
@@ -46,7 +47,7 @@ func TestInfluxOutage(t *testing.T) {
 	}()
 
 	// Mid-stream: once every counter has served about one customer.
-	eventually(t, 60*time.Second, "fleet did not start voting", func() bool {
+	testwait.Within(t, 60*time.Second, "fleet did not start voting", func() bool {
 		return tally.Total().Activations >= len(model.Devices)
 	})
 	if err := db.Stop(); err != nil {
@@ -86,7 +87,7 @@ func TestInfluxOutage(t *testing.T) {
 	}
 	outage := time.Since(down)
 	drain := be.waitSpoolEmpty(90 * time.Second)
-	eventually(t, 10*time.Second, "/readyz not 200 after the drain", func() bool {
+	testwait.Within(t, 10*time.Second, "/readyz not 200 after the drain", func() bool {
 		code, _, err := be.get("/readyz")
 		return err == nil && code == http.StatusOK
 	})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/internal/influxlocal"
+	"github.com/semko/semko/internal/testwait"
 )
 
 // seriesLimit is the max-series-per-database InfluxDB starts with: the
@@ -57,7 +58,7 @@ func TestSeriesLimit(t *testing.T) {
 
 	// The wall is hit while the fleet votes: /readyz names the limit.
 	var readyz string
-	eventually(t, 60*time.Second, "/readyz never reported the series limit", func() bool {
+	testwait.Within(t, 60*time.Second, "/readyz never reported the series limit", func() bool {
 		code, body, err := be.get("/readyz")
 		readyz = strings.TrimSpace(body)
 		return err == nil && code == http.StatusServiceUnavailable && strings.Contains(body, "max-series-per-database")
@@ -89,7 +90,7 @@ func TestSeriesLimit(t *testing.T) {
 		t.Fatalf("all %d presses landed despite the limit: the test did not reach it", before.Votes+before.Invalid)
 	}
 	var limitAlert, warnAlert string
-	eventually(t, 30*time.Second, "no open influx_limit and influx_series alerts", func() bool {
+	testwait.Within(t, 30*time.Second, "no open influx_limit and influx_series alerts", func() bool {
 		limitAlert, warnAlert = openAlert(t, be, "influx_limit"), openAlert(t, be, "influx_series")
 		return limitAlert != "" && warnAlert != ""
 	})
@@ -105,11 +106,11 @@ func TestSeriesLimit(t *testing.T) {
 		t.Fatalf("restart InfluxDB with a higher limit: %v", err)
 	}
 	drain := be.waitSpoolEmpty(90 * time.Second)
-	eventually(t, 10*time.Second, "/readyz not 200 after the drain", func() bool {
+	testwait.Within(t, 10*time.Second, "/readyz not 200 after the drain", func() bool {
 		code, _, err := be.get("/readyz")
 		return err == nil && code == http.StatusOK
 	})
-	eventually(t, 30*time.Second, "influx_limit alert not resolved after the drain", func() bool {
+	testwait.Within(t, 30*time.Second, "influx_limit alert not resolved after the drain", func() bool {
 		return openAlert(t, be, "influx_limit") == ""
 	})
 	if r := be.metric("semko_influx_points_rejected_total"); r != 0 {

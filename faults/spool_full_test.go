@@ -10,6 +10,7 @@ import (
 
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/internal/influxlocal"
+	"github.com/semko/semko/internal/testwait"
 )
 
 // TestSpoolFull is guarantee 7: with InfluxDB down the spool reaches its
@@ -60,7 +61,7 @@ func TestSpoolFull(t *testing.T) {
 		t.Fatalf("stop InfluxDB: %v", err)
 	}
 	serve(8)
-	eventually(t, 30*time.Second, "/readyz never said the spool is full", func() bool {
+	testwait.Within(t, 30*time.Second, "/readyz never said the spool is full", func() bool {
 		code, body, err := be.get("/readyz")
 		return err == nil && code == http.StatusServiceUnavailable && strings.Contains(body, "spool full")
 	})

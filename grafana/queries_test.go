@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/semko/semko/backend/rollup"
+	"github.com/semko/semko/internal/influxdb"
 	"github.com/semko/semko/internal/influxlocal"
 )
 
@@ -36,7 +37,7 @@ var services = []string{"passport", "id-card", "tax"}
 
 func device(c counterSpec) string { return "kp-" + c.counter }
 
-// seedLines writes the fleet as line protocol, in the shape backend/influx
+// seedLines writes the fleet as line protocol, in the shape backend/intake/influx
 // writes it (integers for 0/1 fields) and in the shape it wrote before
 // issue 16 (valid a tag), mixed, all within the last half hour.
 func seedLines(now time.Time) []string {
@@ -308,7 +309,7 @@ func TestFigures(t *testing.T) {
 		dash[d.UID] = d
 	}
 	// run runs the first query of the panel titled title.
-	run := func(t *testing.T, uid, title string, set map[string]string) []influxlocal.Series {
+	run := func(t *testing.T, uid, title string, set map[string]string) []influxdb.Series {
 		t.Helper()
 		d := dash[uid]
 		for _, p := range d.allPanels() {

@@ -12,7 +12,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/semko/semko/backend/calendar"
+	"github.com/semko/semko/backend/alert/calendar"
 )
 
 // Defaults for Options.

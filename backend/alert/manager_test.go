@@ -9,7 +9,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
-	"github.com/semko/semko/backend/calendar"
+	"github.com/semko/semko/backend/alert/calendar"
 )
 
 var t0 = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC) // a Tuesday

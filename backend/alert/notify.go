@@ -6,7 +6,7 @@ import (
 )
 
 // Notifier delivers one notice to one receiver over one channel (e-mail,
-// webhook, MQTT). The channels live in backend/notify/...; the manager only
+// webhook, MQTT). The channels live in backend/alert/notify/...; the manager only
 // knows this interface.
 //
 // As in Alertmanager's notify package, retry reports whether a failed

@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 	"time"
@@ -77,8 +78,8 @@ func compile(c RouteConfig, parent *Route, id string, receivers map[string]Recei
 	}
 	r := &Route{
 		ID: id, Match: c.Match,
-		Deadline: or(c.Deadline, parent.Deadline), GroupWait: or(c.GroupWait, parent.GroupWait),
-		GroupInterval: or(c.GroupInterval, parent.GroupInterval), RepeatInterval: or(c.RepeatInterval, parent.RepeatInterval),
+		Deadline: cmp.Or(c.Deadline, parent.Deadline), GroupWait: cmp.Or(c.GroupWait, parent.GroupWait),
+		GroupInterval: cmp.Or(c.GroupInterval, parent.GroupInterval), RepeatInterval: cmp.Or(c.RepeatInterval, parent.RepeatInterval),
 	}
 	if c.Deadline < 0 || c.GroupWait < 0 || c.GroupInterval < 0 || c.RepeatInterval < 0 {
 		return nil, fmt.Errorf("route %s: %w: negative duration", id, ErrInvalid)
@@ -103,13 +104,6 @@ func compile(c RouteConfig, parent *Route, id string, receivers map[string]Recei
 		r.Children = append(r.Children, cr)
 	}
 	return r, nil
-}
-
-func or(d, fallback time.Duration) time.Duration {
-	if d != 0 {
-		return d
-	}
-	return fallback
 }
 
 // Find returns the node that takes a: the deepest first match below r, or

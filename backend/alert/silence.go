@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/semko/semko/backend/calendar"
+	"github.com/semko/semko/backend/alert/calendar"
 )
 
 // Labels an alert can be matched on by silences, maintenance windows and

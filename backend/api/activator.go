@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/semko/semko/backend/registry"
+	"github.com/semko/semko/fleet/registry"
 	"github.com/semko/semko/protocol"
 )
 

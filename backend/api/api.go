@@ -19,8 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/semko/semko/backend/ingest"
-	"github.com/semko/semko/backend/registry"
+	"github.com/semko/semko/backend/fleet/live"
+	"github.com/semko/semko/backend/intake/ingest"
+	"github.com/semko/semko/fleet/registry"
 	"github.com/semko/semko/protocol"
 )
 
@@ -52,7 +53,7 @@ type Options struct {
 	Ready     func() error
 	Gatherer  prometheus.Gatherer
 	Activator Activator
-	Devices   func() []ingest.DeviceState
+	Devices   func() []live.DeviceState
 	Summary   func() ingest.Summary
 	Logger    *slog.Logger
 	// Routes are further endpoints other backend parts serve (alerts,
@@ -188,7 +189,7 @@ func (s *server) activate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) devices(w http.ResponseWriter, _ *http.Request) {
-	devs := []ingest.DeviceState{}
+	devs := []live.DeviceState{}
 	if s.opts.Devices != nil {
 		devs = s.opts.Devices()
 	}

@@ -14,8 +14,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/semko/semko/backend/ingest"
-	"github.com/semko/semko/backend/registry"
+	"github.com/semko/semko/backend/fleet/live"
+	"github.com/semko/semko/backend/intake/ingest"
+	"github.com/semko/semko/fleet/registry"
 	"github.com/semko/semko/protocol"
 )
 
@@ -56,8 +57,8 @@ func start(t *testing.T) *env {
 		Ready:     func() error { return *e.ready },
 		Gatherer:  prom,
 		Activator: e.act,
-		Devices: func() []ingest.DeviceState {
-			return []ingest.DeviceState{{Device: "kp-0001", Online: true, Placement: registry.Placement{Org: "org-1"}}}
+		Devices: func() []live.DeviceState {
+			return []live.DeviceState{{Device: "kp-0001", Online: true, Placement: registry.Placement{Org: "org-1"}}}
 		},
 		Summary: func() ingest.Summary { return ingest.Summary{UnitsKnown: 7, VotesLastMinute: 3} },
 	})

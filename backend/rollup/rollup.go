@@ -1,22 +1,27 @@
 package rollup
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
-	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
-	"github.com/influxdata/influxdb-client-go/v2/api"
 	"github.com/influxdata/influxdb-client-go/v2/api/write"
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/semko/semko/internal/influxdb"
 )
+
+// WarmUp is how often the job runs until its first run that writes
+// figures.
+const WarmUp = time.Minute
 
 // Measurement is the name of the points this package writes.
 const Measurement = "rollup"
@@ -33,7 +38,7 @@ const (
 var (
 	// ErrOptions means New was given options that cannot work.
 	ErrOptions = errors.New("invalid rollup options")
-	// ErrStarted is returned by Start on a job that is already running.
+	// ErrStarted is returned by Run on a job that is already running.
 	ErrStarted = errors.New("rollup job already started")
 )
 
@@ -71,8 +76,6 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer, if set, receives the job's metrics.
 	Registerer prometheus.Registerer
-	// HTTPClient for the InfluxQL reads. Default a plain client.
-	HTTPClient *http.Client
 }
 
 // Job computes and writes the rollup points. RunOnce may be called
@@ -82,14 +85,16 @@ type Job struct {
 	opts   Options
 	window string // the window tag, e.g. "30d"
 	log    *slog.Logger
-	reader influxQL
-	client influxdb2.Client
-	writer api.WriteAPIBlocking
+	db     *influxdb.Client // writes the points, reads the votes (InfluxQL)
 
 	runs     *prometheus.CounterVec
 	lastOK   prometheus.Gauge
 	duration prometheus.Histogram
 	points   prometheus.Counter
+
+	// wrote is set once a run wrote figures: until then a fresh install
+	// (no votes yet at start) is retried every WarmUp, not every Every.
+	wrote atomic.Bool
 
 	mu    sync.Mutex // guards sched
 	sched gocron.Scheduler
@@ -106,10 +111,10 @@ func New(opts Options) (*Job, error) {
 	if opts.Database == "" {
 		opts.Database, _, _ = strings.Cut(opts.Bucket, "/")
 	}
-	opts.Every = cmpOr(opts.Every, DefaultEvery)
-	opts.Window = cmpOr(opts.Window, DefaultWindow)
-	opts.PriorWeight = cmpOr(opts.PriorWeight, DefaultPriorWeight)
-	opts.Timeout = cmpOr(opts.Timeout, defaultTimeout)
+	opts.Every = cmp.Or(opts.Every, DefaultEvery)
+	opts.Window = cmp.Or(opts.Window, DefaultWindow)
+	opts.PriorWeight = cmp.Or(opts.PriorWeight, DefaultPriorWeight)
+	opts.Timeout = cmp.Or(opts.Timeout, defaultTimeout)
 	if opts.Clock == nil {
 		opts.Clock = clockwork.NewRealClock()
 	}
@@ -119,18 +124,18 @@ func New(opts Options) (*Job, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Timeout: opts.Timeout}
+	db, err := influxdb.New(influxdb.Options{
+		URL: opts.URL, Token: opts.Token, Org: opts.Org, Bucket: opts.Bucket, Database: opts.Database,
+		Timeout: opts.Timeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
 	}
-	client := influxdb2.NewClientWithOptions(opts.URL, opts.Token,
-		influxdb2.DefaultOptions().SetHTTPRequestTimeout(uint(opts.Timeout/time.Second)))
 	j := &Job{
 		opts:   opts,
 		window: WindowTag(opts.Window),
 		log:    opts.Logger.With("job", "rollup"),
-		reader: influxQL{url: opts.URL, token: opts.Token, db: opts.Database, client: opts.HTTPClient},
-		client: client,
-		writer: client.WriteAPIBlocking(opts.Org, opts.Bucket),
+		db:     db,
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "semko_rollup_runs_total", Help: "Rollup runs by result (ok, error).",
 		}, []string{"result"}),
@@ -153,14 +158,6 @@ func New(opts Options) (*Job, error) {
 		}
 	}
 	return j, nil
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // WindowTag renders a window as the rollup's window tag: whole days as
@@ -192,6 +189,9 @@ func (j *Job) RunOnce(ctx context.Context) error {
 	j.runs.WithLabelValues("ok").Inc()
 	j.lastOK.SetToCurrentTime()
 	j.points.Add(float64(n))
+	if n > 0 {
+		j.wrote.Store(true)
+	}
 	j.log.Info("rollup written", "points", n, "window", j.window, "at", now)
 	return nil
 }
@@ -216,7 +216,7 @@ func (j *Job) run(ctx context.Context, now time.Time) (int, error) {
 	if len(pts) == 0 {
 		return 0, nil
 	}
-	if err := j.writer.WritePoint(ctx, pts...); err != nil {
+	if err := j.db.WritePoint(ctx, pts...); err != nil {
 		return 0, fmt.Errorf("write rollup: %w", err)
 	}
 	return len(pts), nil
@@ -236,7 +236,7 @@ func (j *Job) span(now time.Time) string {
 // into hour-of-week cells in Options.Location. InfluxQL cannot group by
 // hour of day or weekday, so the dashboards' heatmap reads these.
 func (j *Job) readHours(ctx context.Context, now time.Time) ([]hourFigure, error) {
-	res, err := j.reader.query(ctx, `SELECT count("score") AS "n", sum("satisfied") AS "sat" FROM "vote"`+
+	res, err := j.db.Query(ctx, `SELECT count("score") AS "n", sum("satisfied") AS "sat" FROM "vote"`+
 		` WHERE ("valid"::tag = 'true' OR "valid"::field = 'true') AND "scale" != 'nps11' AND `+j.span(now)+` GROUP BY time(1h), "org" fill(none)`)
 	if err != nil {
 		return nil, fmt.Errorf("read hours: %w", err)
@@ -248,12 +248,12 @@ func (j *Job) readHours(ctx context.Context, now time.Time) ([]hourFigure, error
 	cells := map[key]*tally{}
 	for _, s := range res {
 		for row := range s.Values {
-			ns, ok := s.number(row, "time")
-			n, _ := s.number(row, "n")
+			ns, ok := s.Number(row, "time")
+			n, _ := s.Number(row, "n")
 			if !ok || n == 0 {
 				continue
 			}
-			sat, _ := s.number(row, "sat")
+			sat, _ := s.Number(row, "sat")
 			at := time.Unix(0, int64(ns)).In(j.opts.Location)
 			wd := int(at.Weekday()+6)%7 + 1 // ISO: Monday 1 .. Sunday 7
 			for _, org := range []string{s.Tags["org"], ""} {
@@ -279,17 +279,17 @@ func (j *Job) read(ctx context.Context, now time.Time) (map[entity]tally, error)
 	reads := []struct {
 		name string
 		stmt string
-		add  func(*tally, series)
+		add  func(*tally, influxdb.Series)
 	}{
 		{"votes", `SELECT count("score") AS "n", sum("satisfied") AS "sat" FROM "vote"` +
 			` WHERE ("valid"::tag = 'true' OR "valid"::field = 'true') AND "scale" != 'nps11' AND ` + span + groupBy,
-			func(t *tally, s series) {
+			func(t *tally, s influxdb.Series) {
 				t.votes += int64(num(s, "n"))
 				t.satisfied += int64(num(s, "sat"))
 			}},
 		{"activations", `SELECT count("voted") AS "n", sum("voted") AS "voted" FROM "activation"` +
 			` WHERE ` + span + groupBy,
-			func(t *tally, s series) {
+			func(t *tally, s influxdb.Series) {
 				t.activations += int64(num(s, "n"))
 				t.voted += int64(num(s, "voted"))
 			}},
@@ -297,7 +297,7 @@ func (j *Job) read(ctx context.Context, now time.Time) (map[entity]tally, error)
 		// detractors (see protocol.Scale).
 		{"nps", `SELECT count("score") AS "n", sum("satisfied") AS "pro", sum("negative") AS "det" FROM "vote"` +
 			` WHERE ("valid"::tag = 'true' OR "valid"::field = 'true') AND "scale" = 'nps11' AND ` + span + groupBy,
-			func(t *tally, s series) {
+			func(t *tally, s influxdb.Series) {
 				t.npsVotes += int64(num(s, "n"))
 				t.promoters += int64(num(s, "pro"))
 				t.detractors += int64(num(s, "det"))
@@ -305,7 +305,7 @@ func (j *Job) read(ctx context.Context, now time.Time) (map[entity]tally, error)
 	}
 	cells := map[entity]tally{}
 	for _, r := range reads {
-		res, err := j.reader.query(ctx, r.stmt)
+		res, err := j.db.Query(ctx, r.stmt)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", r.name, err)
 		}
@@ -321,20 +321,30 @@ func (j *Job) read(ctx context.Context, now time.Time) (map[entity]tally, error)
 
 // num sums a column over a series' rows (one row per series here, since
 // the reads have no GROUP BY time); nulls count as zero.
-func num(s series, col string) float64 {
+func num(s influxdb.Series, col string) float64 {
 	var sum float64
 	for row := range s.Values {
-		if v, ok := s.number(row, col); ok {
+		if v, ok := s.Number(row, col); ok {
 			sum += v
 		}
 	}
 	return sum
 }
 
-// Start runs the job at once and then every Options.Every on its clock,
+// Run runs the job at once and then every Options.Every on its clock,
 // never overlapping itself (a run still going when the next is due pushes
-// that one to the following slot). It runs until ctx ends or Stop.
-func (j *Job) Start(ctx context.Context) error {
+// that one to the following slot), until ctx ends. It returns once a
+// running job has returned, with the InfluxDB client released.
+func (j *Job) Run(ctx context.Context) error {
+	if err := j.start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return j.Close()
+}
+
+// start schedules the job; stop ends it.
+func (j *Job) start(ctx context.Context) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.sched != nil {
@@ -358,14 +368,32 @@ func (j *Job) Start(ctx context.Context) error {
 		_ = s.Shutdown()
 		return fmt.Errorf("schedule rollup: %w", err)
 	}
+	// The dashboards' rankings read only these points: until a run has
+	// written some (a fresh start, before the first votes), try again
+	// every WarmUp rather than leave them empty for a whole Every.
+	_, err = s.NewJob(
+		gocron.DurationJob(min(WarmUp, j.opts.Every)),
+		gocron.NewTask(func(ctx context.Context) {
+			if !j.wrote.Load() {
+				_ = j.RunOnce(ctx)
+			}
+		}),
+		gocron.WithName("semko-rollup-warm-up"),
+		gocron.WithSingletonMode(gocron.LimitModeReschedule),
+		gocron.WithContext(ctx),
+	)
+	if err != nil {
+		_ = s.Shutdown()
+		return fmt.Errorf("schedule rollup warm-up: %w", err)
+	}
 	s.Start()
 	j.sched = s
 	return nil
 }
 
-// Stop ends the schedule and waits for a running job to return. The job
+// stop ends the schedule and waits for a running job to return. The job
 // may be started again.
-func (j *Job) Stop() error {
+func (j *Job) stop() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.sched == nil {
@@ -379,9 +407,10 @@ func (j *Job) Stop() error {
 	return nil
 }
 
-// Close stops the job and releases the InfluxDB client's idle connections.
+// Close stops the job and releases the InfluxDB client's idle connections
+// (Run does it on return; Close is for a job that never ran).
 func (j *Job) Close() error {
-	err := j.Stop()
-	j.client.Close()
+	err := j.stop()
+	j.db.Close()
 	return err
 }

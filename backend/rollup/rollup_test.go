@@ -13,7 +13,9 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/semko/semko/internal/influxdb"
 	"github.com/semko/semko/internal/influxlocal"
+	"github.com/semko/semko/internal/testwait"
 )
 
 var t0 = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
@@ -179,7 +181,7 @@ func TestRunOnceAgainstInfluxDB(t *testing.T) {
 	}
 }
 
-func checkOptional(t *testing.T, s influxlocal.Series, col string, want float64) {
+func checkOptional(t *testing.T, s influxdb.Series, col string, want float64) {
 	t.Helper()
 	got, err := s.Float(0, col)
 	if math.IsNaN(want) {
@@ -221,11 +223,11 @@ func TestScheduleOnFakeClock(t *testing.T) {
 	defer job.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	if err := job.Start(ctx); err != nil {
+	if err := job.start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := job.Start(ctx); !errors.Is(err, ErrStarted) {
-		t.Errorf("second Start: %v, want ErrStarted", err)
+	if err := job.start(ctx); !errors.Is(err, ErrStarted) {
+		t.Errorf("second start: %v, want ErrStarted", err)
 	}
 	stamps := func() []time.Time {
 		res, err := srv.Query(ctx, `SELECT "votes" FROM "rollup" WHERE "level" = 'all'`)
@@ -240,7 +242,7 @@ func TestScheduleOnFakeClock(t *testing.T) {
 		return out
 	}
 	runs := func() int { return len(stamps()) }
-	waitFor(ctx, t, "the immediate first run", func() bool { return runs() == 1 })
+	testwait.For(t, "the immediate first run", func() bool { return runs() == 1 })
 	for want := 2; want <= 3; want++ {
 		// LimitModeReschedule drops a trigger that arrives while the
 		// previous run is still returning (after it wrote its points), so
@@ -252,47 +254,25 @@ func TestScheduleOnFakeClock(t *testing.T) {
 			}
 			clock.Advance(10 * time.Minute)
 			short, cancel := context.WithTimeout(ctx, 2*time.Second)
-			pollUntil(short, func() bool { return runs() >= want })
+			testwait.Poll(short, func() bool { return runs() >= want })
 			cancel()
 			if ctx.Err() != nil {
 				t.Fatalf("run %d never happened", want)
 			}
 		}
 	}
-	if err := job.Stop(); err != nil {
+	if err := job.stop(); err != nil {
 		t.Fatal(err)
 	}
 	got := stamps()
 	clock.Advance(time.Hour)
 	if after := stamps(); len(after) != len(got) {
-		t.Errorf("%d runs after Stop, want %d", len(after), len(got))
+		t.Errorf("%d runs after stop, want %d", len(after), len(got))
 	}
 	for _, ts := range got {
 		if ts.Sub(t0)%(10*time.Minute) != 0 {
 			t.Errorf("run at %v, not on the 10-minute grid from %v", ts, t0)
 		}
-	}
-}
-
-// pollUntil polls cond until it holds or ctx ends.
-func pollUntil(ctx context.Context, cond func() bool) bool {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-tick.C:
-		}
-	}
-	return true
-}
-
-// waitFor polls cond until it holds or ctx ends, and fails the test then.
-func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	if !pollUntil(ctx, cond) {
-		t.Fatalf("waiting for %s: %v", what, ctx.Err())
 	}
 }
 
@@ -332,4 +312,41 @@ func TestRunOnceFailsWhenInfluxDBIsDown(t *testing.T) {
 	if err := job.RunOnce(t.Context()); err == nil {
 		t.Fatal("RunOnce succeeded with no InfluxDB")
 	}
+}
+
+// TestWarmUpUntilFirstFigures: a job started before the first votes (a
+// fresh `make run`) writes its first figures a WarmUp after they arrive,
+// not a whole Every later.
+func TestWarmUpUntilFirstFigures(t *testing.T) {
+	srv := influxlocal.StartForTest(t)
+	clock := clockwork.NewFakeClockAt(t0)
+	reg := prometheus.NewRegistry()
+	job, err := New(Options{URL: srv.URL(), Bucket: srv.Database(), Every: time.Hour, Clock: clock, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- job.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	testwait.For(t, "the run at start", func() bool { return testutilCount(t, reg, "semko_rollup_runs_total") >= 1 })
+	if n := testutilCount(t, reg, "semko_rollup_points_written_total"); n != 0 {
+		t.Fatalf("%v points written with no votes", n)
+	}
+	fleet(t, srv)
+	// Both schedules wait on the clock: the hourly run and the warm-up.
+	wait, stop := context.WithTimeout(ctx, 30*time.Second)
+	defer stop()
+	if err := clock.BlockUntilContext(wait, 2); err != nil {
+		t.Fatalf("no warm-up waiting on the clock: %v", err)
+	}
+	clock.Advance(WarmUp)
+	testwait.For(t, "figures a warm-up after the first votes", func() bool {
+		return testutilCount(t, reg, "semko_rollup_points_written_total") > 0
+	})
 }

@@ -28,8 +28,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/semko/semko/backend/registry"
 	"github.com/semko/semko/broker"
+	"github.com/semko/semko/fleet/registry"
 	"github.com/semko/semko/internal/cli"
 	"github.com/semko/semko/internal/tlsconf"
 )

@@ -12,9 +12,9 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/semko/semko/backend/devconfig"
-	"github.com/semko/semko/backend/fleetdb"
-	"github.com/semko/semko/backend/fleetdb/fleetapi"
+	"github.com/semko/semko/backend/fleet/fleetapi"
+	"github.com/semko/semko/backend/fleet/fleetdb"
+	"github.com/semko/semko/fleet/devconfig"
 )
 
 // devicesCmd: semko devices list|show|add|move|retire|assign|config|export.

@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/semko/semko/backend/api"
-	"github.com/semko/semko/backend/fleetdb"
-	"github.com/semko/semko/backend/fleetdb/fleetapi"
+	"github.com/semko/semko/backend/fleet/fleetapi"
+	"github.com/semko/semko/backend/fleet/fleetdb"
 	"github.com/semko/semko/broker"
 )
 

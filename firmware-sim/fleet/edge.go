@@ -3,8 +3,11 @@ package fleet
 import (
 	"context"
 	"errors"
+	"hash/fnv"
 	"io"
 	"log/slog"
+	"math/rand/v2"
+	"sync"
 
 	"github.com/semko/semko/edge"
 	"github.com/semko/semko/protocol"
@@ -29,7 +32,7 @@ func newEdgeAgent(dev Device, dataDir string, opts Options, log *slog.Logger, li
 	}}
 	cfg := edge.Config{
 		Device: dev.ID, Secret: dev.Secret, Broker: opts.Broker,
-		DataDir: dataDir, Defaults: defaults, Logger: log,
+		DataDir: dataDir, Defaults: defaults, Logger: log, LinkRSSI: linkRSSI(dev.ID),
 	}
 	if opts.EdgeClocks != nil {
 		if c := opts.EdgeClocks(dev); c != (EdgeClock{}) {
@@ -58,3 +61,20 @@ func (e edgeAgent) Activate(ctx context.Context, act protocol.Activate) error {
 
 func (e edgeAgent) Outbox() int     { return e.Stats().Outbox }
 func (e edgeAgent) Connected() bool { return e.Stats().Connected }
+
+// linkRSSI simulates a unit's Wi-Fi link: a level fixed by where the unit
+// stands (from its id, so a fleet is the same on every run), between -82
+// and -48 dBm, wandering a few dBm from one heartbeat to the next.
+func linkRSSI(device string) func() int {
+	h := fnv.New64a()
+	h.Write([]byte(device))
+	seed := h.Sum64()
+	base := -82 + int(seed%35)
+	rng := rand.New(rand.NewPCG(seed, 0x5e3c0))
+	var mu sync.Mutex
+	return func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return base + rng.IntN(7) - 3
+	}
+}

@@ -5,71 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/semko/semko/fleet/registry"
 )
-
-// The fleet file's shape: the registry YAML that backend/registry reads.
-// Field names are a contract with it; only documented fields are written
-// (the registry refuses unknown ones).
-type (
-	fileFleet struct {
-		Organisations []fileOrg      `yaml:"organisations"`
-		Devices       []fileDevice   `yaml:"devices"`
-		Operators     []fileOperator `yaml:"operators"`
-		Services      []fileService  `yaml:"services"`
-	}
-	fileOrg struct {
-		ID       string     `yaml:"id"`
-		Name     string     `yaml:"name"`
-		Timezone string     `yaml:"timezone"`
-		Sites    []fileSite `yaml:"sites"`
-	}
-	fileSite struct {
-		ID          string        `yaml:"id"`
-		Name        string        `yaml:"name"`
-		Timezone    string        `yaml:"timezone,omitempty"`
-		Responsible *filePerson   `yaml:"responsible,omitempty"`
-		Counters    []fileCounter `yaml:"counters"`
-	}
-	filePerson struct {
-		Name  string `yaml:"name,omitempty"`
-		Email string `yaml:"email,omitempty"`
-		Lang  string `yaml:"lang,omitempty"`
-	}
-	fileCounter struct {
-		ID       string `yaml:"id"`
-		Name     string `yaml:"name"`
-		Device   string `yaml:"device,omitempty"`
-		Operator string `yaml:"operator,omitempty"`
-		Service  string `yaml:"service,omitempty"`
-	}
-	fileDevice struct {
-		ID         string   `yaml:"id"`
-		SecretHash string   `yaml:"secret_hash"`
-		Model      string   `yaml:"model"`
-		Serial     string   `yaml:"serial"`
-		FW         string   `yaml:"fw"`
-		Installed  fileDate `yaml:"installed"`
-	}
-	fileOperator struct {
-		ID   string `yaml:"id"`
-		Name string `yaml:"name"`
-		Org  string `yaml:"org"`
-	}
-	fileService struct {
-		ID   string `yaml:"id"`
-		Name string `yaml:"name"`
-	}
-)
-
-// fileDate writes a plain YYYY-MM-DD, which YAML reads as a date.
-type fileDate time.Time
-
-func (d fileDate) MarshalYAML() (any, error) {
-	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!timestamp", Value: time.Time(d).Format(time.DateOnly)}, nil
-}
 
 // WriteFleetFile writes the model as a registry fleet file at path, hashing
 // each device secret with hash (broker.HashSecret in production; passed in
@@ -103,15 +43,17 @@ func (m *Model) WriteFleetFile(path string, hash func(secret string) (string, er
 }
 
 func (m *Model) fleetFile(hash func(string) (string, error)) ([]byte, error) {
-	var ff fileFleet
+	// The fleet file's shape is the contract package's (fleet/registry), so
+	// what the simulator writes is what the backend and the broker read.
+	var ff registry.File
 	for _, o := range m.Orgs {
-		fo := fileOrg{ID: o.ID, Name: o.Name, Timezone: o.Timezone}
+		fo := registry.FileOrg{ID: o.ID, Name: o.Name, Timezone: o.Timezone}
 		for _, s := range o.Sites {
 			r := s.Responsible
-			fs := fileSite{ID: s.ID, Name: s.Name, Timezone: s.Timezone,
-				Responsible: &filePerson{Name: r.Name, Email: r.Email, Lang: r.Lang}}
+			fs := registry.FileSite{ID: s.ID, Name: s.Name, Timezone: s.Timezone,
+				Responsible: &registry.Responsible{Name: r.Name, Email: r.Email, Lang: r.Lang}}
 			for _, c := range s.Counters {
-				fs.Counters = append(fs.Counters, fileCounter{
+				fs.Counters = append(fs.Counters, registry.FileCounter{
 					ID: c.ID, Name: c.Name, Device: c.Device, Operator: c.Operator, Service: c.Service,
 				})
 			}
@@ -124,15 +66,16 @@ func (m *Model) fleetFile(hash func(string) (string, error)) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("hash secret of %s: %w", d.ID, err)
 		}
-		ff.Devices = append(ff.Devices, fileDevice{
-			ID: d.ID, SecretHash: h, Model: d.Model, Serial: d.Serial, FW: d.FW, Installed: fileDate(d.Installed),
+		ff.Devices = append(ff.Devices, registry.FileDevice{
+			ID: d.ID, SecretHash: h, Model: d.Model, Serial: d.Serial, FW: d.FW,
+			Installed: registry.Date{Time: d.Installed},
 		})
 	}
 	for _, op := range m.Operators {
-		ff.Operators = append(ff.Operators, fileOperator{ID: op.ID, Name: op.Name, Org: op.Org})
+		ff.Operators = append(ff.Operators, registry.FileOperator{ID: op.ID, Name: op.Name, Org: op.Org})
 	}
 	for _, s := range m.Services {
-		ff.Services = append(ff.Services, fileService{ID: s.ID, Name: s.Name})
+		ff.Services = append(ff.Services, registry.FileService{ID: s.ID, Name: s.Name})
 	}
 
 	var buf bytes.Buffer

@@ -179,3 +179,25 @@ func TestFleetFileParses(t *testing.T) {
 		t.Fatalf("timezone %q", ff.Organisations[0].Timezone)
 	}
 }
+
+// TestLinkRSSI: every simulated unit reports a plausible Wi-Fi signal, the
+// same for a unit on every run, and not the same for the whole fleet.
+func TestLinkRSSI(t *testing.T) {
+	levels := map[int]bool{}
+	for _, id := range []string{"kp-0001", "kp-0002", "kp-0003", "kp-0004", "kp-0005"} {
+		a, b := linkRSSI(id), linkRSSI(id)
+		for range 20 {
+			va, vb := a(), b()
+			if va != vb {
+				t.Fatalf("%s: %d and %d on two runs", id, va, vb)
+			}
+			if va < -85 || va > -45 {
+				t.Fatalf("%s: RSSI %d dBm out of range", id, va)
+			}
+			levels[va] = true
+		}
+	}
+	if len(levels) < 3 {
+		t.Fatalf("the fleet reports only %v", levels)
+	}
+}

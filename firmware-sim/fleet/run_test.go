@@ -13,7 +13,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 
-	"github.com/semko/semko/backend/timebeacon"
+	"github.com/semko/semko/backend/fleet/timebeacon"
 	"github.com/semko/semko/firmware-sim/keypad"
 	"github.com/semko/semko/protocol"
 )

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/semko/semko/internal/testwait"
 	"github.com/semko/semko/protocol"
 )
 
@@ -77,18 +78,6 @@ func (h *host) expect(typ string) protocol.Frame {
 		if f := h.next(); f.Type == typ {
 			return f
 		}
-	}
-}
-
-// eventually polls cond until it holds or a deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -195,12 +184,12 @@ func TestHostCommandsChangeState(t *testing.T) {
 	h.send(protocol.FramePanel, "Оценете обслужването * 100%")
 	h.send(protocol.FrameLight, "80")
 	h.send(protocol.FrameArm, "20000")
-	eventually(t, "armed with panel and light", func() bool {
+	testwait.For(t, "armed with panel and light", func() bool {
 		s := kp.State()
 		return s.Armed && s.Light == 80 && s.Panel == "Оценете обслужването * 100%"
 	})
 	h.send(protocol.FrameDisarm)
-	eventually(t, "disarmed", func() bool { return !kp.State().Armed })
+	testwait.For(t, "disarmed", func() bool { return !kp.State().Armed })
 
 	// Garbage and unknown frames are counted, not fatal.
 	if _, err := h.conn.Write([]byte("LIGHT 80*00\nNOPE*00\n")); err != nil {
@@ -208,7 +197,7 @@ func TestHostCommandsChangeState(t *testing.T) {
 	}
 	h.send("NOPE")
 	h.send(protocol.FrameLight, "101")
-	eventually(t, "errors counted", func() bool { return kp.State().Errors == 4 })
+	testwait.For(t, "errors counted", func() bool { return kp.State().Errors == 4 })
 	h.send(protocol.FrameInfo)
 	h.expect(protocol.FrameInfo)
 }
@@ -275,7 +264,7 @@ func TestFaultsOnTheWire(t *testing.T) {
 				h.expect(protocol.FrameBoot)
 				h.send(protocol.FrameInfo)
 				a, _ := protocol.ParseDeviceInfo(h.expect(protocol.FrameInfo))
-				eventually(t, "the clock to drift", func() bool { return kp.Clock().After(a.Clock.Add(2 * time.Second)) })
+				testwait.For(t, "the clock to drift", func() bool { return kp.Clock().After(a.Clock.Add(2 * time.Second)) })
 				h.send(protocol.FrameInfo)
 				b, _ := protocol.ParseDeviceInfo(h.expect(protocol.FrameInfo))
 				if off := time.Until(a.Clock); off < 59*time.Second {

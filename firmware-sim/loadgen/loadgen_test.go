@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/semko/semko/broker"
+	"github.com/semko/semko/internal/testwait"
 	"github.com/semko/semko/protocol"
 )
 
@@ -81,17 +82,6 @@ func startBroker(t *testing.T, addr string, devs []Device, in *intake) (*broker.
 	return b, stop
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 20 s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func runFleet(t *testing.T, opts Options) *Fleet {
 	t.Helper()
 	f, err := New(opts)
@@ -116,19 +106,19 @@ func TestDeliversEveryVoteThroughARestart(t *testing.T) {
 	addr := b.Addr()
 	f := runFleet(t, Options{Broker: "tcp://" + addr, Devices: devs, Window: 4, Jitter: 50 * time.Millisecond,
 		MaxBackoff: 100 * time.Millisecond, Heartbeat: 50 * time.Millisecond, UnitsPerAddr: 2})
-	waitUntil(t, "all connected", func() bool { return f.Stats().Connected == 5 })
+	testwait.For(t, "all connected", func() bool { return f.Stats().Connected == 5 })
 	if err := f.EnqueueAll(20); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "first votes acknowledged", func() bool { return f.Stats().Acked == 100 })
+	testwait.For(t, "first votes acknowledged", func() bool { return f.Stats().Acked == 100 })
 
 	stop()
-	waitUntil(t, "all dropped", func() bool { return f.Stats().Connected == 0 })
+	testwait.For(t, "all dropped", func() bool { return f.Stats().Connected == 0 })
 	if err := f.EnqueueAll(10); err != nil {
 		t.Fatal(err)
 	}
 	startBroker(t, addr, devs, in)
-	waitUntil(t, "queued votes acknowledged", func() bool { return f.Stats().Acked == 150 })
+	testwait.For(t, "queued votes acknowledged", func() bool { return f.Stats().Acked == 150 })
 
 	unique, heartbeats := in.counts()
 	s := f.Stats()
@@ -252,7 +242,7 @@ func TestRemote(t *testing.T) {
 	if err := r.EnqueueAll(7); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "remote votes acknowledged", func() bool {
+	testwait.For(t, "remote votes acknowledged", func() bool {
 		s, err := r.Stats()
 		return err == nil && s.Acked == 21 && s.Connected == 3
 	})

@@ -11,6 +11,7 @@
 package ratings
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,7 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/semko/semko/backend/alert"
-	"github.com/semko/semko/backend/registry"
+	"github.com/semko/semko/fleet/registry"
 	"github.com/semko/semko/protocol"
 )
 
@@ -254,7 +255,7 @@ func (w *Watcher) watch(ctx context.Context, v protocol.Vote, p registry.Placeme
 			f := alert.Finding{
 				Kind: alert.KindPositiveStreak, Severity: alert.SeverityInfo, Time: v.Time,
 				Subject: alert.Subject{Org: p.Org, Site: p.Site, Counter: p.Counter},
-				Message: fmt.Sprintf("%d satisfied customers in a row at %s", w.opts.PositiveRun, or(c.Name, p.Counter)),
+				Message: fmt.Sprintf("%d satisfied customers in a row at %s", w.opts.PositiveRun, cmp.Or(c.Name, p.Counter)),
 				Details: responsible(c.Responsible, map[string]string{"run": strconv.Itoa(w.opts.PositiveRun)}),
 			}
 			raise(f)
@@ -267,7 +268,7 @@ func (w *Watcher) watch(ctx context.Context, v protocol.Vote, p registry.Placeme
 func (w *Watcher) negative(reg *registry.Registry, v protocol.Vote, p registry.Placement) alert.Finding {
 	c, _ := reg.Counter(p.Counter)
 	s, _ := reg.Site(p.Site)
-	opID, svcID := or(v.Operator, p.Operator), or(v.Service, p.Service)
+	opID, svcID := cmp.Or(v.Operator, p.Operator), cmp.Or(v.Service, p.Service)
 	// Operator ids are the fleet's, not the organisation's: one of another
 	// organisation must not lend its employee's name to this notice.
 	op, ok := reg.Operator(opID)
@@ -282,9 +283,9 @@ func (w *Watcher) negative(reg *registry.Registry, v protocol.Vote, p registry.P
 	local := v.Time.In(loc)
 	d := map[string]string{
 		"score": strconv.Itoa(v.Score), "scale": string(v.Scale), "device": v.Device,
-		"site_name": or(s.Name, p.Site), "counter_name": or(c.Name, p.Counter),
-		"operator": opID, "operator_name": or(op.Name, opID),
-		"service": svcID, "service_name": or(svc.Name, svcID),
+		"site_name": cmp.Or(s.Name, p.Site), "counter_name": cmp.Or(c.Name, p.Counter),
+		"operator": opID, "operator_name": cmp.Or(op.Name, opID),
+		"service": svcID, "service_name": cmp.Or(svc.Name, svcID),
 		"time": local.Format(time.RFC3339), "local_time": local.Format("15:04"),
 	}
 	if v.ServiceS > 0 {
@@ -326,12 +327,5 @@ func responsible(r registry.Responsible, d map[string]string) map[string]string 
 
 func siteName(reg *registry.Registry, id string) string {
 	s, _ := reg.Site(id)
-	return or(s.Name, id)
-}
-
-func or(s, fallback string) string {
-	if s != "" {
-		return s
-	}
-	return fallback
+	return cmp.Or(s.Name, id)
 }

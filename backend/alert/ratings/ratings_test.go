@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/semko/semko/backend/alert"
-	"github.com/semko/semko/backend/registry"
+	"github.com/semko/semko/fleet/registry"
 	"github.com/semko/semko/protocol"
 )
 
