@@ -1,9 +1,6 @@
 package faults
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -26,17 +23,7 @@ func TestBackendKilled(t *testing.T) {
 	be := newBackend(t, db, model, backendOptions{})
 	be.start()
 
-	tally := fleet.NewTally(model)
-	runErr := make(chan error, 1)
-	go func() {
-		runErr <- fleet.RunWithTally(context.Background(), model, fleet.Options{
-			Broker: be.brokerURL(), DataDir: t.TempDir(),
-			ServiceInterval: 300 * time.Millisecond, Window: 3 * time.Second,
-			Participation: 0.8, StrayPresses: 0.1, MaxActivations: 14,
-			DrainTimeout: 90 * time.Second,
-			Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
-		}, tally)
-	}()
+	tally, runErr := runFleet(t, be, model, 300*time.Millisecond, 14, 90*time.Second)
 
 	kills := 0
 	for _, at := range []int{15, 45} { // valid votes taken before each kill

@@ -2,8 +2,10 @@ package faults
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -156,4 +158,24 @@ func (b *backendProc) waitSpoolEmpty(timeout time.Duration) time.Duration {
 		}
 		return pending == 0
 	})
+}
+
+// runFleet starts model's fleet voting through be in the background: each
+// counter serves perCounter customers, one every interval; 80% of them vote
+// and one press in ten falls outside a window. The channel gets the run's
+// result once every edge outbox is empty (the backend has acknowledged
+// everything) or drain ran out.
+func runFleet(t *testing.T, be *backendProc, model *fleet.Model, interval time.Duration, perCounter int, drain time.Duration) (*fleet.Tally, <-chan error) {
+	t.Helper()
+	tally := fleet.NewTally(model)
+	runErr := make(chan error, 1)
+	opts := fleet.Options{
+		Broker: be.brokerURL(), DataDir: t.TempDir(),
+		ServiceInterval: interval, Window: 3 * time.Second,
+		Participation: 0.8, StrayPresses: 0.1, MaxActivations: perCounter,
+		DrainTimeout: drain,
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	go func() { runErr <- fleet.RunWithTally(context.Background(), model, opts, tally) }()
+	return tally, runErr
 }

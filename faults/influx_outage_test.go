@@ -1,9 +1,6 @@
 package faults
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -34,17 +31,7 @@ func TestInfluxOutage(t *testing.T) {
 	be.start()
 
 	const perCounter = 13
-	tally := fleet.NewTally(model)
-	runErr := make(chan error, 1)
-	go func() {
-		runErr <- fleet.RunWithTally(context.Background(), model, fleet.Options{
-			Broker: be.brokerURL(), DataDir: t.TempDir(),
-			ServiceInterval: 250 * time.Millisecond, Window: 3 * time.Second,
-			Participation: 0.8, StrayPresses: 0.1, MaxActivations: perCounter,
-			DrainTimeout: 60 * time.Second,
-			Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
-		}, tally)
-	}()
+	tally, runErr := runFleet(t, be, model, 250*time.Millisecond, perCounter, 60*time.Second)
 
 	// Mid-stream: once every counter has served about one customer.
 	testwait.Within(t, 60*time.Second, "fleet did not start voting", func() bool {

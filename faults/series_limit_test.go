@@ -1,10 +1,7 @@
 package faults
 
 import (
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -44,17 +41,7 @@ func TestSeriesLimit(t *testing.T) {
 	be.start()
 
 	const perCounter = 12
-	tally := fleet.NewTally(model)
-	runErr := make(chan error, 1)
-	go func() {
-		runErr <- fleet.RunWithTally(context.Background(), model, fleet.Options{
-			Broker: be.brokerURL(), DataDir: t.TempDir(),
-			ServiceInterval: 200 * time.Millisecond, Window: 3 * time.Second,
-			Participation: 0.8, StrayPresses: 0.1, MaxActivations: perCounter,
-			DrainTimeout: 60 * time.Second,
-			Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
-		}, tally)
-	}()
+	tally, runErr := runFleet(t, be, model, 200*time.Millisecond, perCounter, 60*time.Second)
 
 	// The wall is hit while the fleet votes: /readyz names the limit.
 	var readyz string
