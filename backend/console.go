@@ -12,7 +12,11 @@ import (
 	"github.com/semko/semko/backend/access"
 	"github.com/semko/semko/backend/account"
 	accountsqlite "github.com/semko/semko/backend/account/sqlite"
+	"github.com/semko/semko/backend/fleet/fleetapi"
 	"github.com/semko/semko/backend/web"
+	"github.com/semko/semko/backend/web/adminpages"
+	"github.com/semko/semko/backend/web/alertpages"
+	"github.com/semko/semko/backend/web/fleetpages"
 )
 
 // ConsoleConfig is the `console:` section: the web console and the
@@ -98,7 +102,22 @@ func (a *App) newConsole() error {
 		return err
 	}
 	a.console.console = con
-	return nil
+	if a.alerts.manager != nil {
+		if err := alertpages.Register(con, a.alerts.manager); err != nil {
+			return err
+		}
+	}
+	fp := fleetpages.Options{
+		Fleet:  fleetapi.Options{DB: a.fleet.db, Live: a.ingest.Devices, Logger: a.log.With("part", "console")},
+		Alerts: a.alerts.manager,
+	}
+	if a.health.diag != nil {
+		fp.SelfTest = a.health.diag.SelfTestDevice
+	}
+	if err := fleetpages.Register(con, fp); err != nil {
+		return err
+	}
+	return adminpages.Register(con)
 }
 
 // Accounts is the account service (creating accounts, tokens).
