@@ -39,13 +39,13 @@ type consoleFixture struct {
 	accountsOf map[access.Role]string // account name per role
 }
 
-func newConsoleFixture(t *testing.T, configure func(*backend.Config)) *consoleFixture {
+func newConsoleFixture(t *testing.T, configure func(*backend.Config, *fleet.Model)) *consoleFixture {
 	t.Helper()
 	model := fleet.Generate(fleet.Spec{Seed: 21, Orgs: 2, SitesPerOrg: 1, CountersPerSite: 2})
 	cfg := newTestConfig(t, model, nil)
 	cfg.Console.BcryptCost = bcrypt.MinCost
 	if configure != nil {
-		configure(&cfg)
+		configure(&cfg, model)
 	}
 	app := runBackend(t, cfg)
 	f := &consoleFixture{
