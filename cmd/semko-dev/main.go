@@ -131,7 +131,7 @@ func dev(ctx context.Context, log *slog.Logger, o devOptions) error {
 	defer sink.Close()
 	cfg.Notify.SMTP = backend.SMTPConfig{Host: "127.0.0.1", Port: 2525, TLS: "none", From: "Semko <semko@localhost>"}
 
-	faults := withFaults(&cfg, model) // a few faulty keypads for the diagnostics
+	faults := withFaults(&cfg, model)                 // a few faulty keypads for the diagnostics
 	cfg.Console.PublicURL = "http://" + cfg.HTTP.Addr // notices link to the console
 
 	// 3. The backend with its embedded broker.
