@@ -16,7 +16,9 @@ import (
 	"github.com/semko/semko/backend/web"
 	"github.com/semko/semko/backend/web/adminpages"
 	"github.com/semko/semko/backend/web/alertpages"
+	"github.com/semko/semko/backend/web/figures"
 	"github.com/semko/semko/backend/web/fleetpages"
+	"github.com/semko/semko/internal/influxdb"
 )
 
 // ConsoleConfig is the `console:` section: the web console and the
@@ -117,7 +119,15 @@ func (a *App) newConsole() error {
 	if err := fleetpages.Register(con, fp); err != nil {
 		return err
 	}
-	return adminpages.Register(con)
+	if err := adminpages.Register(con); err != nil {
+		return err
+	}
+	db, err := influxdb.New(influxdb.Options{URL: a.cfg.Influx.URL, Token: a.cfg.Influx.Token, Org: a.cfg.Influx.Org, Bucket: a.cfg.Influx.Bucket})
+	if err != nil {
+		return fmt.Errorf("console figures: %w", err)
+	}
+	a.sup.add("console-figures", resource{close: func() error { db.Close(); return nil }})
+	return figures.Register(con, figures.Options{DB: db, GrafanaURL: a.cfg.Console.GrafanaURL})
 }
 
 // Accounts is the account service (creating accounts, tokens).

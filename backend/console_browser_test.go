@@ -134,6 +134,7 @@ func journeyBackend(t *testing.T) *consoleFixture {
 		cfg.Influx.URL = db.URL()
 		cfg.Influx.FlushInterval = 50 * time.Millisecond
 		cfg.Rollup.Disabled = true
+		cfg.Console.GrafanaURL = "http://grafana.example"
 		cfg.Diagnostics.Schedule = map[string]string{}
 		for _, c := range diagnostics.Checks {
 			cfg.Diagnostics.Schedule[c] = "off"
@@ -213,6 +214,21 @@ func TestJourneys(t *testing.T) {
 	t.Run("manager cannot reach another organisation's device", func(t *testing.T) {
 		ctx := newBrowser(t, 1280, 900)
 		signIn(t, ctx, f.base, f.accountsOf[access.Manager], f.passwords[access.Manager])
+		// Home: today's figures of the organisation (the fleet votes
+		// meanwhile) and the Grafana dashboard with its organisation set.
+		if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#figure-share`))); err != nil {
+			t.Fatal(err)
+		}
+		link, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS(`#home-figures a`), "href"))
+		if err != nil || link.Value != "http://grafana.example/d/semko-satisfaction?var-org="+f.orgIn {
+			t.Fatalf("Grafana link %q %v", link.Value, err)
+		}
+		testwait.For(t, "today's satisfied share on the manager's home", func() bool {
+			_ = chromedp.Do(ctx, chromedp.Reload())
+			share, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#figure-share`)))
+			return err == nil && strings.HasSuffix(share, "%")
+		})
+		screenshot(t, ctx, "manager-home-desktop.png", "")
 		if err := chromedp.Do(ctx, chromedp.Navigate(f.base+"/devices/"+f.devIn), chromedp.WaitVisible(chromedp.CSS(`#device-live`))); err != nil {
 			t.Fatalf("own device: %v", err)
 		}
