@@ -121,8 +121,7 @@ func journeyBackend(t *testing.T) *consoleFixture {
 		t.Skip("end-to-end: starts InfluxDB and Chromium")
 	}
 	db := influxlocal.StartForTest(t)
-	var f *consoleFixture
-	f = newConsoleFixture(t, func(cfg *backend.Config, model *fleet.Model) {
+	f := newConsoleFixture(t, func(cfg *backend.Config, model *fleet.Model) {
 		// Heartbeats every second, through the organisations' config:
 		// the hardware check reads them.
 		one := 1

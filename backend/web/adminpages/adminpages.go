@@ -69,12 +69,9 @@ func (p *Pages) render(w http.ResponseWriter, r *http.Request, status int, d acc
 	p.con.RenderStatus(w, r, status, p.accounts, d)
 }
 
+// splitList reads a list of ids separated by commas, spaces or lines.
 func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' }) {
-		out = append(out, f)
-	}
-	return out
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\r' })
 }
 
 // fieldOf names the field an account error is about.
