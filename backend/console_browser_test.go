@@ -183,6 +183,23 @@ func TestJourneys(t *testing.T) {
 			t.Fatalf("the fault's alert is not on the technician's home page: %v", err)
 		}
 		screenshot(t, ctx, "technician-home-phone.png", "console-phone.png")
+		// The list updates by itself: a new fault appears without a reload
+		// (the page's script polls every 4 s; allow 8 s on a busy machine).
+		subject := alert.Subject{Org: f.orgIn, Site: f.model.Orgs[0].Sites[0].ID, Device: f.devIn}
+		if err := f.app.Alerts().Raise(context.Background(), alert.Finding{Kind: alert.KindClockDrift, Severity: alert.SeverityWarning,
+			Subject: subject, Message: "clock drift of " + f.devIn, Time: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		fresh, _ := f.app.Alerts().List(context.Background(), alert.Filter{State: "open", Device: f.devIn, Kind: alert.KindClockDrift})
+		if len(fresh) != 1 {
+			t.Fatalf("raised clock drift: %+v", fresh)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 8*time.Second)
+		err := chromedp.Do(wctx, chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#home-alert-list tr[data-id="%d"]`, fresh[0].ID))))
+		cancel()
+		if err != nil {
+			t.Fatalf("a new alert did not appear on the open page within 8 s: %v", err)
+		}
 		if err := chromedp.Do(ctx,
 			chromedp.Click(row),
 			chromedp.WaitVisible(chromedp.CSS(`#ack`)),
