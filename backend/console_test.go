@@ -182,6 +182,28 @@ func TestConsoleDevicePages(t *testing.T) {
 		t.Fatal("a refused device was half-saved")
 	}
 
+	// Configuration overrides: each refusal comes back next to its field,
+	// and nothing is saved until one is valid.
+	for _, tc := range []struct{ id, override, field string }{
+		{f.orgIn, `{"backlite": {"level": 70}}`, "error-override"},   // misspelt key
+		{f.orgIn, `{"backlight": {"level": 500}}`, "error-override"}, // out of range
+		{"no-such-org", `{"backlight": {"level": 70}}`, "error-id"},
+	} {
+		code, page := admin.post("/fleet/config", url.Values{"level": {"org"}, "id": {tc.id}, "override": {tc.override}})
+		if code != http.StatusUnprocessableEntity || !strings.Contains(page, `id="`+tc.field+`"`) {
+			t.Errorf("override %s %s: %d, want 422 with %s", tc.id, tc.override, code, tc.field)
+		}
+	}
+	if o, err := f.app.Fleet().Override(context.Background(), "org", f.orgIn); err != nil || o != nil {
+		t.Fatalf("a refused override was saved: %+v %v", o, err)
+	}
+	if code, _ := admin.post("/fleet/config", url.Values{"level": {"org"}, "id": {f.orgIn}, "override": {`{"backlight": {"level": 70}}`}}); code != http.StatusSeeOther {
+		t.Fatalf("valid override: %d", code)
+	}
+	if code, page := admin.get("/fleet/config?level=org&id=" + f.orgIn); code != 200 || !strings.Contains(page, `&#34;level&#34;: 70`) {
+		t.Fatalf("override read back: %d", code)
+	}
+
 	tech := f.session(t, access.Technician)
 	if code, _ := tech.post("/devices/"+f.devIn+"/selftest", url.Values{}); code != http.StatusSeeOther {
 		t.Fatalf("self-test: %d", code)

@@ -40,6 +40,7 @@ type Pages struct {
 	con                   *web.Console
 	opts                  Options
 	list, one, add, added *web.Page
+	config                *web.Page
 }
 
 // Register adds the device pages and their navigation entries.
@@ -48,7 +49,7 @@ func Register(con *web.Console, opts Options) error {
 	for _, pg := range []struct {
 		dst  **web.Page
 		file string
-	}{{&p.list, "devices.html"}, {&p.one, "device.html"}, {&p.add, "add.html"}, {&p.added, "added.html"}} {
+	}{{&p.list, "devices.html"}, {&p.one, "device.html"}, {&p.add, "add.html"}, {&p.added, "added.html"}, {&p.config, "config.html"}} {
 		var err error
 		if *pg.dst, err = con.Page(files, "templates/"+pg.file); err != nil {
 			return err
@@ -67,8 +68,11 @@ func Register(con *web.Console, opts Options) error {
 	con.HandleFunc("POST /fleet/add", admin, p.addDevice)
 	con.HandleFunc("POST /devices/{id}/move", admin.At(dev), p.move)
 	con.HandleFunc("POST /devices/{id}/retire", admin.At(dev), p.retire)
+	con.HandleFunc("GET /fleet/config", admin, p.serveConfig)
+	con.HandleFunc("POST /fleet/config", admin, p.setConfig)
 	con.AddNav(web.NavItem{Path: "/devices", Label: "nav.devices", Roles: access.Staff, Order: 30},
-		web.NavItem{Path: "/fleet/add", Label: "nav.fleet", Roles: []access.Role{access.Admin}, Order: 60})
+		web.NavItem{Path: "/fleet/add", Label: "nav.fleet", Roles: []access.Role{access.Admin}, Order: 60},
+		web.NavItem{Path: "/fleet/config", Label: "nav.fleet_config", Roles: []access.Role{access.Admin}, Order: 65})
 	return nil
 }
 
