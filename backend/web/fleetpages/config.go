@@ -21,7 +21,6 @@ type configData struct {
 	Error, Field        string
 }
 
-
 func (p *Pages) serveConfig(w http.ResponseWriter, r *http.Request) {
 	d := configData{Level: r.URL.Query().Get("level"), ID: strings.TrimSpace(r.URL.Query().Get("id"))}
 	if d.Level == "" {
