@@ -204,6 +204,34 @@ func TestConsoleDevicePages(t *testing.T) {
 		t.Fatalf("override read back: %d", code)
 	}
 
+	// Operators, services and counter assignments.
+	counter := f.model.Orgs[0].Sites[0].Counters[0].ID
+	if code, _ := admin.post("/fleet/operators", url.Values{"id": {"op-x"}, "name": {xss}, "org": {f.orgIn}}); code != http.StatusSeeOther {
+		t.Fatalf("operator: %d", code)
+	}
+	if code, page := admin.post("/fleet/operators", url.Values{"id": {"op-y"}, "org": {"no-such-org"}}); code != http.StatusUnprocessableEntity || !strings.Contains(page, `id="error-operator"`) {
+		t.Fatalf("operator of an unknown organisation: %d", code)
+	}
+	if code, _ := admin.post("/fleet/services", url.Values{"id": {"svc-x"}, "name": {"Passports"}}); code != http.StatusSeeOther {
+		t.Fatalf("service: %d", code)
+	}
+	if code, page := admin.post("/fleet/counters/"+counter, url.Values{"operator": {"nobody"}, "service": {"svc-x"}}); code != http.StatusUnprocessableEntity ||
+		!strings.Contains(page, `id="error-counter-`+counter+`"`) {
+		t.Fatalf("unknown operator: %d", code)
+	}
+	if code, _ := admin.post("/fleet/counters/"+counter, url.Values{"operator": {"op-x"}, "service": {"svc-x"}}); code != http.StatusSeeOther {
+		t.Fatalf("assign: %d", code)
+	}
+	cs, _ := f.app.Fleet().Counters(context.Background())
+	for _, c := range cs {
+		if c.ID == counter && (c.Operator != "op-x" || c.Service != "svc-x") {
+			t.Fatalf("counter %+v", c)
+		}
+	}
+	if code, page := admin.get("/fleet/counters"); code != 200 || !strings.Contains(page, `value="op-x"`) {
+		t.Fatalf("counters page: %d", code)
+	}
+
 	tech := f.session(t, access.Technician)
 	if code, _ := tech.post("/devices/"+f.devIn+"/selftest", url.Values{}); code != http.StatusSeeOther {
 		t.Fatalf("self-test: %d", code)

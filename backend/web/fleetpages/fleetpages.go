@@ -40,7 +40,7 @@ type Pages struct {
 	con                   *web.Console
 	opts                  Options
 	list, one, add, added *web.Page
-	config                *web.Page
+	config, counters      *web.Page
 }
 
 // Register adds the device pages and their navigation entries.
@@ -49,7 +49,7 @@ func Register(con *web.Console, opts Options) error {
 	for _, pg := range []struct {
 		dst  **web.Page
 		file string
-	}{{&p.list, "devices.html"}, {&p.one, "device.html"}, {&p.add, "add.html"}, {&p.added, "added.html"}, {&p.config, "config.html"}} {
+	}{{&p.list, "devices.html"}, {&p.one, "device.html"}, {&p.add, "add.html"}, {&p.added, "added.html"}, {&p.config, "config.html"}, {&p.counters, "counters.html"}} {
 		var err error
 		if *pg.dst, err = con.Page(files, "templates/"+pg.file); err != nil {
 			return err
@@ -70,8 +70,13 @@ func Register(con *web.Console, opts Options) error {
 	con.HandleFunc("POST /devices/{id}/retire", admin.At(dev), p.retire)
 	con.HandleFunc("GET /fleet/config", admin, p.serveConfig)
 	con.HandleFunc("POST /fleet/config", admin, p.setConfig)
+	con.HandleFunc("GET /fleet/counters", admin, p.serveCounters)
+	con.HandleFunc("POST /fleet/counters/{id}", admin, p.assign)
+	con.HandleFunc("POST /fleet/operators", admin, p.putOperator)
+	con.HandleFunc("POST /fleet/services", admin, p.putService)
 	con.AddNav(web.NavItem{Path: "/devices", Label: "nav.devices", Roles: access.Staff, Order: 30},
 		web.NavItem{Path: "/fleet/add", Label: "nav.fleet", Roles: []access.Role{access.Admin}, Order: 60},
+		web.NavItem{Path: "/fleet/counters", Label: "nav.fleet_counters", Roles: []access.Role{access.Admin}, Order: 62},
 		web.NavItem{Path: "/fleet/config", Label: "nav.fleet_config", Roles: []access.Role{access.Admin}, Order: 65})
 	return nil
 }
