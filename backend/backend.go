@@ -46,6 +46,7 @@ type App struct {
 	health   healthParts         // diagnostics and lifecycle reminders (health.go)
 	alerts   alertParts          // alert manager and rating watcher (alerts.go)
 	series   *influx.SeriesCheck // InfluxDB's series count and limit refusals (series.go)
+	reports  reportParts         // report builder (reports.go)
 	http     *api.Server
 	started  chan struct{} // closed once every part has started
 }
@@ -134,6 +135,9 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 		return nil, err
 	}
 
+	if err := a.newReports(); err != nil {
+		return nil, err
+	}
 	handler, err := api.New(api.Options{
 		Token:     cfg.HTTP.Token,
 		Ready:     a.Ready,
@@ -142,7 +146,7 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 		Devices:   a.ingest.Devices,
 		Summary:   a.ingest.Snapshot,
 		Logger:    log.With("part", "api"),
-		Routes:    append(append(a.fleetRoutes(), a.alertRoutes()...), a.healthRoutes()...),
+		Routes:    append(append(append(a.fleetRoutes(), a.alertRoutes()...), a.healthRoutes()...), a.reportRoutes()...),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)

@@ -36,6 +36,9 @@ type Config struct {
 	// Diagnostics and Lifecycle: see health.go.
 	Diagnostics diagnostics.Config `yaml:"diagnostics"`
 	Lifecycle   lifecycle.Config   `yaml:"lifecycle"`
+
+	// Reports: on-demand and scheduled reports; see reports.go.
+	Reports ReportsConfig `yaml:"reports"`
 }
 
 // MQTTConfig configures the embedded broker.
