@@ -175,6 +175,9 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	if err := a.newRollup(); err != nil {
 		return nil, fmt.Errorf("rollup: %w", err)
 	}
+	if err := a.newAggregates(); err != nil {
+		return nil, fmt.Errorf("aggregates: %w", err)
+	}
 	a.addHealth()
 	a.sup.add("series-check", optional(a.log, "series check", a.series))
 	return a, nil

@@ -38,7 +38,9 @@ type Config struct {
 	Lifecycle   lifecycle.Config   `yaml:"lifecycle"`
 
 	// Reports: on-demand and scheduled reports; see reports.go.
-	Reports ReportsConfig `yaml:"reports"`
+	// Aggregates: hourly and daily sums for long ranges; see aggregates.go.
+	Reports    ReportsConfig    `yaml:"reports"`
+	Aggregates AggregatesConfig `yaml:"aggregates"`
 }
 
 // MQTTConfig configures the embedded broker.
