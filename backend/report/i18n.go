@@ -222,3 +222,23 @@ func (l loc) delta(cur, prev float64, ok bool) string {
 	}
 	return sign + l.dec(d, 1) + " " + l.t("pp")
 }
+
+// MailText is the subject and text of the e-mail a report is attached to,
+// in the request's language.
+func MailText(r Request) (subject, body string) {
+	l := loc{r.Lang}
+	scope := r.Org
+	if r.Site != "" {
+		scope += " / " + r.Site
+	}
+	if r.Operator != "" {
+		scope += " / " + r.Operator
+	}
+	if scope == "" {
+		scope = l.t("all")
+	}
+	subject = l.t("mail_subject") + ": " + scope + ", " + l.period(r.Period)
+	body = l.t("title") + "\n" + l.t("scope") + ": " + scope + "\n" + l.t("period") + ": " + l.period(r.Period) + "\n\n" +
+		l.t("mail_body") + "\n\n-- \nSemko\n"
+	return subject, body
+}
