@@ -1,26 +1,43 @@
 package backend
 
 import (
+	"cmp"
+	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/semko/semko/backend/alert"
+	"github.com/semko/semko/backend/alert/notify/email"
 	"github.com/semko/semko/backend/api"
 	"github.com/semko/semko/backend/report"
+	"github.com/semko/semko/backend/report/delivery"
+	"github.com/semko/semko/backend/report/delivery/sqlite"
 	"github.com/semko/semko/internal/influxdb"
 )
 
-// ReportsConfig is the `reports:` section: on-demand reports in the API.
+// ReportsConfig is the `reports:` section: on-demand reports in the API
+// and scheduled ones by e-mail.
 type ReportsConfig struct {
 	Disabled bool `yaml:"disabled"`
 	// Timeout bounds building one report; default 60 s.
 	Timeout time.Duration `yaml:"timeout"`
+	// Store is the SQLite file of subscriptions and deliveries; default
+	// <data_dir>/reports.db.
+	Store string `yaml:"store"`
+	// SendHour is when, in the scope's zone, a closed period's report is
+	// sent (Monday for a week, the 1st for a month); default 7.
+	SendHour int `yaml:"send_hour"`
 }
 
-// reportParts are the report builder and what it reads with.
+// reportParts are the report builder, what it reads with, and the
+// scheduled delivery (nil without SMTP).
 type reportParts struct {
 	builder *report.Builder
 	db      *influxdb.Client
+	store   *sqlite.Store
+	job     *delivery.Job
 }
 
 // newReports builds the report builder (nothing when disabled). Its
@@ -47,7 +64,58 @@ func (a *App) newReports() error {
 		b.Alerts = a.alerts.store
 	}
 	a.reports = reportParts{builder: b, db: db}
+	return a.newDelivery()
+}
+
+// newDelivery opens the subscription store and, when SMTP is configured,
+// adds the delivery job to the supervisor. It sends through the same mail
+// server as the alert notices (notify.smtp).
+func (a *App) newDelivery() error {
+	path := a.cfg.Reports.Store
+	if path == "" {
+		path = filepath.Join(a.cfg.DataDir, "reports.db")
+	}
+	store, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		return fmt.Errorf("reports: %w", err)
+	}
+	a.sup.add("report-store", resource{close: store.Close})
+	a.reports.store = store
+	c := a.cfg.Notify.SMTP
+	if c.Host == "" {
+		a.log.Info("reports: no notify.smtp, scheduled reports are not sent")
+		return nil
+	}
+	pass := c.Password
+	if pass == "" {
+		pass = os.Getenv("SEMKO_SMTP_PASSWORD")
+	}
+	sender, err := email.NewSender(email.Config{
+		Host: c.Host, Port: c.Port, Username: c.Username, Password: pass, Auth: c.Auth,
+		From: cmp.Or(c.From, "Semko <semko@localhost>"), TLS: email.TLSMode(c.TLS), Timeout: cmp.Or(c.Timeout, time.Minute),
+	}, a.log.With("part", "report-email"))
+	if err != nil {
+		return fmt.Errorf("reports smtp: %w", err)
+	}
+	job, err := delivery.New(delivery.Options{
+		Store: store, Builder: a.reports.builder, Sender: sender, Zone: a.reportZone, SendHour: a.cfg.Reports.SendHour,
+		Logger: a.log.With("part", "report-delivery"), Registerer: a.metrics,
+	})
+	if err != nil {
+		return fmt.Errorf("reports: %w", err)
+	}
+	a.reports.job = job
+	a.sup.add("report-delivery", optional(a.log, "report delivery", job))
 	return nil
+}
+
+// ReportSubscriptions is the store of report subscriptions (nil when
+// reports are disabled): `make run` subscribes through it.
+func (a *App) ReportSubscriptions() delivery.Store {
+	if a.reports.store == nil {
+		return nil
+	}
+	return a.reports.store
 }
 
 // reportZone is a report scope's time zone: its site's, else its
