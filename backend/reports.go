@@ -59,7 +59,9 @@ func (a *App) newReports() error {
 		return fmt.Errorf("reports: %w", err)
 	}
 	a.sup.add("reports", resource{close: func() error { db.Close(); return nil }})
-	b := &report.Builder{DB: db}
+	// Long periods read the hourly and daily aggregates when the job
+	// that writes them runs (aggregates.go).
+	b := &report.Builder{DB: db, Aggregates: !a.cfg.Aggregates.Disabled}
 	if a.alerts.store != nil {
 		b.Alerts = a.alerts.store
 	}

@@ -31,6 +31,11 @@ type Builder struct {
 	Alerts Alerts
 	// Now stamps reports; default time.Now.
 	Now func() time.Time
+	// Aggregates: read periods of RawUpTo and longer from the hourly and
+	// daily aggregates (backend/aggregate) instead of raw points.
+	Aggregates bool
+	// RawUpTo, default DefaultRawUpTo.
+	RawUpTo time.Duration
 }
 
 // Build computes the report of r. Errors of r are ErrPeriod, ErrLang,
@@ -51,11 +56,10 @@ func (b *Builder) Build(ctx context.Context, r Request) (*Report, error) {
 		rep.Now = r.Period.Start // a period in the future: nothing to count
 	}
 	loc := r.Period.Start.Location()
-	cur := span(r.Period.Start, rep.Now)
 	where := r.filter()
 
 	// Sites and operators, from one grouping each way.
-	cells, err := b.cells(ctx, cur, where)
+	cells, err := b.cells(ctx, b.pieces(r.Period.Start, rep.Now, daily), where)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +93,7 @@ func (b *Builder) Build(ctx context.Context, r Request) (*Report, error) {
 
 	// The previous period, for the trend.
 	prev := r.Period.Previous()
-	pcells, err := b.cells(ctx, span(prev.Start, prev.End), where)
+	pcells, err := b.cells(ctx, b.pieces(prev.Start, prev.End, daily), where)
 	if err != nil {
 		return nil, err
 	}
@@ -97,13 +101,13 @@ func (b *Builder) Build(ctx context.Context, r Request) (*Report, error) {
 		rep.Prev.add(c.Figures)
 	}
 
-	if err := b.scores(ctx, rep, cur, where); err != nil {
+	if err := b.scores(ctx, rep, b.pieces(r.Period.Start, rep.Now, daily), where); err != nil {
 		return nil, err
 	}
-	if err := b.timeline(ctx, rep, cur, where, loc); err != nil {
+	if err := b.timeline(ctx, rep, b.pieces(r.Period.Start, rep.Now, hourly), where, loc); err != nil {
 		return nil, err
 	}
-	if err := b.health(ctx, rep, cur, where); err != nil {
+	if err := b.health(ctx, rep, span(r.Period.Start, rep.Now)); err != nil {
 		return nil, err
 	}
 	if err := b.notices(ctx, rep); err != nil {
@@ -143,17 +147,19 @@ type cell struct {
 }
 
 // cells reads votes and activations grouped by org, site and operator.
-func (b *Builder) cells(ctx context.Context, span, where string) ([]cell, error) {
+func (b *Builder) cells(ctx context.Context, pieces []piece, where string) ([]cell, error) {
 	const by = ` GROUP BY "org", "site", "operator"`
-	votes, err := b.DB.Query(ctx, `SELECT count("score") AS "n", sum("score") AS "sum", sum("satisfied") AS "sat",`+
-		` sum("negative") AS "neg", sum("service_s") AS "svc" FROM "vote" WHERE `+validVote+where+` AND `+span+by)
-	if err != nil {
-		return nil, fmt.Errorf("read votes: %w", err)
-	}
-	acts, err := b.DB.Query(ctx, `SELECT count("voted") AS "n", sum("voted") AS "voted" FROM "activation" WHERE `+
-		span+where+by)
-	if err != nil {
-		return nil, fmt.Errorf("read activations: %w", err)
+	var votes, acts []influxdb.Series
+	for _, p := range pieces {
+		v, err := b.DB.Query(ctx, `SELECT `+p.voteSums()+` FROM `+p.vote()+` WHERE `+p.voteWhere()+where+` AND `+p.span()+by)
+		if err != nil {
+			return nil, fmt.Errorf("read votes: %w", err)
+		}
+		a, err := b.DB.Query(ctx, `SELECT `+p.actSums()+` FROM `+p.activation()+` WHERE `+p.span()+where+by)
+		if err != nil {
+			return nil, fmt.Errorf("read activations: %w", err)
+		}
+		votes, acts = append(votes, v...), append(acts, a...)
 	}
 	idx := map[[3]string]int{}
 	var out []cell
@@ -195,15 +201,18 @@ func num(s influxdb.Series, col string) int64 {
 }
 
 // scores reads the distribution of scores 1..5.
-func (b *Builder) scores(ctx context.Context, rep *Report, span, where string) error {
-	for score := 1; score <= 5; score++ {
-		res, err := b.DB.Query(ctx, fmt.Sprintf(`SELECT count("score") AS "n" FROM "vote" WHERE %s%s AND "score" = %d AND %s`,
-			validVote, where, score, span))
-		if err != nil {
-			return fmt.Errorf("read scores: %w", err)
-		}
-		for _, s := range res {
-			rep.Scores[score] += num(s, "n")
+func (b *Builder) scores(ctx context.Context, rep *Report, pieces []piece, where string) error {
+	for _, p := range pieces {
+		for _, stmt := range p.scoreStmts(where) {
+			res, err := b.DB.Query(ctx, stmt)
+			if err != nil {
+				return fmt.Errorf("read scores: %w", err)
+			}
+			for _, s := range res {
+				for score := 1; score <= 5; score++ {
+					rep.Scores[score] += num(s, fmt.Sprintf("s%d", score))
+				}
+			}
 		}
 	}
 	return nil
@@ -211,7 +220,7 @@ func (b *Builder) scores(ctx context.Context, rep *Report, span, where string) e
 
 // timeline reads hourly votes in the report's zone and folds them into
 // days and the hour-of-week map. Activations go into days only.
-func (b *Builder) timeline(ctx context.Context, rep *Report, span, where string, loc *time.Location) error {
+func (b *Builder) timeline(ctx context.Context, rep *Report, pieces []piece, where string, loc *time.Location) error {
 	tz := ""
 	if name := loc.String(); name != "UTC" && name != "Local" && name != "" {
 		tz = " tz(" + quote(name) + ")"
@@ -227,10 +236,19 @@ func (b *Builder) timeline(ctx context.Context, rep *Report, span, where string,
 		t := time.Unix(0, int64(ns)).In(loc)
 		return days[time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, loc)]
 	}
-	votes, err := b.DB.Query(ctx, `SELECT count("score") AS "n", sum("score") AS "sum", sum("satisfied") AS "sat",`+
-		` sum("negative") AS "neg" FROM "vote" WHERE `+validVote+where+` AND `+span+` GROUP BY time(1h) fill(none)`+tz)
-	if err != nil {
-		return fmt.Errorf("read hours: %w", err)
+	var votes, acts []influxdb.Series
+	for _, p := range pieces {
+		v, err := b.DB.Query(ctx, `SELECT `+p.voteSums()+` FROM `+p.vote()+` WHERE `+p.voteWhere()+where+` AND `+p.span()+
+			` GROUP BY time(1h) fill(none)`+tz)
+		if err != nil {
+			return fmt.Errorf("read hours: %w", err)
+		}
+		a, err := b.DB.Query(ctx, `SELECT `+p.actSums()+` FROM `+p.activation()+` WHERE `+p.span()+where+
+			` GROUP BY time(1h) fill(none)`+tz)
+		if err != nil {
+			return fmt.Errorf("read activation hours: %w", err)
+		}
+		votes, acts = append(votes, v...), append(acts, a...)
 	}
 	for _, s := range votes {
 		for row := range s.Values {
@@ -254,11 +272,6 @@ func (b *Builder) timeline(ctx context.Context, rep *Report, span, where string,
 			c.Satisfied += int64(sat)
 		}
 	}
-	acts, err := b.DB.Query(ctx, `SELECT count("voted") AS "n", sum("voted") AS "voted" FROM "activation" WHERE `+
-		span+where+` GROUP BY time(1h) fill(none)`+tz)
-	if err != nil {
-		return fmt.Errorf("read activation hours: %w", err)
-	}
 	for _, s := range acts {
 		for row := range s.Values {
 			ns, ok := s.Number(row, "time")
@@ -281,7 +294,7 @@ func (b *Builder) timeline(ctx context.Context, rep *Report, span, where string,
 
 // health reads how many hours each keypad sent heartbeats and the open
 // device findings.
-func (b *Builder) health(ctx context.Context, rep *Report, span, where string) error {
+func (b *Builder) health(ctx context.Context, rep *Report, span string) error {
 	r := rep.Request
 	// Heartbeats carry org, site and counter, not operator or service: a
 	// report for one operator or service shows the devices of its scope.

@@ -37,6 +37,7 @@ type act struct {
 // fixture is what the test wrote into a real InfluxDB.
 type fixture struct {
 	db    *influxdb.Client
+	url   string
 	votes []pressed
 	acts  []act
 	beats map[string]map[time.Time]bool // device -> hours with a heartbeat
@@ -67,7 +68,7 @@ func seedFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
-	fx := &fixture{db: db, beats: map[string]map[time.Time]bool{}, sites: map[string]string{}, loc: sofia}
+	fx := &fixture{db: db, url: srv.URL(), beats: map[string]map[time.Time]bool{}, sites: map[string]string{}, loc: sofia}
 	rng := rand.New(rand.NewPCG(13, 13))
 	type place struct{ org, site string }
 	places := []place{{"bank", "b-centre"}, {"bank", "b-north"}, {"bank", "b-south"}, {"post", "p-one"}}
