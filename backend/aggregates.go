@@ -38,6 +38,7 @@ func (a *App) newAggregates() error {
 	if err != nil {
 		return err
 	}
+	a.reports.aggregate = job
 	a.sup.add("aggregate", optional(a.log, "aggregate job", job))
 	return nil
 }

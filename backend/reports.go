@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/semko/semko/backend/aggregate"
 	"github.com/semko/semko/backend/alert"
 	"github.com/semko/semko/backend/alert/notify/email"
 	"github.com/semko/semko/backend/api"
@@ -38,6 +39,9 @@ type reportParts struct {
 	db      *influxdb.Client
 	store   *sqlite.Store
 	job     *delivery.Job
+	// aggregate is the job of aggregates.go, set there: its mark says how
+	// far the builder may read aggregates.
+	aggregate *aggregate.Job
 }
 
 // newReports builds the report builder (nothing when disabled). Its
@@ -61,7 +65,12 @@ func (a *App) newReports() error {
 	a.sup.add("reports", resource{close: func() error { db.Close(); return nil }})
 	// Long periods read the hourly and daily aggregates when the job
 	// that writes them runs (aggregates.go).
-	b := &report.Builder{DB: db, Aggregates: !a.cfg.Aggregates.Disabled}
+	b := &report.Builder{DB: db, Aggregates: !a.cfg.Aggregates.Disabled, AggregatedUntil: func() time.Time {
+		if a.reports.aggregate == nil {
+			return time.Time{}
+		}
+		return a.reports.aggregate.Done()
+	}}
 	if a.alerts.store != nil {
 		b.Alerts = a.alerts.store
 	}

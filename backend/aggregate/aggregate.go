@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
@@ -99,7 +100,18 @@ type Job struct {
 	points prometheus.Counter
 	lag    prometheus.Gauge
 
-	runMu sync.Mutex // one run at a time (RunOnce and the schedule)
+	runMu sync.Mutex   // one run at a time (RunOnce and the schedule)
+	done  atomic.Int64 // the mark in Unix nanoseconds, 0 before the first run
+}
+
+// Done is the high-water mark: aggregates are complete before it (less
+// what arrives late, folded in by later runs). Zero until a run, or the
+// state file, says otherwise: readers then use the raw points.
+func (j *Job) Done() time.Time {
+	if ns := j.done.Load(); ns != 0 {
+		return time.Unix(0, ns).UTC()
+	}
+	return time.Time{}
 }
 
 // state is what the state file holds.
@@ -450,6 +462,9 @@ func (j *Job) load() (state, error) {
 		j.log.Warn("aggregate state unreadable, starting over", "file", j.opts.StateFile, "err", err)
 		return state{}, nil
 	}
+	if !st.Done.IsZero() {
+		j.done.Store(st.Done.UnixNano())
+	}
 	return st, nil
 }
 
@@ -462,6 +477,11 @@ func (j *Job) save(st state) error {
 	if err := os.MkdirAll(filepath.Dir(j.opts.StateFile), 0o750); err != nil {
 		return fmt.Errorf("write aggregate state: %w", err)
 	}
+	defer func() {
+		if !st.Done.IsZero() {
+			j.done.Store(st.Done.UnixNano())
+		}
+	}()
 	tmp := j.opts.StateFile + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o640); err != nil {
 		return fmt.Errorf("write aggregate state: %w", err)

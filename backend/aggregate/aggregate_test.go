@@ -279,8 +279,8 @@ func TestAggregatesEqualRawLateVotesAndCatchUp(t *testing.T) {
 	}
 	w.check(t, t0, now.Add(time.Hour))
 	st, err := j2.load()
-	if err != nil || !st.Done.Equal(now.Truncate(time.Hour).Add(time.Hour)) {
-		t.Errorf("mark %v (%v), want the end of the current hour", st.Done, err)
+	if err != nil || !st.Done.Equal(now.Truncate(time.Hour).Add(time.Hour)) || !j2.Done().Equal(st.Done) {
+		t.Errorf("mark %v (%v), Done %v, want the end of the current hour", st.Done, err, j2.Done())
 	}
 }
 

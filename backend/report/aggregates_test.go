@@ -33,7 +33,7 @@ func TestAggregatesGiveTheSameReport(t *testing.T) {
 		}
 		_ = job.Close()
 		rawB := &Builder{DB: fx.db, Now: func() time.Time { return now }}
-		aggB := &Builder{DB: fx.db, Now: func() time.Time { return now }, Aggregates: true, RawUpTo: time.Hour}
+		aggB := &Builder{DB: fx.db, Now: func() time.Time { return now }, Aggregates: true, RawUpTo: time.Hour, AggregatedUntil: job.Done}
 		custom, err := CustomPeriod(weekStart.AddDate(0, 0, -6), weekStart.AddDate(0, 0, 4), sofia)
 		if err != nil {
 			t.Fatal(err)
@@ -52,6 +52,14 @@ func TestAggregatesGiveTheSameReport(t *testing.T) {
 		}
 		periods = append(periods, custom)
 		for _, p := range periods {
+			// The aggregates are really read (not the raw fallback).
+			used := map[grain]bool{}
+			for _, pc := range aggB.pieces(p.Start, earlierTime(p.End, now), hourly) {
+				used[pc.g] = true
+			}
+			if p.Kind != Today && !used[hourly] {
+				t.Errorf("%s %s: hourly aggregates not read", p.Kind, p.Start)
+			}
 			for _, r := range []Request{
 				{Org: "bank", Period: p, Lang: "en", Caller: access.Scope{Orgs: []string{"bank"}}},
 				{Org: "bank", Site: "b-north", Operator: "op-ana", Period: p, Lang: "en", Caller: access.Everything},
@@ -84,4 +92,11 @@ func TestAggregatesGiveTheSameReport(t *testing.T) {
 			}
 		}
 	}
+}
+
+func earlierTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

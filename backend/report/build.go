@@ -36,6 +36,10 @@ type Builder struct {
 	Aggregates bool
 	// RawUpTo, default DefaultRawUpTo.
 	RawUpTo time.Duration
+	// AggregatedUntil, when set, is the aggregates' high-water mark: a
+	// period ending after it is read from raw points (a fresh install
+	// whose first backfill has not finished).
+	AggregatedUntil func() time.Time
 }
 
 // Build computes the report of r. Errors of r are ErrPeriod, ErrLang,

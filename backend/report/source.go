@@ -81,7 +81,8 @@ func (p piece) scoreStmts(where string) []string {
 // pieces cuts [from, to) for a reader that needs no finer grain than
 // finest (hourly for the hour-of-week map, daily for totals).
 func (b *Builder) pieces(from, to time.Time, finest grain) []piece {
-	if !b.Aggregates || !to.After(from) || to.Sub(from) < b.rawUpTo() {
+	if !b.Aggregates || !to.After(from) || to.Sub(from) < b.rawUpTo() ||
+		(b.AggregatedUntil != nil && b.AggregatedUntil().Before(to)) {
 		return []piece{{raw, from, to}}
 	}
 	var out []piece
