@@ -16,12 +16,14 @@ import (
 	"github.com/semko/semko/internal/influxlocal"
 )
 
-// aggregateBranch marks the twin of a raw panel query that reads the
-// hourly aggregates: Grafana sends both, and InfluxQL reduces the constant
-// comparison so that only one of them returns points (raw below two days,
-// aggregates from two days on).
+// aggregateBranch marks the twins of a raw panel query that read the
+// aggregates: Grafana sends all three, and InfluxQL reduces the constant
+// comparisons so that only one of them returns points (raw below two
+// days, hourly aggregates up to 30 days, daily ones from 30 days on).
 const (
-	aggregateBranch = "$__range_s >= 172800"
+	aggregateBranch = "$__range_s >= "
+	hourlyBranch    = "$__range_s >= 172800 AND $__range_s < 2592000"
+	dailyBranch     = "$__range_s >= 2592000"
 	rawBranch       = "$__range_s < 172800"
 )
 
@@ -49,7 +51,7 @@ func TestAggregatesGiveTheSameFigures(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
 	var lines []string
 	for i := range 4000 {
-		at := now.Add(-time.Duration(rng.Int64N(int64(9 * 24 * time.Hour))))
+		at := now.Add(-time.Duration(rng.Int64N(int64(40 * 24 * time.Hour))))
 		org := []string{"city", "water"}[rng.IntN(2)]
 		site := fmt.Sprintf("%s-%d", org, rng.IntN(3))
 		counter := fmt.Sprintf("%s-c%d", site, rng.IntN(2))
@@ -97,67 +99,77 @@ func TestAggregatesGiveTheSameFigures(t *testing.T) {
 	}
 
 	// A week ending at the last whole hour, as Grafana's "Last 7 days"
-	// would be with the range snapped to hours.
+	// would be with the range snapped to hours, and 35 whole days.
 	end := now.Truncate(time.Hour)
-	window := fmt.Sprintf("time >= '%s' AND time < '%s'", end.Add(-7*24*time.Hour).Format(time.RFC3339), end.Format(time.RFC3339))
+	week := fmt.Sprintf("time >= '%s' AND time < '%s'", end.Add(-7*24*time.Hour).Format(time.RFC3339), end.Format(time.RFC3339))
+	dayEnd := now.Truncate(24 * time.Hour)
+	days := fmt.Sprintf("time >= '%s' AND time < '%s'", dayEnd.Add(-35*24*time.Hour).Format(time.RFC3339), dayEnd.Format(time.RFC3339))
+	tiers := []struct {
+		name, window, rangeS, grain string
+		twin                        func(string) bool
+	}{
+		{"hourly", week, "604800", "1h", func(q string) bool { return strings.Contains(q, hourlyBranch) }},
+		{"daily", days, "3024000", "1d", func(q string) bool { return strings.Contains(q, dailyBranch) }},
+	}
 	compared := 0
 	for _, d := range loadDashboards(t) {
 		for _, p := range d.allPanels() {
-			var raws, aggs []string
-			for _, tg := range p.Targets {
-				switch {
-				case strings.Contains(tg.Query, aggregateBranch):
-					aggs = append(aggs, tg.Query)
-				case strings.Contains(tg.Query, rawBranch):
-					raws = append(raws, tg.Query)
+			for _, tier := range tiers {
+				var raws, aggs []string
+				for _, tg := range p.Targets {
+					switch {
+					case tier.twin(tg.Query):
+						aggs = append(aggs, tg.Query)
+					case strings.Contains(tg.Query, rawBranch):
+						raws = append(raws, tg.Query)
+					}
 				}
-			}
-			if len(raws) != len(aggs) {
-				t.Errorf("%s panel %d: %d raw queries, %d aggregate twins", d.file, p.ID, len(raws), len(aggs))
-				continue
-			}
-			for i := range raws {
-				for _, set := range []map[string]string{nil, {"org": "city", "site": "city-1"}, {"operator": "op-2", "service": "tax"}} {
-					name := fmt.Sprintf("%s panel %d %q query %d %v", d.file, p.ID, p.Title, i, set)
-					run := func(q, rangeS string) map[string]float64 {
-						stmt := substitute(d, q, "", now, set)
-						stmt = strings.NewReplacer("time > now() - 24h", window, "GROUP BY time(1m)", "GROUP BY time(1h)",
-							"86400 < 172800", rangeS+" < 172800", "86400 >= 172800", rangeS+" >= 172800").Replace(stmt)
-						res, err := srv.Query(t.Context(), stmt)
-						if err != nil {
-							t.Fatalf("%s: %v\n%s", name, err, stmt)
-						}
-						out := map[string]float64{}
-						for _, s := range res {
-							for row := range s.Values {
-								ts, _ := s.Number(row, "time")
-								for _, c := range s.Columns[1:] {
-									if v, ok := s.Number(row, c); ok {
-										out[fmt.Sprintf("%d", int64(ts))] += v
+				if len(raws) != len(aggs) {
+					t.Errorf("%s panel %d: %d raw queries, %d %s twins", d.file, p.ID, len(raws), len(aggs), tier.name)
+					continue
+				}
+				for i := range raws {
+					for _, set := range []map[string]string{nil, {"org": "city", "site": "city-1"}, {"operator": "op-2", "service": "tax"}} {
+						name := fmt.Sprintf("%s panel %d %q query %d, %s, %v", d.file, p.ID, p.Title, i, tier.name, set)
+						run := func(q, rangeS string) map[string]float64 {
+							stmt := substitute(d, q, "", now, set)
+							stmt = strings.NewReplacer("time > now() - 24h", tier.window, "GROUP BY time(1m)", "GROUP BY time("+tier.grain+")",
+								"86400", rangeS).Replace(stmt)
+							res, err := srv.Query(t.Context(), stmt)
+							if err != nil {
+								t.Fatalf("%s: %v\n%s", name, err, stmt)
+							}
+							out := map[string]float64{}
+							for _, s := range res {
+								for row := range s.Values {
+									ts, _ := s.Number(row, "time")
+									for _, c := range s.Columns[1:] {
+										if v, ok := s.Number(row, c); ok {
+											out[fmt.Sprintf("%d", int64(ts))] += v
+										}
 									}
 								}
 							}
+							return out
 						}
-						return out
+						rawFig, aggFig := run(raws[i], "3600"), run(aggs[i], tier.rangeS)
+						if len(rawFig) == 0 {
+							t.Errorf("%s: no figures to compare", name)
+							continue
+						}
+						if len(run(raws[i], tier.rangeS)) != 0 || len(run(aggs[i], "3600")) != 0 {
+							t.Errorf("%s: two branches answer for one range", name)
+						}
+						if !sameFigures(rawFig, aggFig) {
+							t.Errorf("%s:\n raw        %v\n aggregates %v", name, rawFig, aggFig)
+						}
+						compared++
 					}
-					week := "604800"
-					rawFig, aggFig := run(raws[i], "3600"), run(aggs[i], week)
-					if len(rawFig) == 0 {
-						t.Errorf("%s: no figures to compare", name)
-						continue
-					}
-					if len(run(raws[i], week)) != 0 || len(run(aggs[i], "3600")) != 0 {
-						t.Errorf("%s: both branches answer for one range", name)
-					}
-					if !sameFigures(rawFig, aggFig) {
-						t.Errorf("%s:\n raw        %v\n aggregates %v", name, rawFig, aggFig)
-					}
-					compared++
 				}
 			}
 		}
 	}
-	if compared < 10 {
+	if compared < 20 {
 		t.Errorf("only %d queries compared", compared)
 	}
 }

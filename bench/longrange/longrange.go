@@ -43,8 +43,8 @@ type Config struct {
 
 // Defaults: the full run and the quick one.
 var (
-	Full  = Config{Keypads: 250, Days: 365, Repeats: 5}
-	Quick = Config{Keypads: 20, Days: 120, Repeats: 3}
+	Full  = Config{Keypads: 50, Days: 365, Repeats: 5}
+	Quick = Config{Keypads: 10, Days: 35, Repeats: 2}
 )
 
 // Ranges measured, in days.
@@ -148,7 +148,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				if err != nil {
 					return res, fmt.Errorf("%s raw: %w", p.name, err)
 				}
-				r.Agg, r.AggN, err = timeQuery(ctx, db, sub(p.agg, fmt.Sprint(days*86400)), cfg.Repeats)
+				twin := p.hourly
+				if days >= 30 {
+					twin = p.daily
+				}
+				r.Agg, r.AggN, err = timeQuery(ctx, db, sub(twin, fmt.Sprint(days*86400)), cfg.Repeats)
 				if err != nil {
 					return res, fmt.Errorf("%s aggregates: %w", p.name, err)
 				}
@@ -222,8 +226,8 @@ func p95(ds []time.Duration) time.Duration {
 	return ds[min(len(ds)-1, int(float64(len(ds))*0.95))]
 }
 
-// panel is a raw query and its aggregate twin.
-type panel struct{ name, raw, agg string }
+// panel is a raw query and its aggregate twins.
+type panel struct{ name, raw, hourly, daily string }
 
 // panelQueries reads the range panels' query pairs from the dashboard.
 func panelQueries(path string) ([]panel, error) {
@@ -246,21 +250,23 @@ func panelQueries(path string) ([]panel, error) {
 	}
 	var out []panel
 	for _, p := range d.Panels {
-		var raws, aggs []string
+		var raws, hourly, daily []string
 		for _, t := range p.Targets {
 			switch {
 			case strings.Contains(t.Query, "$__range_s >= 172800"):
-				aggs = append(aggs, t.Query)
+				hourly = append(hourly, t.Query)
+			case strings.Contains(t.Query, "$__range_s >= 2592000"):
+				daily = append(daily, t.Query)
 			case strings.Contains(t.Query, "$__range_s < 172800"):
 				raws = append(raws, t.Query)
 			}
 		}
-		for i := range min(len(raws), len(aggs)) {
+		for i := range min(len(raws), len(hourly), len(daily)) {
 			name := p.Title
 			if len(raws) > 1 {
 				name = fmt.Sprintf("%s (%d)", p.Title, i+1)
 			}
-			out = append(out, panel{name, raws[i], aggs[i]})
+			out = append(out, panel{name, raws[i], hourly[i], daily[i]})
 		}
 	}
 	if len(out) == 0 {

@@ -16,9 +16,9 @@ import (
 // (bench/longrange), printed as a Markdown table for docs/performance.md.
 func runLongRange(args []string) int {
 	fs := flag.NewFlagSet("semko-bench longrange", flag.ContinueOnError)
-	quick := fs.Bool("quick", false, "a small fleet and 120 days (for CI)")
-	keypads := fs.Int("keypads", 0, "keypads of the 1x organisation (default 250, quick 20)")
-	days := fs.Int("days", 0, "days of history (default 365, quick 120)")
+	quick := fs.Bool("quick", false, "a small fleet and 35 days (for CI)")
+	keypads := fs.Int("keypads", 0, "keypads of the 1x organisation (default 50, quick 10)")
+	days := fs.Int("days", 0, "days of history (default 365, quick 35)")
 	dashboard := fs.String("dashboard", "grafana/dashboards/satisfaction.json", "dashboard whose range panels are timed")
 	dir := fs.String("dir", "", "working directory (default: a temporary one, removed at the end)")
 	if err := fs.Parse(args); err != nil {
