@@ -32,6 +32,8 @@ type Config struct {
 	Rollup RollupConfig `yaml:"rollup"`
 	Alerts AlertsConfig `yaml:"alerts"` // see alerts.go
 	Notify NotifyConfig `yaml:"notify"` // channels; see notify.go
+	// Console: the web console and its accounts; see console.go.
+	Console ConsoleConfig `yaml:"console"`
 
 	// Diagnostics and Lifecycle: see health.go.
 	Diagnostics diagnostics.Config `yaml:"diagnostics"`

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/semko/semko/backend/access"
 	"github.com/semko/semko/backend/aggregate"
 	"github.com/semko/semko/backend/alert"
 	"github.com/semko/semko/backend/alert/notify/email"
@@ -147,5 +148,7 @@ func (a *App) reportRoutes() []api.Route {
 		a.log.Warn("reports: metric not registered", "err", err)
 	}
 	h := &report.Handler{Builder: a.reports.builder, Zone: a.reportZone, Log: a.log.With("part", "reports"), Rejected: rejected}
-	return []api.Route{{Pattern: "GET /api/v1/reports", Handler: h}}
+	// No locator: the scope is in the query (org, site), and the handler
+	// answers 404 for one outside the caller's scope.
+	return []api.Route{{Pattern: "GET /api/v1/reports", Handler: h, Rule: access.Allow(access.Staff...)}}
 }
