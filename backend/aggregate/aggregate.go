@@ -248,10 +248,12 @@ func (j *Job) run(ctx context.Context) (int, error) {
 	}
 	from = from.Truncate(time.Hour)
 	total := 0
-	// A day at a time: each day's hours, then the day from its hours,
-	// then the mark, so an interrupted catch-up resumes where it stopped.
-	for day := from.Truncate(24 * time.Hour); day.Before(end); day = day.Add(24 * time.Hour) {
-		lo, hi := later(from, day), earlier(end, day.Add(24*time.Hour))
+	// A week of UTC days at a time: its hours, then its days from their
+	// hours, then the mark, so an interrupted catch-up resumes where it
+	// stopped. A week per query keeps a year's backfill to some 600
+	// queries.
+	for day := from.Truncate(24 * time.Hour); day.Before(end); day = day.Add(chunk) {
+		lo, hi := later(from, day), earlier(end, day.Add(chunk))
 		n, err := j.aggregate(ctx, lo, hi, day)
 		if err != nil {
 			return total, err
@@ -322,8 +324,11 @@ func groupBy(every string, tags []string) string {
 	return ` GROUP BY time(` + every + `), "` + strings.Join(tags, `", "`) + `" fill(none)`
 }
 
+// chunk is how much one round of queries covers.
+const chunk = 7 * 24 * time.Hour
+
 // aggregate writes the hourly points of [lo, hi) and then the daily
-// points of day from all of day's hourly points.
+// points of the chunk starting at day from all their hourly points.
 func (j *Job) aggregate(ctx context.Context, lo, hi, day time.Time) (int, error) {
 	span := ` AND time >= ` + ts(lo) + ` AND time < ` + ts(hi)
 	reads := []read{
@@ -343,7 +348,7 @@ func (j *Job) aggregate(ctx context.Context, lo, hi, day time.Time) (int, error)
 		return n, err
 	}
 	// The day from its hours: sums of sums stay exact.
-	dspan := ` WHERE time >= ` + ts(day) + ` AND time < ` + ts(day.Add(24*time.Hour))
+	dspan := ` WHERE time >= ` + ts(day) + ` AND time < ` + ts(day.Add(chunk))
 	var sums []string
 	for _, f := range voteFields {
 		sums = append(sums, fmt.Sprintf(`sum("%s") AS "%s"`, f, f))
