@@ -16,6 +16,7 @@ import (
 	"github.com/semko/semko/backend/report"
 	"github.com/semko/semko/backend/report/delivery"
 	"github.com/semko/semko/backend/report/delivery/sqlite"
+	"github.com/semko/semko/backend/report/reportpage"
 	"github.com/semko/semko/internal/influxdb"
 )
 
@@ -43,6 +44,7 @@ type reportParts struct {
 	// aggregate is the job of aggregates.go, set there: its mark says how
 	// far the builder may read aggregates.
 	aggregate *aggregate.Job
+	handler   *report.Handler // the API's, which the console page shares
 }
 
 // newReports builds the report builder (nothing when disabled). Its
@@ -148,7 +150,32 @@ func (a *App) reportRoutes() []api.Route {
 		a.log.Warn("reports: metric not registered", "err", err)
 	}
 	h := &report.Handler{Builder: a.reports.builder, Zone: a.reportZone, Log: a.log.With("part", "reports"), Rejected: rejected}
+	a.reports.handler = h
 	// No locator: the scope is in the query (org, site), and the handler
 	// answers 404 for one outside the caller's scope.
 	return []api.Route{{Pattern: "GET /api/v1/reports", Handler: h, Rule: access.Allow(access.Staff...)}}
+}
+
+// addReportPage adds the console's Reports page (a form; the file comes
+// from the API's handler). Call it once the console exists.
+func (a *App) addReportPage() error {
+	if a.reports.handler == nil || a.console.console == nil {
+		return nil
+	}
+	return reportpage.Register(reportpage.Options{
+		Console: a.console.console, Reports: a.reports.handler,
+		Places: func() []reportpage.Place {
+			reg := a.registry.Current()
+			var out []reportpage.Place
+			names := map[string]string{}
+			for _, o := range reg.Organisations() {
+				names[o.ID] = cmp.Or(o.Name, o.ID)
+				out = append(out, reportpage.Place{Org: o.ID, OrgName: names[o.ID]})
+			}
+			for _, s := range reg.Sites() {
+				out = append(out, reportpage.Place{Org: s.Org, OrgName: cmp.Or(names[s.Org], s.Org), Site: s.ID, SiteName: cmp.Or(s.Name, s.ID)})
+			}
+			return out
+		},
+	})
 }
