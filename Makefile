@@ -13,7 +13,7 @@ BENCHTIME     ?= 1s
 
 export SEMKO_INFLUXD := $(INFLUXD)
 
-.PHONY: all build run grafana test lint vet fmt-check staticcheck fuzz bench bench-quick tidy influxd clean
+.PHONY: all build run grafana test lint vet fmt-check staticcheck fuzz bench bench-quick tidy influxd chromium clean
 
 all: build
 
@@ -40,8 +40,23 @@ $(INFLUXD):
 	d=$$(mktemp -d) && cd $$d && GOBIN=$$d/bin GOFLAGS=-mod=mod GOWORK=off $(GO) install github.com/influxdata/influxdb/cmd/influxd@v1.8.10 \
 		&& mv $$d/bin/influxd $(INFLUXD).tmp && mv $(INFLUXD).tmp $(INFLUXD) && rm -rf $$d
 
-test: influxd vet fmt-check
+test: influxd chromium vet fmt-check
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# Headless Chromium for the console's browser journeys (backend/console_browser_test.go).
+# Installed with apt when running as root where apt exists, as CI does;
+# otherwise it says what to install. Without it the journeys skip, unless
+# CI=true, where they fail.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1 || [ -n "$$SEMKO_CHROMIUM" ]; then \
+		exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Chromium for the browser tests (apt-get install -y chromium)..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "Chromium is missing: the console's browser tests will be skipped."; \
+		echo "Install Debian's chromium package (sudo apt-get install -y chromium) or set SEMKO_CHROMIUM to a Chrome/Chromium binary."; \
+	fi
 
 vet:
 	$(GO) vet ./...

@@ -12,7 +12,13 @@ import (
 	"github.com/semko/semko/backend/access"
 	"github.com/semko/semko/backend/account"
 	accountsqlite "github.com/semko/semko/backend/account/sqlite"
+	"github.com/semko/semko/backend/fleet/fleetapi"
 	"github.com/semko/semko/backend/web"
+	"github.com/semko/semko/backend/web/adminpages"
+	"github.com/semko/semko/backend/web/alertpages"
+	"github.com/semko/semko/backend/web/figures"
+	"github.com/semko/semko/backend/web/fleetpages"
+	"github.com/semko/semko/internal/influxdb"
 )
 
 // ConsoleConfig is the `console:` section: the web console and the
@@ -98,7 +104,30 @@ func (a *App) newConsole() error {
 		return err
 	}
 	a.console.console = con
-	return nil
+	if a.alerts.manager != nil {
+		if err := alertpages.Register(con, a.alerts.manager); err != nil {
+			return err
+		}
+	}
+	fp := fleetpages.Options{
+		Fleet:  fleetapi.Options{DB: a.fleet.db, Live: a.ingest.Devices, Logger: a.log.With("part", "console")},
+		Alerts: a.alerts.manager,
+	}
+	if a.health.diag != nil {
+		fp.SelfTest = a.health.diag.SelfTestDevice
+	}
+	if err := fleetpages.Register(con, fp); err != nil {
+		return err
+	}
+	if err := adminpages.Register(con); err != nil {
+		return err
+	}
+	db, err := influxdb.New(influxdb.Options{URL: a.cfg.Influx.URL, Token: a.cfg.Influx.Token, Org: a.cfg.Influx.Org, Bucket: a.cfg.Influx.Bucket})
+	if err != nil {
+		return fmt.Errorf("console figures: %w", err)
+	}
+	a.sup.add("console-figures", resource{close: func() error { db.Close(); return nil }})
+	return figures.Register(con, figures.Options{DB: db, GrafanaURL: a.cfg.Console.GrafanaURL})
 }
 
 // Accounts is the account service (creating accounts, tokens).

@@ -39,13 +39,13 @@ type consoleFixture struct {
 	accountsOf map[access.Role]string // account name per role
 }
 
-func newConsoleFixture(t *testing.T, configure func(*backend.Config)) *consoleFixture {
+func newConsoleFixture(t *testing.T, configure func(*backend.Config, *fleet.Model)) *consoleFixture {
 	t.Helper()
 	model := fleet.Generate(fleet.Spec{Seed: 21, Orgs: 2, SitesPerOrg: 1, CountersPerSite: 2})
 	cfg := newTestConfig(t, model, nil)
 	cfg.Console.BcryptCost = bcrypt.MinCost
 	if configure != nil {
-		configure(&cfg)
+		configure(&cfg, model)
 	}
 	app := runBackend(t, cfg)
 	f := &consoleFixture{
@@ -116,7 +116,7 @@ func (f *consoleFixture) examples() map[string][2]map[string]string {
 }
 
 // unlocated are values for wildcards of routes without a locator.
-var unlocated = map[string]string{"id": "x1", "check": "selftest", "level": "org", "path": "app.css"}
+var unlocated = map[string]string{"id": "x1", "name": "nobody", "check": "selftest", "level": "org", "path": "app.css"}
 
 // urlOf turns a route pattern into a method and path with the values
 // given; ok false when a wildcard has no value.

@@ -71,6 +71,7 @@ func (a *App) newNotify() error {
 	if err != nil {
 		return fmt.Errorf("notify templates: %w", err)
 	}
+	render.WithConsole(a.cfg.Console.PublicURL) // links to <public_url>/alerts/<id>
 	var on []string
 	if c.SMTP.Host != "" {
 		pass := c.SMTP.Password

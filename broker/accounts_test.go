@@ -120,7 +120,7 @@ func TestCredentialsOwner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	two, err := NewCredentials([]Credential{{"semko", h, RoleObserver}, {"semko-backend", h, RoleBackend}})
+	two, err := NewCredentials([]Credential{{Username: "semko", Hash: h, Role: RoleObserver}, {Username: "semko-backend", Hash: h, Role: RoleBackend}})
 	if err != nil {
 		t.Fatal(err)
 	}

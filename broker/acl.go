@@ -34,9 +34,28 @@ func allowed(cr Credential, topic string, write bool) bool {
 		// Apps read alert notices, nothing else: the device tree carries
 		// votes, and a shared filter would join the backend's group and
 		// take messages away from it.
-		return !write && underAlerts(topic)
+		return !write && underAlerts(topic) && (!cr.scoped() || inScope(cr, topic))
 	}
 	return false
+}
+
+// inScope reports whether a scoped observer's filter can only match alert
+// topics of its scope: the organisation level must be one of its
+// organisations, or the site level one of its sites, written out (not a
+// wildcard). Topics are semko/v1/alerts/<org>/<site>/<kind>, so a literal
+// level matches that organisation or site and nothing else; a wildcard
+// there could match another's and is refused.
+func inScope(cr Credential, filter string) bool {
+	rest, ok := strings.CutPrefix(filter, alertsRoot+"/")
+	if !ok {
+		return false
+	}
+	levels := strings.SplitN(rest, "/", 3)
+	literal := func(s string) bool { return s != "" && s != "+" && s != "#" }
+	if literal(levels[0]) && slices.Contains(cr.Orgs, levels[0]) {
+		return true
+	}
+	return len(levels) > 1 && literal(levels[0]) && literal(levels[1]) && slices.Contains(cr.Sites, levels[1])
 }
 
 // underAlerts reports whether a topic or filter lies inside the alert

@@ -12,6 +12,7 @@ func TestAllowed(t *testing.T) {
 	dev := Credential{Username: "kp-1", Role: RoleDevice}
 	backend := Credential{Username: "svc", Role: RoleBackend}
 	obs := Credential{Username: "app", Role: RoleObserver}
+	bank := Credential{Username: "bank-app", Role: RoleObserver, Orgs: []string{"bank"}, Sites: []string{"muni-centre"}}
 	own := func(k protocol.Kind) string { return protocol.DeviceTopic("kp-1", k) }
 	tests := []struct {
 		name  string
@@ -55,6 +56,18 @@ func TestAllowed(t *testing.T) {
 		{"observer joins the backend's group", obs, "$share/semko/" + protocol.UpstreamFilter(protocol.KindVote), false, false},
 		{"observer shares alerts", obs, "$share/apps/" + protocol.AlertFilter("", ""), false, false},
 		{"observer alerts lookalike", obs, protocol.Root + "/alertsx/#", false, false},
+		// A scoped observer: its organisations and sites written out, nothing else.
+		{"scoped observer reads its org", bank, protocol.AlertFilter("bank", ""), false, true},
+		{"scoped observer reads a site of its org", bank, protocol.AlertFilter("bank", "bank-west"), false, true},
+		{"scoped observer reads its site", bank, protocol.AlertFilter("muni", "muni-centre"), false, true},
+		{"scoped observer reads an alert topic of its org", bank, protocol.AlertTopic("bank", "bank-west", "offline"), false, true},
+		{"scoped observer reads all alerts", bank, protocol.AlertFilter("", ""), false, false},
+		{"scoped observer reads another org", bank, protocol.AlertFilter("muni", ""), false, false},
+		{"scoped observer reads another site", bank, protocol.AlertFilter("muni", "muni-north"), false, false},
+		{"scoped observer: org wildcard", bank, protocol.Root + "/alerts/+/muni-centre/#", false, false},
+		{"scoped observer: # at org", bank, protocol.Root + "/alerts/#", false, false},
+		{"scoped observer: bare root", bank, protocol.Root + "/alerts", false, false},
+		{"scoped observer: org lookalike", bank, protocol.Root + "/alerts/bankx/#", false, false},
 		{"no role", Credential{Username: "kp-1"}, own(protocol.KindVote), true, false},
 	}
 	for _, tt := range tests {

@@ -63,7 +63,17 @@ type Credential struct {
 	Username string
 	Hash     string
 	Role     Role
+	// Orgs and Sites scope an observer: when either is set, it may
+	// subscribe only to the alert notices of those organisations and
+	// sites (semko/v1/alerts/<org>/... or .../<org>/<site>/...), so a
+	// bank's app never receives a municipality's alerts. Empty: all.
+	Orgs  []string `yaml:"orgs,omitempty"`
+	Sites []string `yaml:"sites,omitempty"`
 }
+
+// scoped reports whether an observer is limited to some organisations or
+// sites.
+func (c Credential) scoped() bool { return len(c.Orgs) > 0 || len(c.Sites) > 0 }
 
 // Errors returned by NewCredentials and Replace.
 var (

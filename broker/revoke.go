@@ -3,6 +3,7 @@ package broker
 import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"slices"
 )
 
 // A session is authorised by the credential it connected with. The ACL
@@ -24,13 +25,13 @@ type authedSession struct {
 // one per client ID whose connection failed between authentication and its
 // CONNACK, where mochi reports no disconnect, until that ID connects again).
 func (b *Broker) noteAuthenticated(cl *mqtt.Client, cr Credential) {
-	b.authed.Store(cl.ID, authedSession{cl: cl, cred: cr})
+	b.authed.Store(cl.ID, &authedSession{cl: cl, cred: cr}) // a pointer: sync.Map compares values, and a Credential holds slices
 }
 
 // forgetAuthenticated drops cl's entry, unless a newer connection with the
 // same client ID has replaced it already.
 func (b *Broker) forgetAuthenticated(cl *mqtt.Client) {
-	if v, ok := b.authed.Load(cl.ID); ok && v.(authedSession).cl == cl {
+	if v, ok := b.authed.Load(cl.ID); ok && v.(*authedSession).cl == cl {
 		b.authed.CompareAndDelete(cl.ID, v)
 	}
 }
@@ -72,7 +73,7 @@ func (b *Broker) revokeIfStale(cl *mqtt.Client) {
 	if !ok {
 		return
 	}
-	if s := v.(authedSession); s.cl != cl || b.current(s.cred) {
+	if s := v.(*authedSession); s.cl != cl || b.current(s.cred) {
 		return
 	}
 	b.authed.CompareAndDelete(cl.ID, v)
@@ -85,5 +86,6 @@ func (b *Broker) revokeIfStale(cl *mqtt.Client) {
 // current reports whether cr is still the account's credential.
 func (b *Broker) current(cr Credential) bool {
 	now, ok := b.opts.Credentials.lookup(cr.Username)
-	return ok && now == cr
+	return ok && now.Username == cr.Username && now.Hash == cr.Hash && now.Role == cr.Role &&
+		slices.Equal(now.Orgs, cr.Orgs) && slices.Equal(now.Sites, cr.Sites) // a narrowed scope closes the session too
 }

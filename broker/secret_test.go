@@ -58,13 +58,13 @@ func TestNewCredentialsValidates(t *testing.T) {
 		list []Credential
 		want error
 	}{
-		{"ok", []Credential{{"kp-1", good, RoleDevice}, {"svc", good, RoleBackend}}, nil},
-		{"no role", []Credential{{"kp-1", good, 0}}, ErrRole},
-		{"empty username", []Credential{{"", good, RoleBackend}}, ErrCredential},
-		{"device id with a slash", []Credential{{"kp/1", good, RoleDevice}}, ErrCredential},
-		{"plain-text secret", []Credential{{"kp-1", "secret", RoleDevice}}, ErrCredential},
-		{"bad bcrypt", []Credential{{"svc", "$2a$10$short", RoleBackend}}, ErrCredential},
-		{"duplicate", []Credential{{"kp-1", good, RoleDevice}, {"kp-1", good, RoleObserver}}, ErrCredential},
+		{"ok", []Credential{{Username: "kp-1", Hash: good, Role: RoleDevice}, {Username: "svc", Hash: good, Role: RoleBackend}}, nil},
+		{"no role", []Credential{{Username: "kp-1", Hash: good, Role: 0}}, ErrRole},
+		{"empty username", []Credential{{Username: "", Hash: good, Role: RoleBackend}}, ErrCredential},
+		{"device id with a slash", []Credential{{Username: "kp/1", Hash: good, Role: RoleDevice}}, ErrCredential},
+		{"plain-text secret", []Credential{{Username: "kp-1", Hash: "secret", Role: RoleDevice}}, ErrCredential},
+		{"bad bcrypt", []Credential{{Username: "svc", Hash: "$2a$10$short", Role: RoleBackend}}, ErrCredential},
+		{"duplicate", []Credential{{Username: "kp-1", Hash: good, Role: RoleDevice}, {Username: "kp-1", Hash: good, Role: RoleObserver}}, ErrCredential},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,17 +78,17 @@ func TestNewCredentialsValidates(t *testing.T) {
 
 func TestCredentialsReplace(t *testing.T) {
 	h, _ := HashSecret("x")
-	c, err := NewCredentials([]Credential{{"kp-1", h, RoleDevice}})
+	c, err := NewCredentials([]Credential{{Username: "kp-1", Hash: h, Role: RoleDevice}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Replace([]Credential{{"kp-1", "bad", RoleDevice}}); err == nil {
+	if err := c.Replace([]Credential{{Username: "kp-1", Hash: "bad", Role: RoleDevice}}); err == nil {
 		t.Fatal("Replace accepted a bad list")
 	}
 	if _, ok := c.lookup("kp-1"); !ok {
 		t.Fatal("a failed Replace changed the set")
 	}
-	if err := c.Replace([]Credential{{"kp-2", h, RoleDevice}}); err != nil {
+	if err := c.Replace([]Credential{{Username: "kp-2", Hash: h, Role: RoleDevice}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := c.lookup("kp-1"); ok || c.Len() != 1 {

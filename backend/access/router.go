@@ -17,6 +17,11 @@ import (
 // the two cannot be told apart.
 var ErrNotFound = errors.New("not found")
 
+// ErrInvalid is what a Locator returns for an address that cannot name
+// anything (a malformed id): the router answers 400 with the error's
+// text. The syntax of ids is public, so this tells nobody what exists.
+var ErrInvalid = errors.New("invalid address")
+
 // Place is where an addressed thing belongs. Site may be empty for things
 // of the organisation as a whole; Org may be empty for things of no
 // organisation (only an All scope reaches those).
@@ -125,6 +130,7 @@ type Options struct {
 //
 //	no principal, non-public route    401 (API, JSON) or 303 to SignIn (pages)
 //	role not in the rule              403 (the role is the caller's own, no secret)
+//	malformed address (ErrInvalid)    400
 //	addressed thing out of scope      404, as for a thing that does not exist
 //	otherwise                         the handler, with the principal in the context
 type Router struct {
@@ -213,6 +219,10 @@ func (rt *Router) gate(pattern string, rule Rule, h http.Handler) http.Handler {
 		}
 		if rule.Locate != nil {
 			place, err := rule.Locate.Find(r)
+			if errors.Is(err, ErrInvalid) {
+				deny(w, api, http.StatusBadRequest, err.Error())
+				return
+			}
 			if err != nil && !errors.Is(err, ErrNotFound) {
 				deny(w, api, http.StatusInternalServerError, "cannot look this up now, try again")
 				return

@@ -129,7 +129,7 @@ func New(opts Options) (http.Handler, error) {
 			ErrorLog: slogPrinter{s.log}, ErrorHandling: promhttp.ContinueOnError,
 		}))
 	}
-	mux.HandleFunc("POST /api/v1/devices/{id}/activate", access.Allow(access.Admin, access.Integrator).At(opts.Device), s.activate)
+	mux.HandleFunc("POST /api/v1/devices/{id}/activate", access.Allow(access.Admin, access.Integrator).At(validDevice(opts.Device)), s.activate)
 	mux.HandleFunc("GET /api/v1/devices", access.Allow(access.Staff...), s.devices)
 	mux.HandleFunc("GET /api/v1/summary", access.Allow(access.Admin), s.summary)
 	for _, rt := range opts.Routes {
@@ -141,6 +141,20 @@ func New(opts Options) (http.Handler, error) {
 		writeError(w, http.StatusNotFound, "no such endpoint")
 	})
 	return mux, nil
+}
+
+// validDevice refuses a malformed device id with 400 before loc looks it
+// up (which would answer 404 for it).
+func validDevice(loc *access.Locator) *access.Locator {
+	if loc == nil {
+		return nil
+	}
+	return &access.Locator{Kind: loc.Kind, Find: func(r *http.Request) (access.Place, error) {
+		if err := protocol.ValidateDeviceID(r.PathValue("id")); err != nil {
+			return access.Place{}, fmt.Errorf("%w: %v", access.ErrInvalid, err)
+		}
+		return loc.Find(r)
+	}}
 }
 
 // bootstrap recognises SEMKO_API_TOKEN, the admin token that exists

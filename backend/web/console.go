@@ -374,6 +374,7 @@ var funcs = template.FuncMap{
 		return time.Since(t).Round(time.Second).String()
 	},
 	"join": strings.Join,
+	"list": func(s ...string) []string { return s },
 }
 
 // CSP forbids inline script and every origin but the console's own.

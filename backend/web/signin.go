@@ -10,9 +10,13 @@ import (
 )
 
 // safeNext keeps a sign-in's "next" on this site: a local path only, so
-// the sign-in page cannot be used to send someone elsewhere.
+// the sign-in page cannot be used to send someone elsewhere. Backslashes
+// and control characters are refused too: browsers drop tabs and newlines
+// from URLs and read "\\" as "/", which would turn "/\t/evil" into
+// "//evil".
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsRune(next, '\\') ||
+		strings.IndexFunc(next, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
 		return "/"
 	}
 	return next

@@ -211,6 +211,9 @@ type account struct {
 	Username string      `yaml:"username"`
 	Hash     string      `yaml:"hash"`
 	Role     broker.Role `yaml:"role"`
+	// Orgs and Sites scope an observer (see broker.Credential).
+	Orgs  []string `yaml:"orgs"`
+	Sites []string `yaml:"sites"`
 }
 
 // loadAccounts joins the credentials file and the fleet's devices. An
@@ -234,7 +237,7 @@ func loadAccounts(credFile, fleetFile string) ([]broker.Credential, error) {
 			return nil, fmt.Errorf("credentials %s: %w", credFile, err)
 		}
 		for _, a := range accounts {
-			list = append(list, broker.Credential(a))
+			list = append(list, broker.Credential{Username: a.Username, Hash: a.Hash, Role: a.Role, Orgs: a.Orgs, Sites: a.Sites})
 			named[a.Username] = true
 		}
 	}

@@ -131,11 +131,17 @@ func dev(ctx context.Context, log *slog.Logger, o devOptions) error {
 	defer sink.Close()
 	cfg.Notify.SMTP = backend.SMTPConfig{Host: "127.0.0.1", Port: 2525, TLS: "none", From: "Semko <semko@localhost>"}
 
-	faults := withFaults(&cfg, model) // a few faulty keypads for the diagnostics
+	faults := withFaults(&cfg, model)                 // a few faulty keypads for the diagnostics
+	cfg.Console.PublicURL = "http://" + cfg.HTTP.Addr // notices link to the console
 
 	// 3. The backend with its embedded broker.
 	app, err := backend.New(cfg, log.With("part", "backend"))
 	if err != nil {
+		return err
+	}
+	accountsFile := filepath.Join(o.varDir, "console-accounts.txt")
+	if _, err := consoleAccounts(ctx, app, model, accountsFile); err != nil {
+		app.Close()
 		return err
 	}
 	if err := subscribeWeekly(ctx, app, model); err != nil { // reports.go
@@ -175,10 +181,12 @@ Semko is running. Ctrl-C stops everything.
   Grafana    run "make grafana" in another terminal, then open http://127.0.0.1:3000/ (datasource %s, database semko)
   Fleet      %d keypads at %d sites of %d organisations (seed %d), fleet file %s
   Mail       %s/ (negative-vote notices land here; ls %s; cat %s/<file>.eml)
+  Console    http://%s/  (one account per role; names and passwords: cat %s)
   Log        %s
 
 `, db.URL(), db.URL(), cfg.MQTT.Addr, cfg.HTTP.Addr, filepath.Join(o.varDir, "api-token"), db.URL(),
-		len(model.Devices), o.orgs*o.sites, o.orgs, o.seed, cfg.FleetFile, mailDir, mailDir, mailDir, o.logPath)
+		len(model.Devices), o.orgs*o.sites, o.orgs, o.seed, cfg.FleetFile, mailDir, mailDir, mailDir,
+		cfg.HTTP.Addr, accountsFile, o.logPath)
 
 	tick := time.NewTicker(o.every)
 	defer tick.Stop()

@@ -235,17 +235,23 @@ func (h *handler) updateDevice(w http.ResponseWriter, r *http.Request, p fleetdb
 }
 
 func (h *handler) deviceConfig(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	reg := h.opts.DB.Current()
-	org, site, dev, ok := reg.Overrides(id)
-	if !ok {
-		h.fail(w, fmt.Errorf("device %q (or retired): %w", id, fleetdb.ErrNotFound))
-		return
-	}
-	c, err := reg.Config(id)
+	out, err := h.configOf(r.PathValue("id"))
 	if err != nil {
 		h.fail(w, err)
 		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *handler) configOf(id string) (DeviceConfig, error) {
+	reg := h.opts.DB.Current()
+	org, site, dev, ok := reg.Overrides(id)
+	if !ok {
+		return DeviceConfig{}, fmt.Errorf("device %q (or retired): %w", id, fleetdb.ErrNotFound)
+	}
+	c, err := reg.Config(id)
+	if err != nil {
+		return DeviceConfig{}, err
 	}
 	out := DeviceConfig{Device: id, Desired: c, Overrides: map[string]any{"org": org, "site": site, "device": dev}}
 	out.Placement, _ = reg.Placement(id)
@@ -254,7 +260,25 @@ func (h *handler) deviceConfig(w http.ResponseWriter, r *http.Request) {
 		live = &s
 	}
 	out.Status = status(reg.Managed(id), c, live)
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
+}
+
+// Views are the API's device views (live state, configuration status)
+// for other packages, the console's device pages.
+func Views(opts Options, devs []fleetdb.Device) []DeviceView {
+	h := &handler{opts: opts}
+	live, reg := h.live(), opts.DB.Current()
+	out := make([]DeviceView, 0, len(devs))
+	for _, d := range devs {
+		out = append(out, h.view(d, live, reg))
+	}
+	return out
+}
+
+// ConfigOf is the desired vs applied configuration of an active device,
+// as GET .../devices/{id}/config answers it.
+func ConfigOf(opts Options, id string) (DeviceConfig, error) {
+	return (&handler{opts: opts}).configOf(id)
 }
 
 func status(managed bool, desired protocol.Config, live *live.DeviceState) ConfigStatus {

@@ -90,6 +90,9 @@ type Message struct {
 	Subject string
 	Text    string
 	Lang    string // the language actually used
+	// Links are the alerts' console pages (also at the end of Text);
+	// empty without a console URL.
+	Links []string
 }
 
 // ErrTemplate wraps a failure to render: a bug in a template, never in the
@@ -101,8 +104,9 @@ var files embed.FS
 
 // Renderer renders notices. It is safe for concurrent use.
 type Renderer struct {
-	zone func(alert.Subject) *time.Location
-	sets map[string]*template.Template
+	zone    func(alert.Subject) *time.Location
+	sets    map[string]*template.Template
+	console string // base URL of the console; see WithConsole
 }
 
 // New parses the embedded templates. zone gives the time zone of an alert's
@@ -156,12 +160,14 @@ func (r *Renderer) Render(n alert.Notice) (Message, error) {
 	if err := t.ExecuteTemplate(&body, string(g)+".body", d); err != nil {
 		return Message{}, fmt.Errorf("%w: %s %s body: %v", ErrTemplate, lang, g, err)
 	}
+	links := r.links(d)
 	return Message{
 		// A subject is one header line: fold whatever a template or a
 		// message put there into single spaces.
 		Subject: strings.Join(strings.Fields(subj.String()), " "),
-		Text:    tidy(body.String()),
+		Text:    withLinks(tidy(body.String()), lang, links),
 		Lang:    lang,
+		Links:   links,
 	}, nil
 }
 

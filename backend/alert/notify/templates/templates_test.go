@@ -121,3 +121,28 @@ func TestEveryKindRenders(t *testing.T) {
 		}
 	}
 }
+
+// TestConsoleLinks: with a console URL every notice ends with its alerts'
+// console pages in the notice's language; without one, with nothing.
+func TestConsoleLinks(t *testing.T) {
+	n := alert.Notice{Kind: alert.KindOffline, Severity: alert.SeverityWarning, Lang: "bg",
+		Alerts: []alert.Alert{{ID: 7, Kind: alert.KindOffline, Subject: alert.Subject{Org: "o", Site: "s", Device: "kp-1"}}, {ID: 9, Kind: alert.KindOffline}}}
+	plain, err := New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := plain.Render(n)
+	if err != nil || strings.Contains(m.Text, "/alerts/") || len(m.Links) != 0 {
+		t.Fatalf("links without a console URL: %q %v", m.Text, err)
+	}
+	r, _ := New(nil)
+	r.WithConsole("https://semko.example.org/")
+	m, err = r.Render(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "Отворете в конзолата:\nhttps://semko.example.org/alerts/7\nhttps://semko.example.org/alerts/9\n"
+	if !strings.HasSuffix(m.Text, want) || len(m.Links) != 2 {
+		t.Fatalf("text ends %q, links %v; want it to end with %q", m.Text, m.Links, want)
+	}
+}
