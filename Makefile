@@ -94,10 +94,12 @@ bench: influxd
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
 	$(GO) build -o bin/ ./cmd/semko-bench
 	./bin/semko-bench -log-level warn $(BENCHFLAGS)
+	./bin/semko-bench longrange $(LONGRANGEFLAGS)
 
 bench-quick: influxd
 	$(GO) build -o bin/ ./cmd/semko-bench
 	./bin/semko-bench -quick -log-level warn $(BENCHFLAGS)
+	./bin/semko-bench longrange -quick $(LONGRANGEFLAGS)
 
 # Fails when go.mod or go.sum are not tidy.
 tidy:

@@ -49,6 +49,7 @@ type App struct {
 	alerts   alertParts          // alert manager and rating watcher (alerts.go)
 	series   *influx.SeriesCheck // InfluxDB's series count and limit refusals (series.go)
 	console  consoleParts        // accounts, access router, web console (console.go)
+	reports  reportParts         // report builder (reports.go)
 	http     *api.Server
 	started  chan struct{} // closed once every part has started
 }
@@ -140,6 +141,9 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	if err := a.newAccess(); err != nil {
 		return nil, fmt.Errorf("accounts: %w", err)
 	}
+	if err := a.newReports(); err != nil {
+		return nil, err
+	}
 	handler, err := api.New(api.Options{
 		Router:    a.console.router,
 		Device:    fleetapi.DeviceLocator(a.fleet.db),
@@ -150,13 +154,16 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 		Devices:   a.ingest.Devices,
 		Summary:   a.ingest.Snapshot,
 		Logger:    log.With("part", "api"),
-		Routes:    append(append(a.fleetRoutes(), a.alertRoutes()...), a.healthRoutes()...),
+		Routes:    append(append(append(a.fleetRoutes(), a.alertRoutes()...), a.healthRoutes()...), a.reportRoutes()...),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	if err := a.newConsole(); err != nil {
 		return nil, fmt.Errorf("console: %w", err)
+	}
+	if err := a.addReportPage(); err != nil {
+		return nil, fmt.Errorf("reports page: %w", err)
 	}
 	a.http, err = api.NewServer(web.Protect(handler), api.ServerOptions{
 		Addr: cfg.HTTP.Addr, CertFile: cfg.HTTP.CertFile, KeyFile: cfg.HTTP.KeyFile,
@@ -181,6 +188,9 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	a.sup.add("config-push", a.fleet.push)
 	if err := a.newRollup(); err != nil {
 		return nil, fmt.Errorf("rollup: %w", err)
+	}
+	if err := a.newAggregates(); err != nil {
+		return nil, fmt.Errorf("aggregates: %w", err)
 	}
 	a.addHealth()
 	a.sup.add("series-check", optional(a.log, "series check", a.series))

@@ -38,6 +38,11 @@ type Config struct {
 	// Diagnostics and Lifecycle: see health.go.
 	Diagnostics diagnostics.Config `yaml:"diagnostics"`
 	Lifecycle   lifecycle.Config   `yaml:"lifecycle"`
+
+	// Reports: on-demand and scheduled reports; see reports.go.
+	// Aggregates: hourly and daily sums for long ranges; see aggregates.go.
+	Reports    ReportsConfig    `yaml:"reports"`
+	Aggregates AggregatesConfig `yaml:"aggregates"`
 }
 
 // MQTTConfig configures the embedded broker.

@@ -27,6 +27,9 @@ func run(args []string) int {
 	if len(args) > 0 && args[0] == "gen" {
 		return runGenerator(args[1:])
 	}
+	if len(args) > 0 && args[0] == "longrange" {
+		return runLongRange(args[1:]) // longrange.go
+	}
 	fs := flag.NewFlagSet("semko-bench", flag.ContinueOnError)
 	quick := fs.Bool("quick", false, "small fleets, a few seconds a target (for CI)")
 	dir := fs.String("dir", "", "working directory (default: a fresh temporary one, removed at the end)")

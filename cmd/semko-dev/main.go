@@ -144,6 +144,9 @@ func dev(ctx context.Context, log *slog.Logger, o devOptions) error {
 		app.Close()
 		return err
 	}
+	if err := subscribeWeekly(ctx, app, model); err != nil { // reports.go
+		log.Warn("weekly report not subscribed", "err", err)
+	}
 	// The backend and the fleet get their own contexts: on Ctrl-C the fleet
 	// stops first, so the edges hand over what they hold before the broker
 	// goes away.

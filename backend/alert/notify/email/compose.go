@@ -3,9 +3,11 @@ package email
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
@@ -28,6 +30,16 @@ type Message struct {
 	// the same notice the same Message-ID, so mail systems can drop
 	// duplicates; empty means a random one.
 	MessageID string
+	// Attachments follow the text (scheduled reports send their PDF, CSV
+	// or XLSX this way).
+	Attachments []Attachment
+}
+
+// Attachment is a file sent with a message.
+type Attachment struct {
+	Name        string // file name shown to the reader
+	ContentType string // e.g. application/pdf
+	Data        []byte
 }
 
 // ErrAddress wraps an address that cannot be parsed (From or a recipient).
@@ -66,6 +78,9 @@ func Compose(from *mail.Address, m Message) ([]byte, error) {
 	header("MIME-Version", "1.0")
 	// RFC 3834: tells vacation responders not to answer a robot.
 	header("Auto-Submitted", "auto-generated")
+	if len(m.Attachments) > 0 {
+		return composeMixed(&b, header, m)
+	}
 	if m.HTML == "" {
 		header("Content-Type", "text/plain; charset=utf-8")
 		header("Content-Transfer-Encoding", "quoted-printable")
@@ -88,6 +103,79 @@ func Compose(from *mail.Address, m Message) ([]byte, error) {
 		}
 		if err := writeQP(w, part.body); err != nil {
 			return nil, err
+		}
+	}
+	if err := mw.Close(); err != nil {
+		return nil, fmt.Errorf("compose: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// composeMixed writes a multipart/mixed body: the text (and HTML as its
+// alternative, nested) first, then each attachment in base64.
+func composeMixed(b *bytes.Buffer, header func(k, v string), m Message) ([]byte, error) {
+	mw := multipart.NewWriter(b)
+	header("Content-Type", "multipart/mixed; boundary="+mw.Boundary())
+	b.WriteString("\r\n")
+	if m.HTML == "" {
+		w, err := mw.CreatePart(textproto.MIMEHeader{
+			"Content-Type":              {"text/plain; charset=utf-8"},
+			"Content-Transfer-Encoding": {"quoted-printable"},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("compose: %w", err)
+		}
+		if err := writeQP(w, m.Text); err != nil {
+			return nil, err
+		}
+	} else {
+		var inner bytes.Buffer
+		alt := multipart.NewWriter(&inner)
+		for _, part := range []struct{ ctype, body string }{{"text/plain", m.Text}, {"text/html", m.HTML}} {
+			w, err := alt.CreatePart(textproto.MIMEHeader{
+				"Content-Type":              {part.ctype + "; charset=utf-8"},
+				"Content-Transfer-Encoding": {"quoted-printable"},
+			})
+			if err != nil {
+				return nil, fmt.Errorf("compose: %w", err)
+			}
+			if err := writeQP(w, part.body); err != nil {
+				return nil, err
+			}
+		}
+		if err := alt.Close(); err != nil {
+			return nil, fmt.Errorf("compose: %w", err)
+		}
+		w, err := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"multipart/alternative; boundary=" + alt.Boundary()}})
+		if err != nil {
+			return nil, fmt.Errorf("compose: %w", err)
+		}
+		if _, err := w.Write(inner.Bytes()); err != nil {
+			return nil, fmt.Errorf("compose: %w", err)
+		}
+	}
+	for _, a := range m.Attachments {
+		ctype := a.ContentType
+		if ctype == "" {
+			ctype = "application/octet-stream"
+		}
+		w, err := mw.CreatePart(textproto.MIMEHeader{
+			"Content-Type":              {mime.FormatMediaType(ctype, map[string]string{"name": a.Name})},
+			"Content-Disposition":       {mime.FormatMediaType("attachment", map[string]string{"filename": a.Name})},
+			"Content-Transfer-Encoding": {"base64"},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("compose: %w", err)
+		}
+		enc := base64.StdEncoding.EncodeToString(a.Data)
+		for len(enc) > 76 {
+			if _, err := io.WriteString(w, enc[:76]+"\r\n"); err != nil {
+				return nil, fmt.Errorf("compose: %w", err)
+			}
+			enc = enc[76:]
+		}
+		if _, err := io.WriteString(w, enc+"\r\n"); err != nil {
+			return nil, fmt.Errorf("compose: %w", err)
 		}
 	}
 	if err := mw.Close(); err != nil {

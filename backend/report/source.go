@@ -1,0 +1,135 @@
+package report
+
+import (
+	"fmt"
+	"time"
+)
+
+// Where a report reads its votes and activations: the raw points, or the
+// hourly and daily aggregates of backend/aggregate (measurement and field
+// names below are that package's; this package does not import it so that
+// it can run against any InfluxDB that holds them).
+//
+// A span is cut into pieces: whole UTC days from the daily aggregates,
+// whole hours at the edges from the hourly ones, and a running hour (a
+// report of today so far) from the raw points. Counts and sums add up
+// across pieces, so the figures are the same either way.
+
+type grain int
+
+const (
+	raw grain = iota
+	hourly
+	daily
+)
+
+// piece is a part of a span read at one grain.
+type piece struct {
+	g        grain
+	from, to time.Time
+}
+
+func (p piece) span() string { return span(p.from, p.to) }
+
+func (p piece) vote() string {
+	return [...]string{`"vote"`, `"vote_1h"`, `"vote_1d"`}[p.g]
+}
+
+func (p piece) activation() string {
+	return [...]string{`"activation"`, `"activation_1h"`, `"activation_1d"`}[p.g]
+}
+
+// voteWhere selects keypad ratings.
+func (p piece) voteWhere() string {
+	if p.g == raw {
+		return validVote // aggregates hold valid votes only
+	}
+	return `"scale" != 'nps11'`
+}
+
+// voteSums are count, score sum, satisfied, negative and service time
+// as n, sum, sat, neg, svc.
+func (p piece) voteSums() string {
+	if p.g == raw {
+		return `count("score") AS "n", sum("score") AS "sum", sum("satisfied") AS "sat", sum("negative") AS "neg", sum("service_s") AS "svc"`
+	}
+	return `sum("votes") AS "n", sum("score_sum") AS "sum", sum("satisfied") AS "sat", sum("negative") AS "neg", sum("service_s_sum") AS "svc"`
+}
+
+// actSums are closed activations and answered ones as n, voted.
+func (p piece) actSums() string {
+	if p.g == raw {
+		return `count("voted") AS "n", sum("voted") AS "voted"`
+	}
+	return `sum("activations") AS "n", sum("voted") AS "voted"`
+}
+
+// scoreStmts count votes per score 1..5 as s1..s5.
+func (p piece) scoreStmts(where string) []string {
+	if p.g != raw {
+		return []string{fmt.Sprintf(`SELECT sum("score_1") AS "s1", sum("score_2") AS "s2", sum("score_3") AS "s3",`+
+			` sum("score_4") AS "s4", sum("score_5") AS "s5" FROM %s WHERE %s%s AND %s`, p.vote(), p.voteWhere(), where, p.span())}
+	}
+	var out []string
+	for s := 1; s <= 5; s++ {
+		out = append(out, fmt.Sprintf(`SELECT count("score") AS "s%d" FROM "vote" WHERE %s%s AND "score" = %d AND %s`,
+			s, validVote, where, s, p.span()))
+	}
+	return out
+}
+
+// pieces cuts [from, to) for a reader that needs no finer grain than
+// finest (hourly for the hour-of-week map, daily for totals).
+func (b *Builder) pieces(from, to time.Time, finest grain) []piece {
+	if !b.Aggregates || !to.After(from) || to.Sub(from) < b.rawUpTo() ||
+		(b.AggregatedUntil != nil && b.AggregatedUntil().Before(to)) {
+		return []piece{{raw, from, to}}
+	}
+	var out []piece
+	add := func(g grain, f, t time.Time) {
+		if t.After(f) {
+			out = append(out, piece{g, f, t})
+		}
+	}
+	// The running hour from raw points: its hourly aggregate may lag.
+	hourEnd := to.Truncate(time.Hour)
+	hourStart := from.Truncate(time.Hour)
+	if hourStart.Before(from) {
+		hourStart = hourStart.Add(time.Hour)
+		add(raw, from, hourStart) // a zone with a half-hour offset
+	}
+	if !hourEnd.After(hourStart) {
+		return []piece{{raw, from, to}}
+	}
+	if finest == hourly {
+		add(hourly, hourStart, hourEnd)
+	} else {
+		dayStart := hourStart.Truncate(24 * time.Hour)
+		if dayStart.Before(hourStart) {
+			dayStart = dayStart.Add(24 * time.Hour)
+		}
+		dayEnd := hourEnd.Truncate(24 * time.Hour)
+		if dayEnd.After(dayStart) {
+			add(hourly, hourStart, dayStart)
+			add(daily, dayStart, dayEnd)
+			add(hourly, dayEnd, hourEnd)
+		} else {
+			add(hourly, hourStart, hourEnd)
+		}
+	}
+	add(raw, hourEnd, to)
+	return out
+}
+
+// rawUpTo is the longest period read from raw points.
+func (b *Builder) rawUpTo() time.Duration {
+	if b.RawUpTo > 0 {
+		return b.RawUpTo
+	}
+	return DefaultRawUpTo
+}
+
+// DefaultRawUpTo: periods shorter than this are read from raw points
+// even when aggregates exist (a day of a large fleet is quick either way,
+// and raw points are never behind).
+const DefaultRawUpTo = 2 * 24 * time.Hour

@@ -1,0 +1,428 @@
+// Package longrange is the long-range benchmark of `make bench`: a year of
+// one large organisation is generated (opening hours, busy and quiet
+// hours, 70% participation), bulk-loaded into a real InfluxDB 1.8.10, the
+// aggregates built by the real aggregate job, and then every range panel
+// query of the Satisfaction dashboard and the report are timed at 7, 30,
+// 90 and 365 days, from raw points and from the aggregates, for the fleet
+// and for four times the fleet.
+package longrange
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+
+	"github.com/semko/semko/backend/access"
+	"github.com/semko/semko/backend/aggregate"
+	"github.com/semko/semko/backend/report"
+	"github.com/semko/semko/internal/influxdb"
+	"github.com/semko/semko/internal/influxlocal"
+)
+
+// Config sizes the run.
+type Config struct {
+	Dir       string
+	Keypads   int // keypads of one organisation (the 1x fleet)
+	Days      int // days of history
+	Repeats   int // runs of each query; the table shows the p95 (the slowest of up to 20)
+	Dashboard string
+	Progress  io.Writer
+}
+
+// Defaults: the full run and the quick one.
+var (
+	Full  = Config{Keypads: 50, Days: 365, Repeats: 5}
+	Quick = Config{Keypads: 10, Days: 35, Repeats: 2}
+)
+
+// Ranges measured, in days.
+var Ranges = []int{7, 30, 90, 365}
+
+// Row is one measured query.
+type Row struct {
+	Fleet      string // "1x" or "4x"
+	Query      string
+	Days       int
+	Raw, Agg   time.Duration // p95
+	RawN, AggN int           // rows answered, to show both did work
+}
+
+// Result is the whole run.
+type Result struct {
+	Points    map[string]int64 // raw points loaded per fleet
+	Load      map[string]time.Duration
+	Aggregate map[string]time.Duration
+	Rows      []Row
+}
+
+// Run does the whole benchmark.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	step := func(format string, a ...any) {
+		if cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
+		}
+	}
+	step("starting InfluxDB 1.8.10 in %s", cfg.Dir)
+	srv, err := influxlocal.Start(ctx, influxlocal.Options{Dir: filepath.Join(cfg.Dir, "influxdb")})
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Stop()
+	db, err := influxdb.New(influxdb.Options{URL: srv.URL(), Bucket: srv.Database(), Timeout: 10 * time.Minute})
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	panels, err := panelQueries(cfg.Dashboard)
+	if err != nil {
+		return nil, err
+	}
+	loc, _ := time.LoadLocation("Europe/Sofia")
+	if loc == nil {
+		loc = time.UTC
+	}
+	now := time.Now().UTC().Truncate(time.Hour)
+	res := &Result{Points: map[string]int64{}, Load: map[string]time.Duration{}, Aggregate: map[string]time.Duration{}}
+	orgs := []string{"org-1", "org-2", "org-3", "org-4"}
+	var total int64
+	for _, fleet := range []struct {
+		name string
+		orgs []string
+	}{{"1x", orgs[:1]}, {"4x", orgs[1:]}} {
+		begin := time.Now()
+		for _, org := range fleet.orgs {
+			step("%s: generating and loading %d days of %s (%d keypads)", fleet.name, cfg.Days, org, cfg.Keypads)
+			n, err := load(ctx, srv, org, cfg.Keypads, cfg.Days, now, loc)
+			if err != nil {
+				return res, err
+			}
+			total += n
+		}
+		res.Points[fleet.name] = total
+		res.Load[fleet.name] = time.Since(begin)
+		step("%s: %d raw points in %s; building aggregates", fleet.name, total, res.Load[fleet.name].Round(time.Second))
+		begin = time.Now()
+		job, err := aggregate.New(aggregate.Options{URL: srv.URL(), Bucket: srv.Database(), Clock: clockwork.NewFakeClockAt(now),
+			StateFile: filepath.Join(cfg.Dir, "aggregate-"+fleet.name+".json"), Backfill: time.Duration(cfg.Days+2) * 24 * time.Hour})
+		if err != nil {
+			return res, err
+		}
+		err = job.RunOnce(ctx)
+		_ = job.Close()
+		if err != nil {
+			return res, err
+		}
+		res.Aggregate[fleet.name] = time.Since(begin)
+		step("%s: aggregates built in %s; timing queries", fleet.name, res.Aggregate[fleet.name].Round(time.Second))
+		for _, days := range Ranges {
+			if days > cfg.Days {
+				continue
+			}
+			from := now.Add(-time.Duration(days) * 24 * time.Hour)
+			window := fmt.Sprintf("time >= '%s' AND time < '%s'", from.Format(time.RFC3339), now.Format(time.RFC3339))
+			interval := fmt.Sprintf("%ds", max(3600, days*24*3600/1000)) // Grafana: range / ~1000 points, at least the panel's 1h
+			for _, p := range panels {
+				sub := func(q, rangeS string) string {
+					q = strings.ReplaceAll(q, "$__range_s", rangeS)
+					q = strings.ReplaceAll(q, "$timeFilter", window)
+					q = strings.ReplaceAll(q, "$__interval", interval)
+					for _, v := range []string{"org", "site", "counter", "operator", "service"} {
+						q = strings.ReplaceAll(q, "$"+v, ".*") // All
+					}
+					return q
+				}
+				r := Row{Fleet: fleet.name, Query: p.name, Days: days}
+				r.Raw, r.RawN, err = timeQuery(ctx, db, sub(p.raw, "3600"), cfg.Repeats)
+				if err != nil {
+					return res, fmt.Errorf("%s raw: %w", p.name, err)
+				}
+				twin := p.hourly
+				if days >= 30 {
+					twin = p.daily
+				}
+				r.Agg, r.AggN, err = timeQuery(ctx, db, sub(twin, fmt.Sprint(days*86400)), cfg.Repeats)
+				if err != nil {
+					return res, fmt.Errorf("%s aggregates: %w", p.name, err)
+				}
+				res.Rows = append(res.Rows, r)
+			}
+			// The report of the first organisation, as a manager downloads
+			// it (PDF rendering included).
+			r := Row{Fleet: fleet.name, Query: "report org-1 (PDF)", Days: days}
+			for i, agg := range []bool{false, true} {
+				b := &report.Builder{DB: db, Now: func() time.Time { return now }, Aggregates: agg, RawUpTo: time.Hour}
+				period, err := report.CustomPeriod(now.Add(-time.Duration(days-1)*24*time.Hour), now.Add(-time.Hour), loc)
+				if err != nil {
+					return res, err
+				}
+				d, n, err := timeReport(ctx, b, report.Request{Org: "org-1", Period: period, Lang: "en", Caller: access.Everything}, cfg.Repeats)
+				if err != nil {
+					return res, fmt.Errorf("report: %w", err)
+				}
+				if i == 0 {
+					r.Raw, r.RawN = d, n
+				} else {
+					r.Agg, r.AggN = d, n
+				}
+			}
+			res.Rows = append(res.Rows, r)
+			step("%s: %d days measured", fleet.name, days)
+		}
+	}
+	return res, nil
+}
+
+func timeQuery(ctx context.Context, db *influxdb.Client, q string, repeats int) (time.Duration, int, error) {
+	var ds []time.Duration
+	rows := 0
+	for range repeats {
+		begin := time.Now()
+		res, err := db.Query(ctx, q)
+		if err != nil {
+			return 0, 0, err
+		}
+		ds = append(ds, time.Since(begin))
+		rows = 0
+		for _, s := range res {
+			rows += len(s.Values)
+		}
+	}
+	return p95(ds), rows, nil
+}
+
+func timeReport(ctx context.Context, b *report.Builder, r report.Request, repeats int) (time.Duration, int, error) {
+	var ds []time.Duration
+	votes := 0
+	for range repeats {
+		begin := time.Now()
+		rep, err := b.Build(ctx, r)
+		if err != nil {
+			return 0, 0, err
+		}
+		if err := rep.WritePDF(io.Discard); err != nil {
+			return 0, 0, err
+		}
+		ds = append(ds, time.Since(begin))
+		votes = int(rep.Totals.Votes)
+	}
+	return p95(ds), votes, nil
+}
+
+// p95 of a few samples is their largest but for one in twenty.
+func p95(ds []time.Duration) time.Duration {
+	slices.Sort(ds)
+	return ds[min(len(ds)-1, int(float64(len(ds))*0.95))]
+}
+
+// panel is a raw query and its aggregate twins.
+type panel struct{ name, raw, hourly, daily string }
+
+// panelQueries reads the range panels' query pairs from the dashboard.
+func panelQueries(path string) ([]panel, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read dashboard: %w", err)
+	}
+	var d struct {
+		Panels []struct {
+			ID      int    `json:"id"`
+			Title   string `json:"title"`
+			Targets []struct {
+				RefID string `json:"refId"`
+				Query string `json:"query"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return nil, fmt.Errorf("read dashboard: %w", err)
+	}
+	var out []panel
+	for _, p := range d.Panels {
+		var raws, hourly, daily []string
+		for _, t := range p.Targets {
+			switch {
+			case strings.Contains(t.Query, "$__range_s >= 172800"):
+				hourly = append(hourly, t.Query)
+			case strings.Contains(t.Query, "$__range_s >= 2592000"):
+				daily = append(daily, t.Query)
+			case strings.Contains(t.Query, "$__range_s < 172800"):
+				raws = append(raws, t.Query)
+			}
+		}
+		for i := range min(len(raws), len(hourly), len(daily)) {
+			name := p.Title
+			if len(raws) > 1 {
+				name = fmt.Sprintf("%s (%d)", p.Title, i+1)
+			}
+			out = append(out, panel{name, raws[i], hourly[i], daily[i]})
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no range panels with aggregate twins in %s", path)
+	}
+	return out, nil
+}
+
+// load generates an organisation's history and writes it: sites of ten
+// counters, each with one keypad and two operators; open Monday to Friday
+// 08:00-17:00 (a quarter of the sites also Saturday 09:00-13:00, local
+// time); about five services an hour a counter, more before noon; 70% of
+// them answered.
+func load(ctx context.Context, srv *influxlocal.Server, org string, keypads, days int, now time.Time, loc *time.Location) (int64, error) {
+	rng := rand.New(rand.NewPCG(uint64(len(org)), uint64(org[len(org)-1])))
+	services := []string{"passport", "id-card", "tax", "cash", "benefits"}
+	batches := make(chan []byte, 4)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range batches {
+				if err := post(ctx, srv, b); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	var buf bytes.Buffer
+	var points int64
+	lines := 0
+	flush := func() {
+		batches <- bytes.Clone(buf.Bytes())
+		buf.Reset()
+		lines = 0
+	}
+	start := now.Add(-time.Duration(days) * 24 * time.Hour)
+	// Day by day across all counters, so shards fill in time order.
+	for day := start.In(loc); day.Before(now); day = day.AddDate(0, 0, 1) {
+		mid := time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, loc)
+		wd := mid.Weekday()
+		for k := range keypads {
+			site := fmt.Sprintf("%s-s%03d", org, k/10)
+			saturday := (k/10)%4 == 0
+			open, close := 8, 17
+			switch {
+			case wd == time.Sunday, wd == time.Saturday && !saturday:
+				continue
+			case wd == time.Saturday:
+				open, close = 9, 13
+			}
+			counter := fmt.Sprintf("%s-c%02d", site, k%10)
+			dev := fmt.Sprintf("kp-%s-%05d", org, k)
+			for h := open; h < close; h++ {
+				n := rng.IntN(6) + 2 // 2..7
+				if h >= 10 && h < 12 {
+					n += 3
+				}
+				for range n {
+					at := mid.Add(time.Duration(h)*time.Hour + time.Duration(rng.IntN(3600))*time.Second)
+					if !at.Before(now) {
+						continue
+					}
+					op := fmt.Sprintf("%s-op%d", counter, rng.IntN(2))
+					svc := services[rng.IntN(len(services))]
+					svcS := 60 + rng.IntN(900)
+					voted := rng.Float64() < 0.7
+					fmt.Fprintf(&buf, "activation,channel=keypad,counter=%s,device=%s,operator=%s,org=%s,service=%s,site=%s,valid=true service_s=%di,voted=%di,closed=1i,window_s=30i %d\n",
+						counter, dev, op, org, svc, site, svcS, b2i(voted), at.Unix())
+					points++
+					lines++
+					if voted {
+						score := scoreOf(rng.Float64())
+						fmt.Fprintf(&buf, "vote,channel=keypad,counter=%s,device=%s,operator=%s,org=%s,scale=csat5,service=%s,site=%s score=%di,satisfied=%di,negative=%di,service_s=%di,latency_ms=%di,valid=\"true\" %d\n",
+							counter, dev, op, org, svc, site, score, b2i(score >= 4), b2i(score <= 2), svcS, 2000+rng.IntN(8000), at.Add(10*time.Second).Unix())
+						points++
+						lines++
+					}
+					if lines >= 10000 {
+						flush()
+					}
+				}
+			}
+		}
+		select {
+		case err := <-errs:
+			close(batches)
+			wg.Wait()
+			return points, err
+		default:
+		}
+	}
+	if lines > 0 {
+		flush()
+	}
+	close(batches)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return points, err
+	default:
+	}
+	return points, nil
+}
+
+// scoreOf draws a score: most customers content, a few angry.
+func scoreOf(u float64) int {
+	for i, c := range []float64{0.06, 0.11, 0.22, 0.52} {
+		if u < c {
+			return i + 1
+		}
+	}
+	return 5
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func post(ctx context.Context, srv *influxlocal.Server, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL()+"/write?precision=s&db="+srv.Database(), bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 500))
+		return fmt.Errorf("load: HTTP %s: %s", resp.Status, msg)
+	}
+	return nil
+}
+
+// Print writes the table as Markdown.
+func Print(w io.Writer, cfg Config, machine string, r *Result) {
+	fmt.Fprintf(w, "machine: %s\nfleet 1x: one organisation of %d keypads, %d days; 4x: four such organisations\n\n", machine, cfg.Keypads, cfg.Days)
+	for _, f := range []string{"1x", "4x"} {
+		fmt.Fprintf(w, "%s: %d raw points loaded in %s, aggregates built in %s\n", f, r.Points[f], r.Load[f].Round(time.Second), r.Aggregate[f].Round(time.Second))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| fleet | query | days | raw p95 | aggregates p95 | rows raw/agg |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|")
+	for _, row := range r.Rows {
+		fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %d/%d |\n", row.Fleet, row.Query, row.Days, ms(row.Raw), ms(row.Agg), row.RawN, row.AggN)
+	}
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d.Microseconds())/1000) }

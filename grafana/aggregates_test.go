@@ -1,0 +1,195 @@
+package grafana
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+
+	"github.com/semko/semko/backend/aggregate"
+	"github.com/semko/semko/internal/influxlocal"
+)
+
+// aggregateBranch marks the twins of a raw panel query that read the
+// aggregates: Grafana sends all three, and InfluxQL reduces the constant
+// comparisons so that only one of them returns points (raw below two
+// days, hourly aggregates up to 30 days, daily ones from 30 days on).
+const (
+	aggregateBranch = "$__range_s >= "
+	hourlyBranch    = "$__range_s >= 172800 AND $__range_s < 2592000"
+	dailyBranch     = "$__range_s >= 2592000"
+	rawBranch       = "$__range_s < 172800"
+)
+
+// rangeSeconds is Grafana's $__range_s for a panel: its relative time, or
+// the dashboard's default range of 24 hours.
+func rangeSeconds(timeFrom string) string {
+	if days, ok := strings.CutSuffix(timeFrom, "d"); ok {
+		var n int64
+		if _, err := fmt.Sscan(days, &n); err == nil {
+			return fmt.Sprint(n * 86400)
+		}
+	}
+	if d, err := time.ParseDuration(timeFrom); err == nil {
+		return fmt.Sprint(int64(d.Seconds()))
+	}
+	return "86400"
+}
+
+// TestAggregatesGiveTheSameFigures runs every panel query that has an
+// aggregates twin both ways over the same hour-aligned week and compares
+// what Grafana would draw.
+func TestAggregatesGiveTheSameFigures(t *testing.T) {
+	srv := influxlocal.StartForTest(t)
+	now := time.Date(2026, 11, 30, 15, 20, 0, 0, time.UTC)
+	rng := rand.New(rand.NewPCG(7, 7))
+	var lines []string
+	for i := range 4000 {
+		at := now.Add(-time.Duration(rng.Int64N(int64(40 * 24 * time.Hour))))
+		org := []string{"city", "water"}[rng.IntN(2)]
+		site := fmt.Sprintf("%s-%d", org, rng.IntN(3))
+		counter := fmt.Sprintf("%s-c%d", site, rng.IntN(2))
+		op, svc := fmt.Sprintf("op-%d", rng.IntN(4)), services[rng.IntN(len(services))]
+		score, scale := 1+rng.IntN(5), "csat5"
+		if rng.IntN(10) == 0 {
+			score, scale = rng.IntN(11), "nps11"
+		}
+		sat, neg := score >= 4, score <= 2
+		if scale == "nps11" {
+			sat, neg = score >= 9, score <= 6
+		}
+		valid := rng.IntN(10) != 0
+		tags := fmt.Sprintf("vote,channel=keypad,counter=%s,device=kp-%s,operator=%s,org=%s,scale=%s,service=%s,site=%s",
+			counter, counter, op, org, scale, svc, site)
+		fields := fmt.Sprintf("score=%di,satisfied=%di,negative=%di,service_s=%di", score, b2i(sat), b2i(neg), 60+rng.IntN(600))
+		if i%2 == 0 {
+			tags += fmt.Sprintf(",valid=%t", valid)
+		} else {
+			fields += fmt.Sprintf(`,valid="%t"`, valid)
+		}
+		lines = append(lines, fmt.Sprintf("%s %s %d", tags, fields, at.UnixNano()))
+		// Every activation here is closed: an hour whose activations are
+		// all still open would show participation 0 from the aggregates
+		// and nothing from raw points (see README.md).
+		lines = append(lines, fmt.Sprintf("activation,channel=keypad,counter=%s,device=kp-%s,operator=%s,org=%s,service=%s,site=%s,valid=true service_s=300i,voted=%di,closed=1i %d",
+			counter, counter, op, org, svc, site, b2i(rng.IntN(10) < 7), at.Add(-time.Minute).UnixNano()))
+	}
+	resp, err := http.Post(srv.URL()+"/write?db="+srv.Database(), "text/plain", strings.NewReader(strings.Join(lines, "\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("seed: %s", resp.Status)
+	}
+	job, err := aggregate.New(aggregate.Options{URL: srv.URL(), Bucket: srv.Database(),
+		StateFile: filepath.Join(t.TempDir(), "aggregate.json"), Clock: clockwork.NewFakeClockAt(now)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer job.Close()
+	if err := job.RunOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	// A week ending at the last whole hour, as Grafana's "Last 7 days"
+	// would be with the range snapped to hours, and 35 whole days.
+	end := now.Truncate(time.Hour)
+	week := fmt.Sprintf("time >= '%s' AND time < '%s'", end.Add(-7*24*time.Hour).Format(time.RFC3339), end.Format(time.RFC3339))
+	dayEnd := now.Truncate(24 * time.Hour)
+	days := fmt.Sprintf("time >= '%s' AND time < '%s'", dayEnd.Add(-35*24*time.Hour).Format(time.RFC3339), dayEnd.Format(time.RFC3339))
+	tiers := []struct {
+		name, window, rangeS, grain string
+		twin                        func(string) bool
+	}{
+		{"hourly", week, "604800", "1h", func(q string) bool { return strings.Contains(q, hourlyBranch) }},
+		{"daily", days, "3024000", "1d", func(q string) bool { return strings.Contains(q, dailyBranch) }},
+	}
+	compared := 0
+	for _, d := range loadDashboards(t) {
+		for _, p := range d.allPanels() {
+			for _, tier := range tiers {
+				var raws, aggs []string
+				for _, tg := range p.Targets {
+					switch {
+					case tier.twin(tg.Query):
+						aggs = append(aggs, tg.Query)
+					case strings.Contains(tg.Query, rawBranch):
+						raws = append(raws, tg.Query)
+					}
+				}
+				if len(raws) != len(aggs) {
+					t.Errorf("%s panel %d: %d raw queries, %d %s twins", d.file, p.ID, len(raws), len(aggs), tier.name)
+					continue
+				}
+				for i := range raws {
+					for _, set := range []map[string]string{nil, {"org": "city", "site": "city-1"}, {"operator": "op-2", "service": "tax"}} {
+						name := fmt.Sprintf("%s panel %d %q query %d, %s, %v", d.file, p.ID, p.Title, i, tier.name, set)
+						run := func(q, rangeS string) map[string]float64 {
+							stmt := substitute(d, q, "", now, set)
+							stmt = strings.NewReplacer("time > now() - 24h", tier.window, "GROUP BY time(1m)", "GROUP BY time("+tier.grain+")",
+								"86400", rangeS).Replace(stmt)
+							res, err := srv.Query(t.Context(), stmt)
+							if err != nil {
+								t.Fatalf("%s: %v\n%s", name, err, stmt)
+							}
+							out := map[string]float64{}
+							for _, s := range res {
+								for row := range s.Values {
+									ts, _ := s.Number(row, "time")
+									for _, c := range s.Columns[1:] {
+										if v, ok := s.Number(row, c); ok {
+											out[fmt.Sprintf("%d", int64(ts))] += v
+										}
+									}
+								}
+							}
+							return out
+						}
+						rawFig, aggFig := run(raws[i], "3600"), run(aggs[i], tier.rangeS)
+						if len(rawFig) == 0 {
+							t.Errorf("%s: no figures to compare", name)
+							continue
+						}
+						if len(run(raws[i], tier.rangeS)) != 0 || len(run(aggs[i], "3600")) != 0 {
+							t.Errorf("%s: two branches answer for one range", name)
+						}
+						if !sameFigures(rawFig, aggFig) {
+							t.Errorf("%s:\n raw        %v\n aggregates %v", name, rawFig, aggFig)
+						}
+						compared++
+					}
+				}
+			}
+		}
+	}
+	if compared < 20 {
+		t.Errorf("only %d queries compared", compared)
+	}
+}
+
+func sameFigures(a, b map[string]float64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		w, ok := b[k]
+		if !ok || math.Abs(v-w) > 1e-9*math.Max(1, math.Abs(v)) {
+			return false
+		}
+	}
+	return true
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
