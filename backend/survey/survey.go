@@ -21,9 +21,9 @@ import (
 // errors.Is.
 var (
 	ErrNotFound     = errors.New("not found")
-	ErrRecent       = errors.New("invited recently")       // the once-per-period rule
-	ErrUnsubscribed = errors.New("address unsubscribed")   // for good
-	ErrReplayed     = errors.New("already answered")       // a second answer for one invitation or device
+	ErrRecent       = errors.New("invited recently")     // the once-per-period rule
+	ErrUnsubscribed = errors.New("address unsubscribed") // for good
+	ErrReplayed     = errors.New("already answered")     // a second answer for one invitation or device
 	ErrClosed       = errors.New("follow-up already closed")
 	ErrInvalid      = errors.New("invalid survey input")
 )
