@@ -46,6 +46,7 @@ type App struct {
 	health   healthParts         // diagnostics and lifecycle reminders (health.go)
 	alerts   alertParts          // alert manager and rating watcher (alerts.go)
 	series   *influx.SeriesCheck // InfluxDB's series count and limit refusals (series.go)
+	survey   surveyParts         // NPS survey (survey.go)
 	http     *api.Server
 	started  chan struct{} // closed once every part has started
 }
@@ -133,6 +134,9 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	if err := a.newSeriesCheck(); err != nil {
 		return nil, err
 	}
+	if err := a.newSurvey(); err != nil {
+		return nil, fmt.Errorf("survey: %w", err)
+	}
 
 	handler, err := api.New(api.Options{
 		Token:     cfg.HTTP.Token,
@@ -142,7 +146,7 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 		Devices:   a.ingest.Devices,
 		Summary:   a.ingest.Snapshot,
 		Logger:    log.With("part", "api"),
-		Routes:    append(append(a.fleetRoutes(), a.alertRoutes()...), a.healthRoutes()...),
+		Routes:    append(append(append(a.fleetRoutes(), a.alertRoutes()...), a.healthRoutes()...), a.surveyRoutes()...),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
@@ -172,6 +176,7 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 		return nil, fmt.Errorf("rollup: %w", err)
 	}
 	a.addHealth()
+	a.addSurvey()
 	a.sup.add("series-check", optional(a.log, "series check", a.series))
 	return a, nil
 }
