@@ -248,7 +248,15 @@ func (h *Handler) token(r *http.Request) (survey.Token, error) {
 func (h *Handler) link(w http.ResponseWriter, r *http.Request) {
 	tok, err := h.token(r)
 	if err != nil {
-		h.failErr(w, r, err, langOf(r, ""), "")
+		lang, org := langOf(r, ""), ""
+		if errors.Is(err, survey.ErrExpired) {
+			// Signed but old: the invitation still says whose and in
+			// which language.
+			if inv, ierr := h.e.Invitation(r.Context(), tok.Ref); ierr == nil {
+				lang, org = langOf(r, inv.Lang), h.e.OrgName(inv.Org)
+			}
+		}
+		h.failErr(w, r, err, lang, org)
 		return
 	}
 	if tok.Kind != survey.TokenAnswer {
@@ -375,13 +383,20 @@ func (h *Handler) reasons(w http.ResponseWriter, r *http.Request) {
 		h.failErr(w, r, err, lang, "")
 		return
 	}
+	// The answer's language and organisation, for any error page too.
+	prev, err := h.e.Answer(r.Context(), engine.AnswerID(tok))
+	if err != nil {
+		h.failErr(w, r, err, lang, "")
+		return
+	}
+	lang, org := langOf(r, prev.Lang), h.e.OrgName(prev.Org)
 	if err := r.ParseForm(); err != nil {
-		h.fail(w, r, http.StatusRequestEntityTooLarge, RejectComment, lang, "")
+		h.fail(w, r, http.StatusRequestEntityTooLarge, RejectComment, lang, org)
 		return
 	}
 	a, isNew, err := h.e.SetReasons(r.Context(), tok, r.PostForm["reason"], r.PostFormValue("comment"), r.PostFormValue("consent") == "yes")
 	if err != nil {
-		h.failErr(w, r, err, lang, "")
+		h.failErr(w, r, err, lang, org)
 		return
 	}
 	v := h.newView(langOf(r, a.Lang), h.e.OrgName(a.Org))
@@ -515,4 +530,9 @@ func (l *limiter) allow(key string, now time.Time) bool {
 	}
 	b.tokens--
 	return true
+}
+
+// RejectedCounter is the counter of one rejection reason, for tests.
+func RejectedCounter(h *Handler, reason string) prometheus.Counter {
+	return h.rejected.WithLabelValues(reason)
 }
