@@ -164,27 +164,30 @@ const (
 // responsible person of the counter's site calls back and records what was
 // done, before Due.
 type FollowUp struct {
-	ID                int64
-	Answer            string
-	Org, Site         string
-	Counter           string
-	Operator, Service string
-	Channel           Channel
-	Score             int
-	Reasons           []string
-	Comment           string
+	ID       int64    `json:"id"`
+	Answer   string   `json:"answer"`
+	Org      string   `json:"org"`
+	Site     string   `json:"site"`
+	Counter  string   `json:"counter"`
+	Operator string   `json:"operator,omitempty"`
+	Service  string   `json:"service,omitempty"`
+	Channel  Channel  `json:"channel"`
+	Score    int      `json:"score"`
+	Reasons  []string `json:"reasons"`
+	Comment  string   `json:"comment"`
 	// Contact is the customer's address, only when they agreed to be
 	// contacted; erased after the retention period once closed.
-	Contact     string
-	Lang        string
-	Responsible string // the person's name, as the registry had it
-	Opened, Due time.Time
-	State       FollowUpState
-	Closed      time.Time
-	ClosedBy    string
-	Outcome     string
-	Notified    time.Time // the customer was told by e-mail
-	Escalated   time.Time // the overdue alert was raised
+	Contact     string        `json:"contact,omitempty"`
+	Lang        string        `json:"lang"`
+	Responsible string        `json:"responsible"` // the person's name, as the registry had it
+	Opened      time.Time     `json:"opened"`
+	Due         time.Time     `json:"due"`
+	State       FollowUpState `json:"state"`
+	Closed      time.Time     `json:"closed,omitzero"`
+	ClosedBy    string        `json:"closed_by,omitempty"`
+	Outcome     string        `json:"outcome,omitempty"`
+	Notified    time.Time     `json:"notified,omitzero"`  // the customer was told by e-mail
+	Escalated   time.Time     `json:"escalated,omitzero"` // the overdue alert was raised
 }
 
 // InTime reports whether a closed follow-up was closed by its deadline.

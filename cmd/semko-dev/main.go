@@ -132,6 +132,7 @@ func dev(ctx context.Context, log *slog.Logger, o devOptions) error {
 	cfg.Notify.SMTP = backend.SMTPConfig{Host: "127.0.0.1", Port: 2525, TLS: "none", From: "Semko <semko@localhost>"}
 
 	faults := withFaults(&cfg, model) // a few faulty keypads for the diagnostics
+	withSurvey(&cfg)                  // NPS survey pages and simulated customers (survey.go)
 
 	// 3. The backend with its embedded broker.
 	app, err := backend.New(cfg, log.With("part", "backend"))
@@ -177,6 +178,8 @@ Semko is running. Ctrl-C stops everything.
 `, db.URL(), db.URL(), cfg.MQTT.Addr, cfg.HTTP.Addr, filepath.Join(o.varDir, "api-token"), db.URL(),
 		len(model.Devices), o.orgs*o.sites, o.orgs, o.seed, cfg.FleetFile, mailDir, mailDir, mailDir, o.logPath)
 
+	waitSurvey := startSurveySim(fleetCtx, log.With("part", "survey-sim"), "http://"+cfg.HTTP.Addr, cfg.HTTP.Token, mailDir, model, 6*time.Second)
+
 	tick := time.NewTicker(o.every)
 	defer tick.Stop()
 	var runErr error
@@ -210,6 +213,7 @@ loop:
 	}
 	fmt.Println("\nstopping: fleet, then backend, then InfluxDB...")
 	stopFleet()
+	waitSurvey()
 	if fleetRunning {
 		if err := <-fleetDone; err != nil && !errors.Is(err, context.Canceled) {
 			log.Warn("fleet stopped", "err", err)

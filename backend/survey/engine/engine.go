@@ -604,9 +604,12 @@ func (e *Engine) NotifyCustomer(ctx context.Context, id int64, text string) (sur
 
 // Stats are the follow-ups' figures of a set.
 type Stats struct {
-	Open, Closed, ClosedInTime, Overdue int
+	Open         int `json:"open"`
+	Closed       int `json:"closed"`
+	ClosedInTime int `json:"closed_in_time"`
+	Overdue      int `json:"overdue"`
 	// InTimeShare is ClosedInTime / Closed (0 when none closed).
-	InTimeShare float64
+	InTimeShare float64 `json:"in_time_share"`
 }
 
 // StatsOf counts fs at now.
