@@ -22,10 +22,12 @@ import (
 
 	"github.com/semko/semko/backend/api"
 	"github.com/semko/semko/backend/fleet/configpush"
+	"github.com/semko/semko/backend/fleet/fleetapi"
 	"github.com/semko/semko/backend/fleet/timebeacon"
 	"github.com/semko/semko/backend/intake/influx"
 	"github.com/semko/semko/backend/intake/ingest"
 	"github.com/semko/semko/backend/intake/spool"
+	"github.com/semko/semko/backend/web"
 	"github.com/semko/semko/broker"
 	"github.com/semko/semko/fleet/registry"
 )
@@ -47,6 +49,7 @@ type App struct {
 	alerts   alertParts          // alert manager and rating watcher (alerts.go)
 	series   *influx.SeriesCheck // InfluxDB's series count and limit refusals (series.go)
 	survey   surveyParts         // NPS survey (survey.go)
+	console  consoleParts        // accounts, access router, web console (console.go)
 	http     *api.Server
 	started  chan struct{} // closed once every part has started
 }
@@ -138,7 +141,12 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 		return nil, fmt.Errorf("survey: %w", err)
 	}
 
+	if err := a.newAccess(); err != nil {
+		return nil, fmt.Errorf("accounts: %w", err)
+	}
 	handler, err := api.New(api.Options{
+		Router:    a.console.router,
+		Device:    fleetapi.DeviceLocator(a.fleet.db),
 		Token:     cfg.HTTP.Token,
 		Ready:     a.Ready,
 		Gatherer:  a.metrics,
@@ -151,7 +159,10 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	a.http, err = api.NewServer(handler, api.ServerOptions{
+	if err := a.newConsole(); err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	a.http, err = api.NewServer(web.Protect(handler), api.ServerOptions{
 		Addr: cfg.HTTP.Addr, CertFile: cfg.HTTP.CertFile, KeyFile: cfg.HTTP.KeyFile,
 		MaxConnsPerAddr: cmp.Or(cfg.HTTP.MaxConnsPerAddr, DefaultHTTPConnsPerAddr),
 		Logger:          log, Registerer: a.metrics,

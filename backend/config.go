@@ -33,6 +33,8 @@ type Config struct {
 	Alerts AlertsConfig `yaml:"alerts"` // see alerts.go
 	Notify NotifyConfig `yaml:"notify"` // channels; see notify.go
 	Survey SurveyConfig `yaml:"survey"` // NPS survey; see survey.go
+	// Console: the web console and its accounts; see console.go.
+	Console ConsoleConfig `yaml:"console"`
 
 	// Diagnostics and Lifecycle: see health.go.
 	Diagnostics diagnostics.Config `yaml:"diagnostics"`

@@ -118,7 +118,7 @@ func (a *App) fleetRoutes() []api.Route {
 	for _, rt := range fleetapi.Routes(fleetapi.Options{
 		DB: a.fleet.db, Live: a.ingest.Devices, Logger: a.log.With("part", "fleetapi"),
 	}) {
-		out = append(out, api.Route{Pattern: rt.Pattern, Handler: rt.Handler})
+		out = append(out, api.Route{Pattern: rt.Pattern, Handler: rt.Handler, Rule: rt.Rule})
 	}
 	return out
 }

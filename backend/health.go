@@ -104,7 +104,7 @@ func (a *App) healthRoutes() []api.Route {
 	}
 	var out []api.Route
 	for _, rt := range a.health.diag.Routes() {
-		out = append(out, api.Route{Pattern: rt.Pattern, Handler: rt.Handler})
+		out = append(out, api.Route{Pattern: rt.Pattern, Handler: rt.Handler, Rule: rt.Rule})
 	}
 	return out
 }

@@ -6,12 +6,10 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/semko/semko/backend/access"
 	"github.com/semko/semko/backend/alert/calendar"
 	"github.com/semko/semko/backend/alert/notify/email"
 	"github.com/semko/semko/backend/api"
@@ -178,24 +176,13 @@ func (a *App) addSurvey() {
 	a.sup.add("survey-http", a.survey.server)
 }
 
-// surveyRoutes mounts the survey API behind the API token. Until the
-// access router (issue 10) sets the principal, a request that passed the
-// token is the bootstrap admin's.
+// surveyRoutes are the survey's API routes, each with its access rule.
 func (a *App) surveyRoutes() []api.Route {
 	var out []api.Route
 	for _, r := range a.survey.routes {
-		out = append(out, api.Route{Pattern: r.Pattern, Handler: bootstrapPrincipal(r.Handler)})
+		out = append(out, api.Route{Pattern: r.Pattern, Handler: r.Handler, Rule: r.Rule})
 	}
 	return out
-}
-
-func bootstrapPrincipal(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := access.FromContext(r.Context()); !ok {
-			r = r.WithContext(access.WithPrincipal(r.Context(), access.Principal{Account: "bootstrap", Role: access.Admin, Scope: access.Everything}))
-		}
-		h.ServeHTTP(w, r)
-	})
 }
 
 // Survey is the survey engine (nil when the survey is off).

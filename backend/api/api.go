@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/semko/semko/backend/access"
 	"github.com/semko/semko/backend/fleet/live"
 	"github.com/semko/semko/backend/intake/ingest"
 	"github.com/semko/semko/fleet/registry"
@@ -57,15 +58,26 @@ type Options struct {
 	Summary   func() ingest.Summary
 	Logger    *slog.Logger
 	// Routes are further endpoints other backend parts serve (alerts,
-	// device management, configuration). Each is mounted behind the bearer
-	// token; patterns use net/http's syntax, e.g. "GET /api/v1/alerts".
+	// device management, configuration). Each is mounted on the access
+	// router with its Rule; patterns use net/http's syntax, e.g. "GET
+	// /api/v1/alerts".
 	Routes []Route
+	// Router is the backend's access router the routes are registered
+	// on; nil makes one that knows only the bootstrap Token. The bootstrap
+	// token's authenticator is appended to it either way.
+	Router *access.Router
+	// Device locates a device by its {id} for the activation rule (an
+	// integrator activates the keypads of its scope only); nil checks no
+	// scope (tests of the API alone).
+	Device *access.Locator
 }
 
-// Route is one endpoint mounted under the token.
+// Route is one endpoint and who may call it (see access.Rule). A route
+// without a valid rule makes New fail.
 type Route struct {
 	Pattern string
 	Handler http.Handler
+	Rule    access.Rule
 }
 
 // maxBody bounds request bodies: an activation is far below a payload.
@@ -93,47 +105,58 @@ func New(opts Options) (http.Handler, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &server{opts: opts, log: opts.Logger, tokenHash: sha256.Sum256([]byte(opts.Token))}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	mux := opts.Router
+	if mux == nil {
+		mux = access.NewRouter(access.Options{})
+	}
+	mux.AddAuthenticator(access.AuthenticatorFunc(s.bootstrap))
+	for _, rt := range opts.Routes {
+		if !access.IsAPI(rt.Pattern) {
+			return nil, fmt.Errorf("%w: route %q is not under /api/", ErrOptions, rt.Pattern)
+		}
+		if err := rt.Rule.Check(); err != nil {
+			return nil, fmt.Errorf("%w: route %q: %v", ErrOptions, rt.Pattern, err)
+		}
+	}
+	public := access.Rule{Public: true}
+	mux.HandleFunc("GET /healthz", public, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
 	})
-	mux.HandleFunc("GET /readyz", s.ready)
+	mux.HandleFunc("GET /readyz", public, s.ready)
 	if opts.Gatherer != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
+		mux.Handle("GET /metrics", public, promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
 			ErrorLog: slogPrinter{s.log}, ErrorHandling: promhttp.ContinueOnError,
 		}))
 	}
-	mux.Handle("POST /api/v1/devices/{id}/activate", s.auth(http.HandlerFunc(s.activate)))
-	mux.Handle("GET /api/v1/devices", s.auth(http.HandlerFunc(s.devices)))
-	mux.Handle("GET /api/v1/summary", s.auth(http.HandlerFunc(s.summary)))
+	mux.HandleFunc("POST /api/v1/devices/{id}/activate", access.Allow(access.Admin, access.Integrator).At(opts.Device), s.activate)
+	mux.HandleFunc("GET /api/v1/devices", access.Allow(access.Staff...), s.devices)
+	mux.HandleFunc("GET /api/v1/summary", access.Allow(access.Admin), s.summary)
 	for _, rt := range opts.Routes {
-		if !strings.Contains(rt.Pattern, " /api/") && !strings.HasPrefix(rt.Pattern, "/api/") {
-			return nil, fmt.Errorf("%w: route %q is not under /api/", ErrOptions, rt.Pattern)
-		}
-		mux.Handle(rt.Pattern, s.auth(rt.Handler))
+		mux.Handle(rt.Pattern, rt.Rule, rt.Handler)
 	}
 	// Anything else under /api/ answers in JSON, after authentication so
-	// that the API's shape is not visible without the token.
-	mux.Handle("/api/", s.auth(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	// that the API's shape is not visible without credentials.
+	mux.HandleFunc("/api/", access.Rule{Any: true}, func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint")
-	})))
+	})
 	return mux, nil
 }
 
-// auth lets through requests with the right bearer token. Both sides are
-// hashed first so the comparison takes the same time whatever the length.
-func (s *server) auth(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		got := sha256.Sum256([]byte(token))
-		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(got[:], s.tokenHash[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="semko"`)
-			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+// bootstrap recognises SEMKO_API_TOKEN, the admin token that exists
+// before any account. Both sides are hashed first so the comparison takes
+// the same time whatever the length. Any other bearer token is wrong
+// (personal tokens are recognised by the account service before this).
+func (s *server) bootstrap(r *http.Request) (access.Principal, bool, error) {
+	scheme, token, found := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !found || !strings.EqualFold(scheme, "Bearer") {
+		return access.Principal{}, false, nil
+	}
+	got := sha256.Sum256([]byte(token))
+	if subtle.ConstantTimeCompare(got[:], s.tokenHash[:]) != 1 {
+		return access.Principal{}, false, errors.New("missing or wrong bearer token")
+	}
+	return access.Principal{Account: "bootstrap", Role: access.Admin, Scope: access.Everything}, true, nil
 }
 
 func (s *server) ready(w http.ResponseWriter, _ *http.Request) {
@@ -188,10 +211,16 @@ func (s *server) activate(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *server) devices(w http.ResponseWriter, _ *http.Request) {
+// devices lists the live state of the devices in the caller's scope.
+func (s *server) devices(w http.ResponseWriter, r *http.Request) {
 	devs := []live.DeviceState{}
 	if s.opts.Devices != nil {
-		devs = s.opts.Devices()
+		scope := access.ScopeOf(r.Context())
+		for _, d := range s.opts.Devices() {
+			if scope.Allows(d.Placement.Org, d.Placement.Site) {
+				devs = append(devs, d)
+			}
+		}
 	}
 	writeJSON(w, http.StatusOK, devs)
 }

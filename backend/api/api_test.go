@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/semko/semko/backend/access"
 	"github.com/semko/semko/backend/fleet/live"
 	"github.com/semko/semko/backend/intake/ingest"
 	"github.com/semko/semko/fleet/registry"
@@ -260,7 +261,7 @@ devices:
 
 func TestExtraRoutes(t *testing.T) {
 	extra := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "alerts:"+r.PathValue("id")) })
-	h, err := New(Options{Token: token, Routes: []Route{{Pattern: "GET /api/v1/alerts/{id}", Handler: extra}}})
+	h, err := New(Options{Token: token, Routes: []Route{{Pattern: "GET /api/v1/alerts/{id}", Handler: extra, Rule: access.Allow(access.Admin)}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +274,10 @@ func TestExtraRoutes(t *testing.T) {
 	if code, _, _ := e.do(t, "GET", "/api/v1/alerts/a-1", "", ""); code != http.StatusUnauthorized {
 		t.Errorf("without token: %d, want 401", code)
 	}
-	if _, err := New(Options{Token: token, Routes: []Route{{Pattern: "GET /debug", Handler: extra}}}); !errors.Is(err, ErrOptions) {
+	if _, err := New(Options{Token: token, Routes: []Route{{Pattern: "GET /debug", Handler: extra, Rule: access.Allow(access.Admin)}}}); !errors.Is(err, ErrOptions) {
 		t.Errorf("route outside /api/: %v, want ErrOptions", err)
+	}
+	if _, err := New(Options{Token: token, Routes: []Route{{Pattern: "GET /api/v1/norule", Handler: extra}}}); !errors.Is(err, ErrOptions) {
+		t.Errorf("route without a rule: %v, want ErrOptions", err)
 	}
 }

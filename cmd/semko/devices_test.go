@@ -44,7 +44,7 @@ services: [{id: tax}]
 	}
 	var routes []api.Route
 	for _, r := range fleetapi.Routes(fleetapi.Options{DB: db}) {
-		routes = append(routes, api.Route{Pattern: r.Pattern, Handler: r.Handler})
+		routes = append(routes, api.Route{Pattern: r.Pattern, Handler: r.Handler, Rule: r.Rule})
 	}
 	h, err := api.New(api.Options{Token: "tok", Routes: routes})
 	if err != nil {

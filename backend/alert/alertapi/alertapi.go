@@ -3,7 +3,7 @@
 //
 //	GET    /api/v1/alerts                 ?state=open|firing|acknowledged|resolved&kind=&severity=&org=&site=&device=&since=RFC3339&limit=
 //	GET    /api/v1/alerts/{id}            the alert and its audit trail
-//	POST   /api/v1/alerts/{id}/ack        {"by": "...", "comment": "..."}
+//	POST   /api/v1/alerts/{id}/ack        {"by": "...", "comment": "..."} ("by" is the caller's account)
 //	POST   /api/v1/alerts/{id}/resolve    {"by": "...", "comment": "..."}
 //	GET    /api/v1/silences               silences not yet ended
 //	POST   /api/v1/silences               {"matchers": {...}, "ends_at" | "duration", "created_by", "comment"}
@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/semko/semko/backend/access"
 	"github.com/semko/semko/backend/alert"
 	"github.com/semko/semko/backend/api"
 )
@@ -35,15 +36,65 @@ func Routes(m *alert.Manager, log *slog.Logger) []api.Route {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := handlers{m: m, log: log}
+	at := Locator(m)
 	return []api.Route{
-		{Pattern: "GET /api/v1/alerts", Handler: http.HandlerFunc(h.list)},
-		{Pattern: "GET /api/v1/alerts/{id}", Handler: http.HandlerFunc(h.get)},
-		{Pattern: "POST /api/v1/alerts/{id}/ack", Handler: http.HandlerFunc(h.ack)},
-		{Pattern: "POST /api/v1/alerts/{id}/resolve", Handler: http.HandlerFunc(h.resolve)},
-		{Pattern: "GET /api/v1/silences", Handler: http.HandlerFunc(h.silences)},
-		{Pattern: "POST /api/v1/silences", Handler: http.HandlerFunc(h.addSilence)},
-		{Pattern: "DELETE /api/v1/silences/{id}", Handler: http.HandlerFunc(h.deleteSilence)},
+		{Pattern: "GET /api/v1/alerts", Handler: http.HandlerFunc(h.list), Rule: access.Allow(access.Staff...)},
+		{Pattern: "GET /api/v1/alerts/{id}", Handler: http.HandlerFunc(h.get), Rule: access.Allow(access.Staff...).At(at)},
+		{Pattern: "POST /api/v1/alerts/{id}/ack", Handler: http.HandlerFunc(h.ack), Rule: access.Allow(Responders...).At(at)},
+		{Pattern: "POST /api/v1/alerts/{id}/resolve", Handler: http.HandlerFunc(h.resolve), Rule: access.Allow(Responders...).At(at)},
+		// Silences match by labels across organisations: only an admin
+		// sets or lifts them through the API (the console silences one
+		// alert's subject, within scope).
+		{Pattern: "GET /api/v1/silences", Handler: http.HandlerFunc(h.silences), Rule: access.Allow(access.Admin)},
+		{Pattern: "POST /api/v1/silences", Handler: http.HandlerFunc(h.addSilence), Rule: access.Allow(access.Admin)},
+		{Pattern: "DELETE /api/v1/silences/{id}", Handler: http.HandlerFunc(h.deleteSilence), Rule: access.Allow(access.Admin)},
 	}
+}
+
+// Responders are the roles that acknowledge, resolve and silence alerts.
+var Responders = []access.Role{access.Admin, access.Manager, access.Technician}
+
+// Locator finds the organisation and site of the alert {id}.
+func Locator(m *alert.Manager) *access.Locator {
+	return &access.Locator{Kind: "alert", Find: func(r *http.Request) (access.Place, error) {
+		id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+		if err != nil {
+			return access.Place{}, access.ErrNotFound
+		}
+		a, _, err := m.Get(r.Context(), id)
+		if errors.Is(err, alert.ErrNotFound) {
+			return access.Place{}, access.ErrNotFound
+		}
+		if err != nil {
+			return access.Place{}, err
+		}
+		return access.Place{Org: a.Subject.Org, Site: a.Subject.Site}, nil
+	}}
+}
+
+// ListScoped lists the alerts of f within scope: with a scope narrower
+// than everything it reads up to alert.MaxList and keeps those in scope,
+// then applies f's limit.
+func ListScoped(ctx context.Context, m *alert.Manager, f alert.Filter, scope access.Scope) ([]alert.Alert, error) {
+	if scope.All {
+		return m.List(ctx, f)
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > alert.MaxList {
+		limit = alert.MaxList
+	}
+	f.Limit = alert.MaxList
+	list, err := m.List(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	out := list[:0]
+	for _, a := range list {
+		if scope.Allows(a.Subject.Org, a.Subject.Site) && len(out) < limit {
+			out = append(out, a)
+		}
+	}
+	return out, nil
 }
 
 type handlers struct {
@@ -106,7 +157,7 @@ func (h handlers) list(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Limit = n
 	}
-	list, err := h.m.List(r.Context(), f)
+	list, err := ListScoped(r.Context(), h.m, f, access.ScopeOf(r.Context()))
 	if err != nil {
 		h.fail(w, err)
 		return
@@ -146,6 +197,11 @@ func (h handlers) act(w http.ResponseWriter, r *http.Request, do func(ctx contex
 	var body Action
 	if !readJSON(w, r, &body) {
 		return
+	}
+	// An account acts as itself, whatever the body says; the bootstrap
+	// token is shared by tools, which name the person in "by".
+	if p, ok := access.FromContext(r.Context()); ok && p.Account != "bootstrap" {
+		body.By = p.Account
 	}
 	a, err := do(r.Context(), id, body.By, body.Comment)
 	if err != nil {

@@ -60,7 +60,7 @@ func TestEndpoints(t *testing.T) {
 		{"bad since", "GET", "/api/v1/alerts?since=yesterday", "", true, 400, "since"},
 		{"get one with trail", "GET", "/api/v1/alerts/1", "", true, 200, `"raised"`},
 		{"get unknown", "GET", "/api/v1/alerts/99", "", true, 404, ""},
-		{"bad id", "GET", "/api/v1/alerts/x", "", true, 400, ""},
+		{"bad id answers as unknown", "GET", "/api/v1/alerts/x", "", true, 404, ""},
 		{"ack", "POST", "/api/v1/alerts/1/ack", `{"by":"ivan","comment":"on my way"}`, true, 200, `"acknowledged"`},
 		{"ack without name", "POST", "/api/v1/alerts/2/ack", `{}`, true, 400, "who"},
 		{"ack unknown field", "POST", "/api/v1/alerts/2/ack", `{"who":"x"}`, true, 400, "unknown field"},

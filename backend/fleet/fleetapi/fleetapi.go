@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/semko/semko/backend/access"
 	"github.com/semko/semko/backend/fleet/fleetdb"
 	"github.com/semko/semko/backend/fleet/live"
 	"github.com/semko/semko/fleet/devconfig"
@@ -21,10 +22,12 @@ import (
 	"github.com/semko/semko/protocol"
 )
 
-// Route is one endpoint; the backend turns it into an api.Route.
+// Route is one endpoint and who may call it; the backend turns it into
+// an api.Route.
 type Route struct {
 	Pattern string
 	Handler http.Handler
+	Rule    access.Rule
 }
 
 // Options configures Routes.
@@ -94,21 +97,40 @@ func Routes(opts Options) []Route {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &handler{opts: opts, log: opts.Logger}
+	read := access.Allow(access.Staff...)
+	admin := access.Allow(access.Admin)
+	dev := DeviceLocator(opts.DB)
 	return []Route{
-		{"GET /api/v1/fleet/devices", http.HandlerFunc(h.listDevices)},
-		{"POST /api/v1/fleet/devices", http.HandlerFunc(h.addDevice)},
-		{"GET /api/v1/fleet/devices/{id}", http.HandlerFunc(h.getDevice)},
-		{"PATCH /api/v1/fleet/devices/{id}", http.HandlerFunc(h.patchDevice)},
-		{"DELETE /api/v1/fleet/devices/{id}", http.HandlerFunc(h.retireDevice)},
-		{"GET /api/v1/fleet/devices/{id}/config", http.HandlerFunc(h.deviceConfig)},
-		{"GET /api/v1/fleet/counters", http.HandlerFunc(h.listCounters)},
-		{"PATCH /api/v1/fleet/counters/{id}", http.HandlerFunc(h.patchCounter)},
-		{"PUT /api/v1/fleet/operators/{id}", http.HandlerFunc(h.putOperator)},
-		{"PUT /api/v1/fleet/services/{id}", http.HandlerFunc(h.putService)},
-		{"GET /api/v1/fleet/config/{level}/{id}", http.HandlerFunc(h.getOverride)},
-		{"PUT /api/v1/fleet/config/{level}/{id}", http.HandlerFunc(h.putOverride)},
-		{"GET /api/v1/fleet/export", http.HandlerFunc(h.export)},
+		{"GET /api/v1/fleet/devices", http.HandlerFunc(h.listDevices), read},
+		{"POST /api/v1/fleet/devices", http.HandlerFunc(h.addDevice), admin},
+		{"GET /api/v1/fleet/devices/{id}", http.HandlerFunc(h.getDevice), read.At(dev)},
+		{"PATCH /api/v1/fleet/devices/{id}", http.HandlerFunc(h.patchDevice), admin},
+		{"DELETE /api/v1/fleet/devices/{id}", http.HandlerFunc(h.retireDevice), admin},
+		{"GET /api/v1/fleet/devices/{id}/config", http.HandlerFunc(h.deviceConfig), read.At(dev)},
+		{"GET /api/v1/fleet/counters", http.HandlerFunc(h.listCounters), admin},
+		{"PATCH /api/v1/fleet/counters/{id}", http.HandlerFunc(h.patchCounter), admin},
+		{"PUT /api/v1/fleet/operators/{id}", http.HandlerFunc(h.putOperator), admin},
+		{"PUT /api/v1/fleet/services/{id}", http.HandlerFunc(h.putService), admin},
+		{"GET /api/v1/fleet/config/{level}/{id}", http.HandlerFunc(h.getOverride), admin},
+		{"PUT /api/v1/fleet/config/{level}/{id}", http.HandlerFunc(h.putOverride), admin},
+		{"GET /api/v1/fleet/export", http.HandlerFunc(h.export), admin},
 	}
+}
+
+// DeviceLocator finds the organisation and site of the device {id} in the
+// fleet database (retired and unplaced devices included: those have no
+// organisation and only an admin reaches them).
+func DeviceLocator(db *fleetdb.DB) *access.Locator {
+	return &access.Locator{Kind: "device", Find: func(r *http.Request) (access.Place, error) {
+		d, err := db.Device(r.Context(), r.PathValue("id"))
+		if errors.Is(err, fleetdb.ErrNotFound) {
+			return access.Place{}, access.ErrNotFound
+		}
+		if err != nil {
+			return access.Place{}, err
+		}
+		return access.Place{Org: d.Placement.Org, Site: d.Placement.Site}, nil
+	}}
 }
 
 func (h *handler) live() map[string]live.DeviceState {
@@ -142,9 +164,12 @@ func (h *handler) listDevices(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	live, reg := h.live(), h.opts.DB.Current()
+	scope := access.ScopeOf(r.Context())
 	out := make([]DeviceView, 0, len(devs))
 	for _, d := range devs {
-		out = append(out, h.view(d, live, reg))
+		if scope.Allows(d.Placement.Org, d.Placement.Site) {
+			out = append(out, h.view(d, live, reg))
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

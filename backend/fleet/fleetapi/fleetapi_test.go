@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/semko/semko/backend/access"
 	"github.com/semko/semko/backend/fleet/fleetapi"
 	"github.com/semko/semko/backend/fleet/fleetdb"
 	"github.com/semko/semko/backend/fleet/live"
@@ -49,9 +50,14 @@ func newServer(t testing.TB, live func() []live.DeviceState) (*httptest.Server, 
 	if _, err := db.ApplyFile(context.Background(), file, false); err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
+	// Every request is the admin's here; scopes are tested by the
+	// backend's authorization matrix.
+	admin := access.AuthenticatorFunc(func(*http.Request) (access.Principal, bool, error) {
+		return access.Principal{Account: "test", Role: access.Admin, Scope: access.Everything}, true, nil
+	})
+	mux := access.NewRouter(access.Options{Authenticators: []access.Authenticator{admin}})
 	for _, r := range fleetapi.Routes(fleetapi.Options{DB: db, Live: live}) {
-		mux.Handle(r.Pattern, r.Handler)
+		mux.Handle(r.Pattern, r.Rule, r.Handler)
 	}
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"github.com/semko/semko/backend/access"
 	"github.com/semko/semko/backend/alert"
 	"github.com/semko/semko/backend/fleet/live"
 	"github.com/semko/semko/protocol"
@@ -363,7 +364,9 @@ func TestRoutes(t *testing.T) {
 	}
 	do := func(method, path string) (int, string) {
 		rec := httptest.NewRecorder()
-		mux.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
+		req := httptest.NewRequest(method, path, nil)
+		req = req.WithContext(access.WithPrincipal(req.Context(), access.Principal{Role: access.Admin, Scope: access.Everything}))
+		mux.ServeHTTP(rec, req)
 		return rec.Code, rec.Body.String()
 	}
 	tests := []struct {

@@ -4,16 +4,20 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"sort"
 	"time"
 
+	"github.com/semko/semko/backend/access"
 	"github.com/semko/semko/backend/alert"
 )
 
-// Route is one HTTP endpoint; the backend mounts them behind its token.
+// Route is one HTTP endpoint and who may call it; the backend mounts
+// them on its access router.
 type Route struct {
 	Pattern string
 	Handler http.Handler
+	Rule    access.Rule
 }
 
 // Status is what GET /api/v1/diagnostics answers.
@@ -30,13 +34,15 @@ type Status struct {
 //	POST /api/v1/diagnostics/{check}  run one check now (e.g. selftest after a repair)
 func (d *Diagnostics) Routes() []Route {
 	return []Route{
-		{Pattern: "GET /api/v1/diagnostics", Handler: http.HandlerFunc(d.serveStatus)},
-		{Pattern: "POST /api/v1/diagnostics/{check}", Handler: http.HandlerFunc(d.serveRun)},
+		{Pattern: "GET /api/v1/diagnostics", Handler: http.HandlerFunc(d.serveStatus), Rule: access.Allow(access.Admin, access.Technician)},
+		// A check runs over the whole fleet: the admin's alone.
+		{Pattern: "POST /api/v1/diagnostics/{check}", Handler: http.HandlerFunc(d.serveRun), Rule: access.Allow(access.Admin)},
 	}
 }
 
-func (d *Diagnostics) serveStatus(w http.ResponseWriter, _ *http.Request) {
-	open := d.Open()
+func (d *Diagnostics) serveStatus(w http.ResponseWriter, r *http.Request) {
+	scope := access.ScopeOf(r.Context())
+	open := slices.DeleteFunc(d.Open(), func(f alert.Finding) bool { return !scope.Allows(f.Subject.Org, f.Subject.Site) })
 	sort.Slice(open, func(i, j int) bool {
 		if open[i].Kind != open[j].Kind {
 			return open[i].Kind < open[j].Kind

@@ -31,11 +31,14 @@ import (
 	"github.com/semko/semko/fleet/registry"
 )
 
-// Route is one endpoint: a pattern in net/http's syntax and its plain
-// handler, for whatever router mounts them.
+// Route is one endpoint: a pattern in net/http's syntax, its handler and
+// the access rule the router applies first. The handlers check role and
+// scope again themselves (404 when out of scope), so no locator is needed:
+// a follow-up's or counter's place is only known after loading it.
 type Route struct {
 	Pattern string
 	Handler http.Handler
+	Rule    access.Rule
 }
 
 // Roles allowed per action.
@@ -53,13 +56,13 @@ func Routes(e *engine.Engine, reg func() *registry.Registry, log *slog.Logger) [
 	}
 	h := handlers{e: e, reg: reg, log: log}
 	return []Route{
-		{"POST /api/v1/survey/contacts", http.HandlerFunc(h.contact)},
-		{"GET /api/v1/survey/followups", http.HandlerFunc(h.list)},
-		{"GET /api/v1/survey/followups/{id}", http.HandlerFunc(h.get)},
-		{"POST /api/v1/survey/followups/{id}/close", http.HandlerFunc(h.close)},
-		{"POST /api/v1/survey/followups/{id}/notify", http.HandlerFunc(h.notify)},
-		{"GET /api/v1/survey/counters/{id}/qr.png", http.HandlerFunc(h.qrPNG)},
-		{"GET /api/v1/survey/counters/{id}/qr", http.HandlerFunc(h.qrPage)},
+		{"POST /api/v1/survey/contacts", http.HandlerFunc(h.contact), access.Allow(contactRoles...)},
+		{"GET /api/v1/survey/followups", http.HandlerFunc(h.list), access.Allow(readRoles...)},
+		{"GET /api/v1/survey/followups/{id}", http.HandlerFunc(h.get), access.Allow(readRoles...)},
+		{"POST /api/v1/survey/followups/{id}/close", http.HandlerFunc(h.close), access.Allow(writeRoles...)},
+		{"POST /api/v1/survey/followups/{id}/notify", http.HandlerFunc(h.notify), access.Allow(writeRoles...)},
+		{"GET /api/v1/survey/counters/{id}/qr.png", http.HandlerFunc(h.qrPNG), access.Allow(qrRoles...)},
+		{"GET /api/v1/survey/counters/{id}/qr", http.HandlerFunc(h.qrPage), access.Allow(qrRoles...)},
 	}
 }
 
