@@ -162,6 +162,9 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	if err := a.newConsole(); err != nil {
 		return nil, fmt.Errorf("console: %w", err)
 	}
+	if err := a.addSurveyPages(); err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
 	a.http, err = api.NewServer(web.Protect(handler), api.ServerOptions{
 		Addr: cfg.HTTP.Addr, CertFile: cfg.HTTP.CertFile, KeyFile: cfg.HTTP.KeyFile,
 		MaxConnsPerAddr: cmp.Or(cfg.HTTP.MaxConnsPerAddr, DefaultHTTPConnsPerAddr),

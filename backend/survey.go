@@ -15,6 +15,7 @@ import (
 	"github.com/semko/semko/backend/api"
 	"github.com/semko/semko/backend/survey"
 	"github.com/semko/semko/backend/survey/engine"
+	"github.com/semko/semko/backend/survey/followpage"
 	"github.com/semko/semko/backend/survey/sms"
 	surveysqlite "github.com/semko/semko/backend/survey/sqlite"
 	"github.com/semko/semko/backend/survey/surveyapi"
@@ -183,6 +184,14 @@ func (a *App) surveyRoutes() []api.Route {
 		out = append(out, api.Route{Pattern: r.Pattern, Handler: r.Handler, Rule: r.Rule})
 	}
 	return out
+}
+
+// addSurveyPages adds the console's Follow-ups pages (after newConsole).
+func (a *App) addSurveyPages() error {
+	if a.survey.engine == nil || a.console.console == nil {
+		return nil
+	}
+	return followpage.Register(a.console.console, a.survey.engine, a.registry.Current, a.log.With("part", "survey-console"))
 }
 
 // Survey is the survey engine (nil when the survey is off).

@@ -32,6 +32,18 @@ import (
 // sink; it returns the app and the sink's directory.
 func surveyBackend(t *testing.T, model *fleet.Model, db *influxlocal.Server) (*backend.App, *mailsink.Sink, string) {
 	t.Helper()
+	return surveyBackendOn(t, model, db, nil)
+}
+
+// surveyBackendWith is surveyBackend without InfluxDB, with edit applied
+// to the config.
+func surveyBackendWith(t *testing.T, model *fleet.Model, edit func(*backend.Config)) (*backend.App, *mailsink.Sink, string) {
+	t.Helper()
+	return surveyBackendOn(t, model, nil, edit)
+}
+
+func surveyBackendOn(t *testing.T, model *fleet.Model, db *influxlocal.Server, edit func(*backend.Config)) (*backend.App, *mailsink.Sink, string) {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "mail")
 	sink, err := mailsink.Start(mailsink.Options{Addr: "127.0.0.1:0", Dir: dir})
 	if err != nil {
@@ -43,6 +55,9 @@ func surveyBackend(t *testing.T, model *fleet.Model, db *influxlocal.Server) (*b
 	cfg := newTestConfig(t, model, db)
 	cfg.Notify.SMTP = backend.SMTPConfig{Host: host, Port: port, TLS: "none", From: "Semko <semko@localhost>"}
 	cfg.Survey.Addr = "127.0.0.1:0"
+	if edit != nil {
+		edit(&cfg)
+	}
 	app := newApp(t, cfg, testLogger(t))
 	startApp(t, app)
 	return app, sink, dir

@@ -43,8 +43,8 @@ type Route struct {
 
 // Roles allowed per action.
 var (
-	readRoles    = []access.Role{access.Admin, access.Manager, access.CustomerService, access.Viewer}
-	writeRoles   = []access.Role{access.Admin, access.Manager, access.CustomerService}
+	ReadRoles    = []access.Role{access.Admin, access.Manager, access.CustomerService, access.Viewer}
+	WriteRoles   = []access.Role{access.Admin, access.Manager, access.CustomerService}
 	contactRoles = []access.Role{access.Admin, access.Manager, access.CustomerService, access.Integrator}
 	qrRoles      = []access.Role{access.Admin, access.Manager, access.CustomerService, access.Technician}
 )
@@ -57,10 +57,10 @@ func Routes(e *engine.Engine, reg func() *registry.Registry, log *slog.Logger) [
 	h := handlers{e: e, reg: reg, log: log}
 	return []Route{
 		{"POST /api/v1/survey/contacts", http.HandlerFunc(h.contact), access.Allow(contactRoles...)},
-		{"GET /api/v1/survey/followups", http.HandlerFunc(h.list), access.Allow(readRoles...)},
-		{"GET /api/v1/survey/followups/{id}", http.HandlerFunc(h.get), access.Allow(readRoles...)},
-		{"POST /api/v1/survey/followups/{id}/close", http.HandlerFunc(h.close), access.Allow(writeRoles...)},
-		{"POST /api/v1/survey/followups/{id}/notify", http.HandlerFunc(h.notify), access.Allow(writeRoles...)},
+		{"GET /api/v1/survey/followups", http.HandlerFunc(h.list), access.Allow(ReadRoles...)},
+		{"GET /api/v1/survey/followups/{id}", http.HandlerFunc(h.get), access.Allow(ReadRoles...)},
+		{"POST /api/v1/survey/followups/{id}/close", http.HandlerFunc(h.close), access.Allow(WriteRoles...)},
+		{"POST /api/v1/survey/followups/{id}/notify", http.HandlerFunc(h.notify), access.Allow(WriteRoles...)},
 		{"GET /api/v1/survey/counters/{id}/qr.png", http.HandlerFunc(h.qrPNG), access.Allow(qrRoles...)},
 		{"GET /api/v1/survey/counters/{id}/qr", http.HandlerFunc(h.qrPage), access.Allow(qrRoles...)},
 	}
@@ -178,7 +178,7 @@ func (h handlers) view(f survey.FollowUp) FollowUp {
 }
 
 func (h handlers) list(w http.ResponseWriter, r *http.Request) {
-	p, ok := principal(w, r, readRoles)
+	p, ok := principal(w, r, ReadRoles)
 	if !ok {
 		return
 	}
@@ -226,7 +226,7 @@ func (h handlers) inScope(w http.ResponseWriter, r *http.Request, roles []access
 }
 
 func (h handlers) get(w http.ResponseWriter, r *http.Request) {
-	if f, ok := h.inScope(w, r, readRoles); ok {
+	if f, ok := h.inScope(w, r, ReadRoles); ok {
 		writeJSON(w, http.StatusOK, h.view(f))
 	}
 }
@@ -252,7 +252,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 }
 
 func (h handlers) close(w http.ResponseWriter, r *http.Request) {
-	f, ok := h.inScope(w, r, writeRoles)
+	f, ok := h.inScope(w, r, WriteRoles)
 	if !ok {
 		return
 	}
@@ -275,7 +275,7 @@ func (h handlers) close(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h handlers) notify(w http.ResponseWriter, r *http.Request) {
-	f, ok := h.inScope(w, r, writeRoles)
+	f, ok := h.inScope(w, r, WriteRoles)
 	if !ok {
 		return
 	}
