@@ -129,7 +129,7 @@ func TestLinkPages(t *testing.T) {
 		t.Fatalf("expired = %d\n%s", resp.StatusCode, body)
 	}
 	// Language switch.
-	resp, body = do(t, c, "GET", link+"?lang=ru", nil)
+	_, body = do(t, c, "GET", link+"?lang=ru", nil)
 	if !strings.Contains(body, "Срок действия ссылки истёк") {
 		t.Fatalf("ru page:\n%s", body)
 	}
