@@ -19,8 +19,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/semko/semko/backend"
+	"github.com/semko/semko/backend/alert"
+	"github.com/semko/semko/backend/alert/calendar"
 	"github.com/semko/semko/backend/survey/surveyapi"
 	"github.com/semko/semko/firmware-sim/fleet"
 	"github.com/semko/semko/internal/influxlocal"
@@ -307,4 +310,62 @@ func TestSurveyEmailExactlyOnce(t *testing.T) {
 		t.Error("no replayed counter")
 	}
 	_ = fmt.Sprint
+}
+
+// TestSurveyFollowUpEscalates: a detractor's follow-up left open past its
+// deadline raises nps_followup_overdue in the alert manager, whose notice
+// reaches the counter's responsible person by e-mail; closing it resolves
+// the alert.
+func TestSurveyFollowUpEscalates(t *testing.T) {
+	model := fleet.Generate(fleet.Spec{Seed: 13, Orgs: 1, SitesPerOrg: 1, CountersPerSite: 1, OperatorsPerSite: 1})
+	site := model.Orgs[0].Sites[0]
+	ctr := site.Counters[0]
+	app, _, mailDir := surveyBackendWith(t, model, func(c *backend.Config) {
+		// Always open, one working second: the deadline passes at once.
+		c.Alerts.Calendars.Default = calendar.Spec{Hours: map[string]string{"mon-sun": "00:00-24:00"}}
+		c.Alerts.Tick = 50 * time.Millisecond
+		c.Alerts.Route = alert.RouteConfig{Routes: []alert.RouteConfig{{
+			Match: alert.Matchers{"kind": "nps_followup_overdue"}, Receivers: []string{alert.ReceiverResponsible},
+			GroupWait: 100 * time.Millisecond, GroupInterval: time.Hour,
+		}}}
+		c.Survey.Deadline = time.Second
+		c.Survey.CheckEvery = 100 * time.Millisecond
+	})
+	api := "http://" + app.HTTPAddr() + "/api/v1/survey"
+	apiDo(t, http.MethodPost, api+"/contacts", `{"counter":"`+ctr.ID+`","email":"late@example.org","lang":"en"}`, http.StatusAccepted, nil)
+	scores, _ := links(t, readMails(t, mailDir)[0].Text)
+	if code, _ := get(t, scores[2]); code != http.StatusOK {
+		t.Fatalf("answer 2 = %d", code)
+	}
+	ctx := context.Background()
+	open := func() []alert.Alert {
+		l, err := app.Alerts().List(ctx, alert.Filter{Kind: "nps_followup_overdue", State: "open"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	testwait.For(t, "the overdue alert", func() bool { return len(open()) == 1 })
+	if a := open()[0]; a.Subject.Counter != ctr.ID || a.Details["score"] != "2" {
+		t.Fatalf("alert %+v", a)
+	}
+	testwait.For(t, "the notice to the responsible person", func() bool {
+		for _, m := range readMails(t, mailDir) {
+			if m.To == site.Responsible.Email {
+				return true
+			}
+		}
+		return false
+	})
+	var list surveyapi.ListAnswer
+	apiDo(t, http.MethodGet, api+"/followups", "", http.StatusOK, &list)
+	if len(list.FollowUps) != 1 || !list.FollowUps[0].Overdue || list.FollowUps[0].Escalated.IsZero() {
+		t.Fatalf("follow-up %+v", list.FollowUps)
+	}
+	apiDo(t, http.MethodPost, api+"/followups/"+strconv.FormatInt(list.FollowUps[0].ID, 10)+"/close", `{"outcome":"called back late"}`, http.StatusOK, nil)
+	testwait.For(t, "the alert resolved", func() bool { return len(open()) == 0 })
+	apiDo(t, http.MethodGet, api+"/followups", "", http.StatusOK, &list)
+	if list.Stats.Closed != 1 || list.Stats.ClosedInTime != 0 {
+		t.Errorf("stats %+v: closed late", list.Stats)
+	}
 }

@@ -686,11 +686,19 @@ func (e *Engine) Check(ctx context.Context) {
 
 func (e *Engine) escalate(ctx context.Context, f survey.FollowUp, now time.Time) {
 	if e.o.Alerts != nil {
+		details := map[string]string{"followup": strconv.FormatInt(f.ID, 10), "score": strconv.Itoa(f.Score), "due": f.Due.UTC().Format(time.RFC3339)}
+		// The receiver "responsible" reads the person from the details,
+		// as the rating watcher sets them.
+		if c, ok := e.o.Registry().Counter(f.Counter); ok && c.Responsible.Email != "" {
+			details[alert.DetailResponsibleEmail] = c.Responsible.Email
+			details[alert.DetailResponsibleName] = c.Responsible.Name
+			details[alert.DetailResponsibleLang] = c.Responsible.Lang
+		}
 		err := e.o.Alerts.Raise(ctx, alert.Finding{
 			Kind: KindFollowUpOverdue, Severity: alert.SeverityWarning, Subject: subject(f), Time: now,
 			Message: fmt.Sprintf("NPS follow-up %d (score %d) at counter %s was due %s and is still open", f.ID, f.Score, f.Counter, f.Due.UTC().Format(time.RFC3339)),
 			Hint:    "Call the customer back and record what was done in the console's Follow-ups",
-			Details: map[string]string{"followup": strconv.FormatInt(f.ID, 10), "score": strconv.Itoa(f.Score), "due": f.Due.UTC().Format(time.RFC3339)},
+			Details: details,
 		})
 		if err != nil {
 			e.log.Warn("survey: raise overdue", "id", f.ID, "err", err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/semko/semko/backend/alert"
 	"github.com/semko/semko/backend/survey"
 	"github.com/semko/semko/backend/survey/engine"
 	"github.com/semko/semko/backend/survey/internal/surveytest"
@@ -127,7 +128,8 @@ func TestAnswerOnceAndFollowUp(t *testing.T) {
 	env.Engine.Check(ctx)
 	env.Engine.Check(ctx)
 	_, _, _, raised, _ := env.Snapshot()
-	if len(raised) != 1 || raised[0].Kind != engine.KindFollowUpOverdue || raised[0].Subject.Counter != "c1" {
+	if len(raised) != 1 || raised[0].Kind != engine.KindFollowUpOverdue || raised[0].Subject.Counter != "c1" ||
+		raised[0].Details[alert.DetailResponsibleEmail] != "maria@o1.example" {
 		t.Fatalf("raised %+v", raised)
 	}
 	f, err = env.Engine.Close(ctx, f.ID, "maria", "Called back, new brochure sent")
