@@ -369,3 +369,27 @@ func TestSurveyFollowUpEscalates(t *testing.T) {
 		t.Errorf("stats %+v: closed late", list.Stats)
 	}
 }
+
+// TestSurveyConfigFromYAML reads the README's example.
+func TestSurveyConfigFromYAML(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "semko.yaml")
+	y := "survey:\n  addr: 0.0.0.0:8090\n  base_url: https://survey.example.org\n  period: 4380h\n  orgs: {bank: {period: 2160h}}\n" +
+		"  follow_passives: false\n  deadline: 3h\n  sms: {url: https://sms-gateway.example/send}\n"
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := backend.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Survey
+	if s.Addr != "0.0.0.0:8090" || s.Period != 4380*time.Hour || s.Orgs["bank"].Period != 2160*time.Hour || s.Deadline != 3*time.Hour || s.SMS.URL == "" {
+		t.Fatalf("survey config %+v", s)
+	}
+	if err := os.WriteFile(path, []byte("survey:\n  adr: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backend.LoadConfig(path); err == nil {
+		t.Fatal("misspelt survey key accepted")
+	}
+}
