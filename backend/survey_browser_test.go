@@ -127,7 +127,7 @@ func TestSurveyInBrowser(t *testing.T) {
 	)
 	do("open follow-ups", chromedp.Navigate(base+"/followups"), chromedp.WaitVisible(chromedp.ID("followups")))
 	shot("console-followups-phone")
-	if list := text("main"); !strings.Contains(list, "3 / 10") || !strings.Contains(list, due) || !strings.Contains(list, "speed") {
+	if list := text("main"); !strings.Contains(list, "3 / 10") || !strings.Contains(list, due) || !strings.Contains(list, "бързина") {
 		t.Fatalf("follow-ups page lacks the score 3, the deadline %q or the reason:\n%s", due, list)
 	}
 	do("open the follow-up", chromedp.Click(chromedp.CSS(`#followups a`)), chromedp.WaitVisible(chromedp.ID("due")))

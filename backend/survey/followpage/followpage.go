@@ -85,6 +85,23 @@ func (p *pages) local(site string, t time.Time) string {
 	return t.In(loc).Format("2006-01-02 15:04 MST")
 }
 
+// reasons names the reason categories in the reader's language; a
+// category without a message (a deployment's own) shows its code.
+func (p *pages) reasons(r *http.Request, codes []string) string {
+	if len(codes) == 0 {
+		return "—"
+	}
+	lang := web.Lang(r)
+	out := make([]string, len(codes))
+	for i, c := range codes {
+		key := "followup.reason_" + c
+		if out[i] = p.con.T(lang, key); out[i] == key {
+			out[i] = c
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
 func (p *pages) where(f survey.FollowUp) string {
 	reg := p.reg()
 	name := func(id, n string) string {
@@ -116,7 +133,7 @@ func (p *pages) listPage(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			in = append(in, f)
-			d.Rows = append(d.Rows, row{ID: f.ID, Score: f.Score, Where: p.where(f), Reasons: strings.Join(f.Reasons, ", "),
+			d.Rows = append(d.Rows, row{ID: f.ID, Score: f.Score, Where: p.where(f), Reasons: p.reasons(r, f.Reasons),
 				Due: p.local(f.Site, f.Due), State: string(f.State), Overdue: open && now.After(f.Due)})
 		}
 	}
@@ -153,11 +170,8 @@ func (p *pages) load(w http.ResponseWriter, r *http.Request) (survey.FollowUp, b
 }
 
 func (p *pages) render(w http.ResponseWriter, r *http.Request, status int, f survey.FollowUp, errMsg string) {
-	d := showData{F: f, Where: p.where(f), Reasons: strings.Join(f.Reasons, ", "), Due: p.local(f.Site, f.Due),
+	d := showData{F: f, Where: p.where(f), Reasons: p.reasons(r, f.Reasons), Due: p.local(f.Site, f.Due),
 		Opened: p.local(f.Site, f.Opened), Overdue: f.State == survey.FollowUpOpen && p.e.Now().After(f.Due), Error: errMsg}
-	if d.Reasons == "" {
-		d.Reasons = "—"
-	}
 	if f.State == survey.FollowUpClosed {
 		d.Closed = p.local(f.Site, f.Closed)
 	}
