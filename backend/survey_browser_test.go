@@ -136,6 +136,12 @@ func TestSurveyInBrowser(t *testing.T) {
 		t.Fatalf("follow-up page:\n%s", detail)
 	}
 
+	// The same list on a desktop.
+	do("desktop", chromedp.EmulateViewport(1280, 900), chromedp.Navigate(base+"/followups"), chromedp.WaitVisible(chromedp.ID("followups")))
+	shot("console-followups-desktop")
+	do("back to the phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(base+"/followups/"+strconv.FormatInt(fs[0].ID, 10)),
+		chromedp.WaitVisible(chromedp.ID("due")))
+
 	// Recording what was done closes it.
 	do("record the outcome",
 		chromedp.SendKeys(chromedp.ID("outcome"), "Обадихме се, уговорихме час без чакане."),
