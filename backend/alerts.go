@@ -66,7 +66,9 @@ type MaintenanceConfig struct {
 // notice.
 var defaultRoute = alert.RouteConfig{
 	Routes: []alert.RouteConfig{{
-		Match:     alert.Matchers{alert.LabelKind: string(alert.KindNegativeVote) + "," + string(alert.KindPositiveStreak)},
+		// nps_followup_overdue: a survey follow-up past its deadline
+		// (backend/survey/engine), for the same person.
+		Match:     alert.Matchers{alert.LabelKind: string(alert.KindNegativeVote) + "," + string(alert.KindPositiveStreak) + ",nps_followup_overdue"},
 		Receivers: []string{alert.ReceiverResponsible},
 		GroupWait: time.Minute, GroupInterval: 5 * time.Minute,
 	}},

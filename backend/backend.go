@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +49,7 @@ type App struct {
 	health   healthParts         // diagnostics and lifecycle reminders (health.go)
 	alerts   alertParts          // alert manager and rating watcher (alerts.go)
 	series   *influx.SeriesCheck // InfluxDB's series count and limit refusals (series.go)
+	survey   surveyParts         // NPS survey (survey.go)
 	console  consoleParts        // accounts, access router, web console (console.go)
 	reports  reportParts         // report builder (reports.go)
 	http     *api.Server
@@ -137,6 +139,9 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	if err := a.newSeriesCheck(); err != nil {
 		return nil, err
 	}
+	if err := a.newSurvey(); err != nil {
+		return nil, fmt.Errorf("survey: %w", err)
+	}
 
 	if err := a.newAccess(); err != nil {
 		return nil, fmt.Errorf("accounts: %w", err)
@@ -154,7 +159,7 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 		Devices:   a.ingest.Devices,
 		Summary:   a.ingest.Snapshot,
 		Logger:    log.With("part", "api"),
-		Routes:    append(append(append(a.fleetRoutes(), a.alertRoutes()...), a.healthRoutes()...), a.reportRoutes()...),
+		Routes:    slices.Concat(a.fleetRoutes(), a.alertRoutes(), a.healthRoutes(), a.reportRoutes(), a.surveyRoutes()),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
@@ -164,6 +169,9 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	}
 	if err := a.addReportPage(); err != nil {
 		return nil, fmt.Errorf("reports page: %w", err)
+	}
+	if err := a.addSurveyPages(); err != nil {
+		return nil, fmt.Errorf("survey pages: %w", err)
 	}
 	a.http, err = api.NewServer(web.Protect(handler), api.ServerOptions{
 		Addr: cfg.HTTP.Addr, CertFile: cfg.HTTP.CertFile, KeyFile: cfg.HTTP.KeyFile,
@@ -193,6 +201,7 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 		return nil, fmt.Errorf("aggregates: %w", err)
 	}
 	a.addHealth()
+	a.addSurvey()
 	a.sup.add("series-check", optional(a.log, "series check", a.series))
 	return a, nil
 }

@@ -32,6 +32,7 @@ type Config struct {
 	Rollup RollupConfig `yaml:"rollup"`
 	Alerts AlertsConfig `yaml:"alerts"` // see alerts.go
 	Notify NotifyConfig `yaml:"notify"` // channels; see notify.go
+	Survey SurveyConfig `yaml:"survey"` // NPS survey; see survey.go
 	// Console: the web console and its accounts; see console.go.
 	Console ConsoleConfig `yaml:"console"`
 

@@ -44,6 +44,7 @@ func newConsoleFixture(t *testing.T, configure func(*backend.Config, *fleet.Mode
 	model := fleet.Generate(fleet.Spec{Seed: 21, Orgs: 2, SitesPerOrg: 1, CountersPerSite: 2})
 	cfg := newTestConfig(t, model, nil)
 	cfg.Console.BcryptCost = bcrypt.MinCost
+	cfg.Survey.Addr = "127.0.0.1:0" // the survey's API routes too
 	if configure != nil {
 		configure(&cfg, model)
 	}

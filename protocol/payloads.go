@@ -83,6 +83,11 @@ var reasons = map[string]bool{ReasonNoActivation: true, ReasonRepeat: true, Reas
 const (
 	ChannelKeypad = "keypad"
 	ChannelWeb    = "web"
+	// The NPS survey's channels (backend/survey): an answer to an e-mail
+	// or SMS invitation, or to a counter's QR code.
+	ChannelEmail = "email"
+	ChannelQR    = "qr"
+	ChannelSMS   = "sms"
 )
 
 // Vote is one button press, as the edge agent publishes it on

@@ -133,6 +133,7 @@ func dev(ctx context.Context, log *slog.Logger, o devOptions) error {
 
 	faults := withFaults(&cfg, model)                 // a few faulty keypads for the diagnostics
 	cfg.Console.PublicURL = "http://" + cfg.HTTP.Addr // notices link to the console
+	withSurvey(&cfg)                                  // NPS survey pages and simulated customers (survey.go)
 
 	// 3. The backend with its embedded broker.
 	app, err := backend.New(cfg, log.With("part", "backend"))
@@ -188,6 +189,8 @@ Semko is running. Ctrl-C stops everything.
 		len(model.Devices), o.orgs*o.sites, o.orgs, o.seed, cfg.FleetFile, mailDir, mailDir, mailDir,
 		cfg.HTTP.Addr, accountsFile, o.logPath)
 
+	waitSurvey := startSurveySim(fleetCtx, log.With("part", "survey-sim"), "http://"+cfg.HTTP.Addr, cfg.HTTP.Token, mailDir, model, 6*time.Second)
+
 	tick := time.NewTicker(o.every)
 	defer tick.Stop()
 	var runErr error
@@ -221,6 +224,7 @@ loop:
 	}
 	fmt.Println("\nstopping: fleet, then backend, then InfluxDB...")
 	stopFleet()
+	waitSurvey()
 	if fleetRunning {
 		if err := <-fleetDone; err != nil && !errors.Is(err, context.Canceled) {
 			log.Warn("fleet stopped", "err", err)

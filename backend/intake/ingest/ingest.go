@@ -423,7 +423,8 @@ func (i *Ingest) checkDevice(t protocol.Topic, device string) (string, error) {
 
 // Tag values a device may choose within the known set.
 var (
-	knownChannels = map[string]bool{protocol.ChannelKeypad: true, protocol.ChannelWeb: true}
+	knownChannels = map[string]bool{protocol.ChannelKeypad: true, protocol.ChannelWeb: true,
+		protocol.ChannelEmail: true, protocol.ChannelQR: true, protocol.ChannelSMS: true}
 	// fwPattern is a version: up to four dotted numbers, an optional "v"
 	// before and a short pre-release or build suffix after ("1.4.2",
 	// "v2.0.0-rc.1"). Anything else is not a firmware a keypad ships.
