@@ -267,9 +267,6 @@ func (d *Desk) refuse(ctx context.Context, in Incident, fe *FieldErrors) {
 	for code, n := range errs {
 		d.m.interaction.WithLabelValues(dept, code).Add(float64(n))
 	}
-	if in.ID != 0 {
-		in.Errors = addErrors(in.Errors, errs)
-	}
 	d.record(ctx, in, Step{ID: d.rejected.Add(1), Time: d.clock.Now(), State: "rejected"}, errs)
 }
 

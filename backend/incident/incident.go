@@ -114,11 +114,11 @@ type Incident struct {
 	// SourceAlert is the negative-vote alert the incident was opened from.
 	SourceAlert int64 `json:"source_alert,omitempty"`
 	// PassedTo is the responsible account the incident was passed to.
-	PassedTo   string    `json:"passed_to,omitempty"`
-	CreatedAt  time.Time `json:"created_at"`
-	PassedAt   time.Time `json:"passed_at,omitzero"`
-	UpdatedAt  time.Time `json:"updated_at"`
-	ClosedAt   time.Time `json:"closed_at,omitzero"`
+	PassedTo  string    `json:"passed_to,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	PassedAt  time.Time `json:"passed_at,omitzero"`
+	UpdatedAt time.Time `json:"updated_at"`
+	ClosedAt  time.Time `json:"closed_at,omitzero"`
 	// DueAt is the current deadline: to pass on while registered, to close
 	// once passed on (the department's maximum time in working hours).
 	DueAt time.Time `json:"due_at,omitzero"`

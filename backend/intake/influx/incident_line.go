@@ -9,10 +9,10 @@ const MeasurementIncident = "incident"
 // as the Customer Service dashboard reads it. One point per step: counting
 // the points of a state counts the incidents that reached it.
 type Incident struct {
-	ID                                        int64
-	Org, Site, Department, Channel, Type      string
-	State                                     string // the state reached, or "overdue", "rejected"
-	Reason                                    string // why service took long, on a late close
+	ID                                         int64
+	Org, Site, Department, Channel, Type       string
+	State                                      string // the state reached, or "overdue", "rejected"
+	Reason                                     string // why service took long, on a late close
 	Open, Closed, Thanks, WithinDeadline, Late bool
 	// PassMin and CloseMin are minutes from registration to pass-on and to
 	// close; negative leaves the field out (not known at this step).
