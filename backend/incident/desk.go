@@ -470,11 +470,12 @@ func (d *Desk) Attach(ctx context.Context, p access.Principal, id int64, name st
 	if _, err := d.Get(ctx, p, id); err != nil { // scope first: nothing stored for a stranger
 		return Incident{}, err
 	}
-	att, err := d.opts.Files.Put(name, r)
+	att, created, err := d.opts.Files.Put(name, r)
 	if err != nil {
+		d.m.refused.WithLabelValues("attachment").Inc()
 		return Incident{}, err
 	}
-	return d.change(ctx, p, id, func(in *Incident, now time.Time) (Step, error) {
+	in, err := d.change(ctx, p, id, func(in *Incident, now time.Time) (Step, error) {
 		if !mayHandle(p, *in) && !(in.RegisteredBy == p.Account && mayRegister(p)) {
 			return Step{}, ErrForbidden
 		}
@@ -494,6 +495,34 @@ func (d *Desk) Attach(ctx context.Context, p access.Principal, id int64, name st
 		in.Attachments = append(in.Attachments, att)
 		return Step{Action: ActionAttached, Comment: att.Name}, nil
 	})
+	if err != nil && created {
+		_ = d.opts.Files.Remove(att.Hash) // nothing half-saved
+	}
+	return in, err
+}
+
+// FromAlert drafts an incident from a negative-vote alert: the keypad's
+// organisation and site, the channel keypad_negative, and a description
+// from the alert's message and details. The caller may change the draft
+// before registering it.
+func (d *Desk) FromAlert(a alert.Alert) (Draft, error) {
+	if a.Kind != alert.KindNegativeVote && a.Kind != alert.KindNegativeStreak && a.Kind != alert.KindSatisfactionDrop {
+		return Draft{}, fmt.Errorf("%w: alert %d is a %s, not a negative rating", ErrInvalid, a.ID, a.Kind)
+	}
+	var b strings.Builder
+	b.WriteString(a.Message)
+	for _, k := range []string{"counter_name", "operator_name", "service_name", "score"} {
+		if v := a.Details[k]; v != "" {
+			fmt.Fprintf(&b, "\n%s: %s", strings.ReplaceAll(k, "_", " "), v)
+		}
+	}
+	fmt.Fprintf(&b, "\ntime: %s (alert #%d)", a.LastSeen.UTC().Format(time.RFC3339), a.ID)
+	dept := d.cfg.Departments[0].Name
+	if _, ok := d.cfg.Department("retail"); ok {
+		dept = "retail"
+	}
+	return Draft{Org: a.Subject.Org, Site: a.Subject.Site, Department: dept, Channel: ChannelKeypadNegative,
+		Type: TypeService, Description: b.String(), SourceAlert: a.ID}, nil
 }
 
 // Get returns an incident in p's scope and its trail.

@@ -42,44 +42,58 @@ var hashPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // Put reads one file (at most max bytes; more is ErrTooLarge), checks its
 // type (ErrFileType), reads an image's resolution, and stores it. Nothing
-// is written for a refused file.
-func (f *Files) Put(name string, r io.Reader) (Attachment, error) {
+// is written for a refused file. created says the content was new, so a
+// caller whose request then fails may Remove it again.
+func (f *Files) Put(name string, r io.Reader) (a Attachment, created bool, err error) {
 	data, err := io.ReadAll(io.LimitReader(r, f.max+1))
 	if err != nil {
-		return Attachment{}, fmt.Errorf("read attachment: %w", err)
+		return Attachment{}, false, fmt.Errorf("read attachment: %w", err)
 	}
 	if int64(len(data)) > f.max {
-		return Attachment{}, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, f.max)
+		return Attachment{}, false, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, f.max)
 	}
-	a, err := describe(data)
-	if err != nil {
-		return Attachment{}, err
+	if a, err = describe(data); err != nil {
+		return Attachment{}, false, err
 	}
 	a.Name = cleanFileName(name)
 	path := filepath.Join(f.dir, a.Hash)
 	if _, err := os.Stat(path); err == nil {
-		return a, nil
+		return a, false, nil
 	}
+	return a, true, f.write(path, data)
+}
+
+// Remove deletes a stored file (after a refused request that created it).
+func (f *Files) Remove(hash string) error {
+	if !hashPattern.MatchString(hash) {
+		return ErrNotFound
+	}
+	return os.Remove(filepath.Join(f.dir, hash))
+}
+
+// Max is the largest file Put takes.
+func (f *Files) Max() int64 { return f.max }
+
+func (f *Files) write(path string, data []byte) error {
 	tmp, err := os.CreateTemp(f.dir, "upload-*")
 	if err != nil {
-		return Attachment{}, fmt.Errorf("store attachment: %w", err)
+		return fmt.Errorf("store attachment: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return Attachment{}, fmt.Errorf("store attachment: %w", err)
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return Attachment{}, fmt.Errorf("store attachment: %w", err)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
-	if err := tmp.Close(); err != nil {
-		return Attachment{}, fmt.Errorf("store attachment: %w", err)
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return Attachment{}, fmt.Errorf("store attachment: %w", err)
+	if err != nil {
+		return fmt.Errorf("store attachment: %w", err)
 	}
-	return a, nil
+	return nil
 }
 
 // describe sniffs the type and an image's size. A file that claims to be
