@@ -45,6 +45,7 @@ type App struct {
 	fleet    fleetParts          // fleet database and config push (fleet.go)
 	health   healthParts         // diagnostics and lifecycle reminders (health.go)
 	alerts   alertParts          // alert manager and rating watcher (alerts.go)
+	desk     incidentParts       // the incident desk (incidents.go)
 	series   *influx.SeriesCheck // InfluxDB's series count and limit refusals (series.go)
 	http     *api.Server
 	started  chan struct{} // closed once every part has started
@@ -133,6 +134,13 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	if err := a.newSeriesCheck(); err != nil {
 		return nil, err
 	}
+	if err := a.newIncidents(); err != nil {
+		return nil, fmt.Errorf("incidents: %w", err)
+	}
+	incidentRoutes, err := a.incidentRoutes()
+	if err != nil {
+		return nil, fmt.Errorf("incidents api: %w", err)
+	}
 
 	handler, err := api.New(api.Options{
 		Token:     cfg.HTTP.Token,
@@ -142,7 +150,7 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 		Devices:   a.ingest.Devices,
 		Summary:   a.ingest.Snapshot,
 		Logger:    log.With("part", "api"),
-		Routes:    append(append(a.fleetRoutes(), a.alertRoutes()...), a.healthRoutes()...),
+		Routes:    append(append(append(a.fleetRoutes(), a.alertRoutes()...), a.healthRoutes()...), incidentRoutes...),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)

@@ -3,6 +3,7 @@ package backend
 import (
 	"errors"
 	"fmt"
+	"github.com/semko/semko/backend/incident"
 	"os"
 	"time"
 
@@ -32,6 +33,8 @@ type Config struct {
 	Rollup RollupConfig `yaml:"rollup"`
 	Alerts AlertsConfig `yaml:"alerts"` // see alerts.go
 	Notify NotifyConfig `yaml:"notify"` // channels; see notify.go
+	// Incidents is the incident desk; see incidents.go.
+	Incidents incident.Config `yaml:"incidents"`
 
 	// Diagnostics and Lifecycle: see health.go.
 	Diagnostics diagnostics.Config `yaml:"diagnostics"`

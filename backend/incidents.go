@@ -1,0 +1,132 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+
+	"github.com/semko/semko/backend/access"
+	"github.com/semko/semko/backend/alert"
+	"github.com/semko/semko/backend/alert/calendar"
+	"github.com/semko/semko/backend/alert/points"
+	"github.com/semko/semko/backend/api"
+	"github.com/semko/semko/backend/incident"
+	"github.com/semko/semko/backend/incident/incidentapi"
+	"github.com/semko/semko/backend/incident/sqlite"
+)
+
+// incidentParts are the incident desk, its store and its e-mail intake
+// (nil when the desk is disabled).
+type incidentParts struct {
+	desk  *incident.Desk
+	store *sqlite.Store
+}
+
+// newIncidents builds the incident desk from the `incidents:` section.
+// Deadlines count on the alerts' business calendars (the same per-site
+// calendars); missed ones are raised to the alert manager, so they follow
+// its routes and notices. Call it after newAlerts.
+func (a *App) newIncidents() error {
+	c := a.cfg.Incidents
+	if c.Disabled {
+		return nil
+	}
+	ctx := context.Background()
+	path := c.Store
+	if path == "" {
+		path = filepath.Join(a.cfg.DataDir, "incidents.db")
+	}
+	filesDir := c.FilesDir
+	if filesDir == "" {
+		filesDir = filepath.Join(a.cfg.DataDir, "incident-files")
+	}
+	max := c.MaxAttachment
+	if max <= 0 {
+		max = incident.DefaultMaxAttachment
+	}
+	files, err := incident.NewFiles(filesDir, max)
+	if err != nil {
+		return err
+	}
+	reg := a.registry
+	zones := map[string]string{}
+	for _, s := range reg.Current().Sites() {
+		zones[s.ID] = s.Timezone
+	}
+	cals, err := calendar.NewSites(a.cfg.Alerts.Calendars.Default, a.cfg.Alerts.Calendars.Sites, zones)
+	if err != nil {
+		return fmt.Errorf("incidents: %w", err)
+	}
+	store, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return err
+	}
+	var raiser alert.Raiser = points.New(a.spool, nil, a.log.With("part", "incidents"))
+	if a.alerts.manager != nil {
+		raiser = a.alerts.manager
+	}
+	desk, err := incident.New(incident.Options{
+		Config: c, Store: store, Files: files, Calendar: cals.Of,
+		Known: func(org, site string) bool {
+			s, ok := reg.Current().Site(site)
+			return ok && s.Org == org
+		},
+		Raiser: raiser, Spool: a.spool, Logger: a.log.With("part", "incidents"), Registerer: a.metrics,
+	})
+	if err != nil {
+		store.Close()
+		return err
+	}
+	a.desk = incidentParts{desk: desk, store: store}
+	a.sup.add("incidents", &a.desk)
+	return nil
+}
+
+// Run checks deadlines and retention until ctx ends, then closes the
+// store.
+func (p *incidentParts) Run(ctx context.Context) error {
+	err := p.desk.Run(ctx)
+	if cerr := p.store.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("incident store close: %w", cerr))
+	}
+	return err
+}
+
+// incidentRoutes are the desk's API endpoints. Until the access router
+// gives every request its principal, a request that passed the API's
+// bearer token (SEMKO_API_TOKEN, the bootstrap admin's) acts as the
+// bootstrap admin.
+func (a *App) incidentRoutes() ([]api.Route, error) {
+	if a.desk.desk == nil {
+		return nil, nil
+	}
+	var alerts incidentapi.Alerts
+	if a.alerts.manager != nil {
+		alerts = a.alerts.manager
+	}
+	routes, err := incidentapi.Routes(incidentapi.Options{Desk: a.desk.desk, Alerts: alerts,
+		Logger: a.log.With("part", "incidents-api"), Registerer: a.metrics})
+	if err != nil {
+		return nil, err
+	}
+	for i := range routes {
+		routes[i].Handler = bootstrapPrincipal(routes[i].Handler)
+	}
+	return routes, nil
+}
+
+// bootstrapPrincipal gives a request without a principal the bootstrap
+// admin's: it got here through the API token only.
+func bootstrapPrincipal(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := access.FromContext(r.Context()); !ok {
+			r = r.WithContext(access.WithPrincipal(r.Context(), access.Principal{Account: "bootstrap", Role: access.Admin, Scope: access.Everything}))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Incidents is the incident desk (nil when disabled).
+func (a *App) Incidents() *incident.Desk { return a.desk.desk }
