@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"sync"
 
 	"github.com/semko/semko/backend/access"
 	"github.com/semko/semko/backend/alert"
@@ -14,6 +15,7 @@ import (
 	"github.com/semko/semko/backend/api"
 	"github.com/semko/semko/backend/incident"
 	"github.com/semko/semko/backend/incident/incidentapi"
+	"github.com/semko/semko/backend/incident/mailintake"
 	"github.com/semko/semko/backend/incident/sqlite"
 )
 
@@ -22,6 +24,7 @@ import (
 type incidentParts struct {
 	desk  *incident.Desk
 	store *sqlite.Store
+	mail  *mailintake.Server // nil without incidents.email.addr
 }
 
 // newIncidents builds the incident desk from the `incidents:` section.
@@ -80,14 +83,38 @@ func (a *App) newIncidents() error {
 		return err
 	}
 	a.desk = incidentParts{desk: desk, store: store}
+	if c.Email.Addr != "" {
+		a.desk.mail, err = mailintake.New(mailintake.Options{Config: c.Email, Desk: desk,
+			Logger: a.log.With("part", "incident-mail"), Registerer: a.metrics})
+		if err == nil {
+			err = a.desk.mail.Listen() // bound now, so a bad address fails New
+		}
+		if err != nil {
+			store.Close()
+			return err
+		}
+	}
 	a.sup.add("incidents", &a.desk)
 	return nil
 }
 
-// Run checks deadlines and retention until ctx ends, then closes the
-// store.
+// Run checks deadlines and retention and serves the e-mail intake until
+// ctx ends, then closes the store.
 func (p *incidentParts) Run(ctx context.Context) error {
-	err := p.desk.Run(ctx)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var mailErr error
+	var wg sync.WaitGroup
+	if p.mail != nil {
+		wg.Go(func() {
+			defer cancel() // a failed listener stops the desk too, and the supervisor hears of it
+			mailErr = p.mail.Run(ctx)
+		})
+	}
+	err := errors.Join(p.desk.Run(ctx))
+	cancel()
+	wg.Wait()
+	err = errors.Join(err, mailErr)
 	if cerr := p.store.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("incident store close: %w", cerr))
 	}
@@ -130,3 +157,11 @@ func bootstrapPrincipal(next http.Handler) http.Handler {
 
 // Incidents is the incident desk (nil when disabled).
 func (a *App) Incidents() *incident.Desk { return a.desk.desk }
+
+// IncidentMailAddr is the e-mail intake's SMTP address ("" when off).
+func (a *App) IncidentMailAddr() string {
+	if a.desk.mail == nil {
+		return ""
+	}
+	return a.desk.mail.Addr()
+}

@@ -1,6 +1,10 @@
 package backend_test
 
 import (
+	"bytes"
+	"encoding/base64"
+	"image"
+	"image/png"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -8,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/mail"
+	"net/smtp"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -121,4 +126,68 @@ func readMail(t *testing.T, path string) (subject, text string) {
 	}
 	b, _ := io.ReadAll(part) // multipart decodes quoted-printable itself
 	return subject, string(b)
+}
+
+// TestIncidentByMail delivers a complaint with a scan to the backend's
+// e-mail intake with a real SMTP client; it comes out of the API as an
+// incident of the plus-address's site, with the scan kept.
+func TestIncidentByMail(t *testing.T) {
+	dir := t.TempDir()
+	sink, err := mailsink.Start(mailsink.Options{Addr: "127.0.0.1:0", Dir: filepath.Join(dir, "mail")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	cfg, model := incidentConfig(t, sink.Addr())
+	site := model.Orgs[0].Sites[0]
+	cfg.Incidents.Email = incident.EmailConfig{Addr: "127.0.0.1:0",
+		Addresses: []incident.EmailAddress{{Address: "cs@shop.example", Org: site.Org, Department: "retail"}}}
+	app := newApp(t, cfg, testLogger(t))
+	stop := startApp(t, app)
+	t.Cleanup(func() { _ = stop() })
+
+	var scan bytes.Buffer
+	if err := png.Encode(&scan, image.NewGray(image.Rect(0, 0, 900, 1200))); err != nil {
+		t.Fatal(err)
+	}
+	msg := "From: =?utf-8?q?=D0=98=D0=B2=D0=B0=D0=BD_=D0=98=D0=B2=D0=B0=D0=BD=D0=BE=D0=B2?= <ivan@example.org>\r\n" +
+		"To: cs+" + site.ID + "@shop.example\r\nSubject: Kettle leaks\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe kettle I bought leaks.\r\n" +
+		"--b\r\nContent-Type: image/png\r\nContent-Disposition: attachment; filename=\"receipt.png\"\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+		wrap76(base64.StdEncoding.EncodeToString(scan.Bytes())) + "\r\n--b--\r\n"
+	if err := smtp.SendMail(app.IncidentMailAddr(), nil, "ivan@example.org", []string{"cs+" + site.ID + "@shop.example"}, []byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	var l struct{ Incidents []incident.Incident }
+	apiDo(t, http.MethodGet, "http://"+app.HTTPAddr()+"/api/v1/incidents", "", http.StatusOK, &l)
+	if len(l.Incidents) != 1 {
+		t.Fatalf("incidents %+v", l.Incidents)
+	}
+	in := l.Incidents[0]
+	if in.Site != site.ID || in.Channel != incident.ChannelEmail || in.CustomerName != "Иван Иванов" || !strings.Contains(in.Description, "kettle I bought leaks") ||
+		len(in.Attachments) != 1 || in.Attachments[0].Height != 1200 {
+		t.Fatalf("incident %+v", in)
+	}
+	// The scan is served back as it was sent.
+	req, _ := http.NewRequest(http.MethodGet, "http://"+app.HTTPAddr()+"/api/v1/incidents/"+strconv.FormatInt(in.ID, 10)+"/attachments/"+in.Attachments[0].Hash, nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Equal(got, scan.Bytes()) {
+		t.Fatalf("scan served back differs: %d bytes, want %d", len(got), scan.Len())
+	}
+}
+
+func wrap76(s string) string {
+	var b strings.Builder
+	for len(s) > 76 {
+		b.WriteString(s[:76] + "\r\n")
+		s = s[76:]
+	}
+	b.WriteString(s)
+	return b.String()
 }

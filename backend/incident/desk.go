@@ -206,7 +206,7 @@ func (d *Desk) Register(ctx context.Context, p access.Principal, dr Draft) (Inci
 	if in.RemarkNo == "" && remarkNeeded(in.Channel, in.Type) && fe.Fields["remark_no"] == "" {
 		fe.add("remark_no", ErrCodeRemark, "the remark's number is missing")
 	}
-	if in.CustomerName != "" && !plausibleName(in.CustomerName) {
+	if in.CustomerName != "" && !PlausibleName(in.CustomerName) {
 		fe.add("customer_name", ErrCodeName, "the customer's name cannot be read: write it in letters, as on the form")
 	}
 	d.checkScans(&fe, dr.Attachments)

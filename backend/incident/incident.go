@@ -223,11 +223,11 @@ const (
 	MaxComment     = 4000
 )
 
-// plausibleName reports whether s looks like a person's name someone could
+// PlausibleName reports whether s looks like a person's name someone could
 // read back: letters (any script), spaces, hyphens, apostrophes and dots;
 // at least two letters; not one letter repeated; no digits. An illegible
 // name copied from a form ("??", "xx", "1234") fails.
-func plausibleName(s string) bool {
+func PlausibleName(s string) bool {
 	s = strings.TrimSpace(s)
 	letters := 0
 	var first rune
