@@ -132,6 +132,7 @@ func dev(ctx context.Context, log *slog.Logger, o devOptions) error {
 	cfg.Notify.SMTP = backend.SMTPConfig{Host: "127.0.0.1", Port: 2525, TLS: "none", From: "Semko <semko@localhost>"}
 
 	faults := withFaults(&cfg, model) // a few faulty keypads for the diagnostics
+	withIncidents(&cfg, model)        // the incident desk, with an e-mail intake (incidents.go)
 
 	// 3. The backend with its embedded broker.
 	app, err := backend.New(cfg, log.With("part", "backend"))
@@ -164,6 +165,8 @@ func dev(ctx context.Context, log *slog.Logger, o devOptions) error {
 		fleetDone <- err
 	}()
 
+	defer runIncidents(fleetCtx, cfg, model, uint64(o.seed), log.With("part", "incident-sim"))() // a trickle of incidents and thanks
+
 	fmt.Printf(`
 Semko is running. Ctrl-C stops everything.
   InfluxDB   %s  (database semko; try: curl -G %s/query --data-urlencode "db=semko" --data-urlencode "q=SELECT count(score) FROM vote GROUP BY site")
@@ -172,10 +175,11 @@ Semko is running. Ctrl-C stops everything.
   Grafana    run "make grafana" in another terminal, then open http://127.0.0.1:3000/ (datasource %s, database semko)
   Fleet      %d keypads at %d sites of %d organisations (seed %d), fleet file %s
   Mail       %s/ (negative-vote notices land here; ls %s; cat %s/<file>.eml)
+  Incidents  http://%s/api/v1/incidents (a simulated trickle; e-mail intake smtp://127.0.0.1:2526, to cs+<site>@semko.local)
   Log        %s
 
 `, db.URL(), db.URL(), cfg.MQTT.Addr, cfg.HTTP.Addr, filepath.Join(o.varDir, "api-token"), db.URL(),
-		len(model.Devices), o.orgs*o.sites, o.orgs, o.seed, cfg.FleetFile, mailDir, mailDir, mailDir, o.logPath)
+		len(model.Devices), o.orgs*o.sites, o.orgs, o.seed, cfg.FleetFile, mailDir, mailDir, mailDir, cfg.HTTP.Addr, o.logPath)
 
 	tick := time.NewTicker(o.every)
 	defer tick.Stop()
