@@ -65,11 +65,11 @@ type incidentSim struct {
 }
 
 type simIncident struct {
-	id       int64
-	passed   bool
-	updated  bool
-	closeBy  time.Time
-	late     bool
+	id      int64
+	passed  bool
+	updated bool
+	closeBy time.Time
+	late    bool
 }
 
 var (
