@@ -47,7 +47,7 @@ var hashPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 func (f *Files) Put(name string, r io.Reader) (a Attachment, created bool, err error) {
 	data, err := io.ReadAll(io.LimitReader(r, f.max+1))
 	if err != nil {
-		return Attachment{}, false, fmt.Errorf("read attachment: %w", err)
+		return Attachment{}, false, fmt.Errorf("%w: %w", ErrUnreadable, err)
 	}
 	if int64(len(data)) > f.max {
 		return Attachment{}, false, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, f.max)

@@ -174,6 +174,8 @@ var (
 	ErrTransition = errors.New("not allowed in this state")
 	ErrTooLarge   = errors.New("attachment too large")
 	ErrFileType   = errors.New("attachment type not accepted")
+	// ErrUnreadable: an upload broke off or was malformed while being read.
+	ErrUnreadable = errors.New("attachment could not be read")
 )
 
 // FieldErrors are problems by form field ("customer_name", "remark_no",

@@ -125,7 +125,7 @@ func (h handlers) answerError(w http.ResponseWriter, r *http.Request, err error)
 		h.fail(w, http.StatusRequestEntityTooLarge, err.Error(), nil)
 	case errors.Is(err, incident.ErrFileType):
 		h.fail(w, http.StatusUnsupportedMediaType, err.Error(), nil)
-	case errors.Is(err, errBadRequest), errors.Is(err, incident.ErrInvalid):
+	case errors.Is(err, errBadRequest), errors.Is(err, incident.ErrInvalid), errors.Is(err, incident.ErrUnreadable):
 		h.fail(w, http.StatusBadRequest, err.Error(), nil)
 	default:
 		h.log.Warn("incident api", "path", r.URL.Path, "err", err)
