@@ -48,6 +48,7 @@ type App struct {
 	fleet    fleetParts          // fleet database and config push (fleet.go)
 	health   healthParts         // diagnostics and lifecycle reminders (health.go)
 	alerts   alertParts          // alert manager and rating watcher (alerts.go)
+	desk     incidentParts       // the incident desk (incidents.go)
 	series   *influx.SeriesCheck // InfluxDB's series count and limit refusals (series.go)
 	survey   surveyParts         // NPS survey (survey.go)
 	console  consoleParts        // accounts, access router, web console (console.go)
@@ -142,6 +143,13 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	if err := a.newSurvey(); err != nil {
 		return nil, fmt.Errorf("survey: %w", err)
 	}
+	if err := a.newIncidents(); err != nil {
+		return nil, fmt.Errorf("incidents: %w", err)
+	}
+	incidentRoutes, err := a.incidentRoutes()
+	if err != nil {
+		return nil, fmt.Errorf("incidents api: %w", err)
+	}
 
 	if err := a.newAccess(); err != nil {
 		return nil, fmt.Errorf("accounts: %w", err)
@@ -159,7 +167,7 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 		Devices:   a.ingest.Devices,
 		Summary:   a.ingest.Snapshot,
 		Logger:    log.With("part", "api"),
-		Routes:    slices.Concat(a.fleetRoutes(), a.alertRoutes(), a.healthRoutes(), a.reportRoutes(), a.surveyRoutes()),
+		Routes:    slices.Concat(a.fleetRoutes(), a.alertRoutes(), a.healthRoutes(), a.reportRoutes(), a.surveyRoutes(), incidentRoutes),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)

@@ -3,6 +3,7 @@ package backend
 import (
 	"errors"
 	"fmt"
+	"github.com/semko/semko/backend/incident"
 	"os"
 	"time"
 
@@ -35,6 +36,8 @@ type Config struct {
 	Survey SurveyConfig `yaml:"survey"` // NPS survey; see survey.go
 	// Console: the web console and its accounts; see console.go.
 	Console ConsoleConfig `yaml:"console"`
+	// Incidents is the incident desk; see incidents.go.
+	Incidents incident.Config `yaml:"incidents"`
 
 	// Diagnostics and Lifecycle: see health.go.
 	Diagnostics diagnostics.Config `yaml:"diagnostics"`

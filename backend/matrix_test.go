@@ -117,7 +117,7 @@ func (f *consoleFixture) examples() map[string][2]map[string]string {
 }
 
 // unlocated are values for wildcards of routes without a locator.
-var unlocated = map[string]string{"id": "x1", "name": "nobody", "check": "selftest", "level": "org", "path": "app.css"}
+var unlocated = map[string]string{"id": "x1", "name": "nobody", "check": "selftest", "level": "org", "path": "app.css", "hash": "0f", "alert": "1"}
 
 // urlOf turns a route pattern into a method and path with the values
 // given; ok false when a wildcard has no value.

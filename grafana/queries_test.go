@@ -41,7 +41,7 @@ func device(c counterSpec) string { return "kp-" + c.counter }
 // writes it (integers for 0/1 fields) and in the shape it wrote before
 // issue 16 (valid a tag), mixed, all within the last half hour.
 func seedLines(now time.Time) []string {
-	var lines []string
+	lines := incidentSeedLines(now) // the incident desk's points (incidents_test.go)
 	ts := func(i int) int64 { return now.Add(-time.Duration(i+1) * 20 * time.Second).UnixNano() }
 	b := func(v bool) int {
 		if v {

@@ -42,6 +42,11 @@ const (
 	KindPositiveStreak   Kind = "positive_streak"   // recognition, when enabled
 )
 
+// KindIncidentOverdue is raised by the incident desk when an incident was
+// not passed on or closed by its deadline; the subject's counter names the
+// incident ("incident-42").
+const KindIncidentOverdue Kind = "incident_overdue"
+
 // Severity orders alerts for routing and display.
 type Severity string
 

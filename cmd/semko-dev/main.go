@@ -134,6 +134,7 @@ func dev(ctx context.Context, log *slog.Logger, o devOptions) error {
 	faults := withFaults(&cfg, model)                 // a few faulty keypads for the diagnostics
 	cfg.Console.PublicURL = "http://" + cfg.HTTP.Addr // notices link to the console
 	withSurvey(&cfg)                                  // NPS survey pages and simulated customers (survey.go)
+	withIncidents(&cfg, model)                        // the incident desk, with an e-mail intake (incidents.go)
 
 	// 3. The backend with its embedded broker.
 	app, err := backend.New(cfg, log.With("part", "backend"))
@@ -174,6 +175,8 @@ func dev(ctx context.Context, log *slog.Logger, o devOptions) error {
 		fleetDone <- err
 	}()
 
+	defer runIncidents(fleetCtx, cfg, model, uint64(o.seed), log.With("part", "incident-sim"))() // a trickle of incidents and thanks
+
 	fmt.Printf(`
 Semko is running. Ctrl-C stops everything.
   InfluxDB   %s  (database semko; try: curl -G %s/query --data-urlencode "db=semko" --data-urlencode "q=SELECT count(score) FROM vote GROUP BY site")
@@ -183,11 +186,12 @@ Semko is running. Ctrl-C stops everything.
   Fleet      %d keypads at %d sites of %d organisations (seed %d), fleet file %s
   Mail       %s/ (negative-vote notices land here; ls %s; cat %s/<file>.eml)
   Console    http://%s/  (one account per role; names and passwords: cat %s)
+  Incidents  http://%s/api/v1/incidents (a simulated trickle; e-mail intake smtp://127.0.0.1:2526, to cs+<site>@semko.local)
   Log        %s
 
 `, db.URL(), db.URL(), cfg.MQTT.Addr, cfg.HTTP.Addr, filepath.Join(o.varDir, "api-token"), db.URL(),
 		len(model.Devices), o.orgs*o.sites, o.orgs, o.seed, cfg.FleetFile, mailDir, mailDir, mailDir,
-		cfg.HTTP.Addr, accountsFile, o.logPath)
+		cfg.HTTP.Addr, accountsFile, cfg.HTTP.Addr, o.logPath)
 
 	waitSurvey := startSurveySim(fleetCtx, log.With("part", "survey-sim"), "http://"+cfg.HTTP.Addr, cfg.HTTP.Token, mailDir, model, 6*time.Second)
 

@@ -31,6 +31,7 @@ var labels = map[string]vocabulary{
 			alert.KindNegativeStreak:   "run of negative ratings",
 			alert.KindSatisfactionDrop: "satisfaction dropped",
 			alert.KindPositiveStreak:   "run of positive ratings",
+			alert.KindIncidentOverdue:  "incident past its deadline",
 		},
 		severities: map[alert.Severity]string{
 			alert.SeverityInfo: "info", alert.SeverityWarning: "warning", alert.SeverityCritical: "critical",
@@ -59,6 +60,7 @@ var labels = map[string]vocabulary{
 			alert.KindNegativeStreak:   "поредица негативни оценки",
 			alert.KindSatisfactionDrop: "спад на удовлетвореността",
 			alert.KindPositiveStreak:   "поредица положителни оценки",
+			alert.KindIncidentOverdue:  "просрочен инцидент",
 		},
 		severities: map[alert.Severity]string{
 			alert.SeverityInfo: "информация", alert.SeverityWarning: "предупреждение", alert.SeverityCritical: "критично",
@@ -87,6 +89,7 @@ var labels = map[string]vocabulary{
 			alert.KindNegativeStreak:   "серия негативных оценок",
 			alert.KindSatisfactionDrop: "падение удовлетворённости",
 			alert.KindPositiveStreak:   "серия положительных оценок",
+			alert.KindIncidentOverdue:  "просроченный инцидент",
 		},
 		severities: map[alert.Severity]string{
 			alert.SeverityInfo: "информация", alert.SeverityWarning: "предупреждение", alert.SeverityCritical: "критично",

@@ -54,6 +54,15 @@ func Sample(g Group, lang string) alert.Notice {
 			Message: "no heartbeat for 3h10m", Escalation: 1,
 			StartsAt: at.Add(-5 * time.Hour), LastSeen: at.Add(-190 * time.Minute), DueAt: at.Add(-10 * time.Minute),
 		}}
+	case GroupIncident:
+		n.Kind, n.Severity, n.Group = alert.KindIncidentOverdue, alert.SeverityWarning, "shop/mall|incident_overdue"
+		n.Alerts = []alert.Alert{{
+			ID: 55, Kind: alert.KindIncidentOverdue, Severity: alert.SeverityWarning, State: alert.StateFiring,
+			Subject: alert.Subject{Org: "shop", Site: "mladost", Counter: "incident-31"},
+			Details: map[string]string{DetailIncident: "31", DetailDepartment: "Retail shop", DetailLink: "https://semko.example.org/incidents/31",
+				DetailType: "product_quality", DetailPassedTo: "maria", DetailSiteName: "Район Младост"},
+			StartsAt: at, LastSeen: at, DueAt: at.Add(3 * time.Hour),
+		}}
 	}
 	return n
 }

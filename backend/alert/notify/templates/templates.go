@@ -45,6 +45,12 @@ const (
 	DetailThreshold    = "threshold"     // the share's threshold as a fraction
 	DetailSoonest      = "soonest"       // YYYY-MM-DD of the earliest warranty end or replacement
 	DetailDevices      = "devices"       // comma-separated keypads a reminder covers
+	// The incident desk's overdue alerts (backend/incident).
+	DetailIncident   = "incident"   // the incident's number
+	DetailDepartment = "department" // the department's display name
+	DetailLink       = "link"       // the incident's page
+	DetailType       = "type"       // the incident type's id
+	DetailPassedTo   = "passed_to"  // the responsible account
 )
 
 // Group is the template a notice is written with.
@@ -56,11 +62,12 @@ const (
 	GroupDevice     Group = "device"
 	GroupLifecycle  Group = "lifecycle"
 	GroupEscalation Group = "escalation"
+	GroupIncident   Group = "incident" // an incident of the desk missed its deadline
 )
 
 // Groups lists every group, for tests and tooling.
 func Groups() []Group {
-	return []Group{GroupNegative, GroupDevice, GroupLifecycle, GroupEscalation}
+	return []Group{GroupNegative, GroupDevice, GroupLifecycle, GroupEscalation, GroupIncident}
 }
 
 // DefaultLang is used when a notice's language has no templates.
@@ -81,6 +88,8 @@ func GroupOf(n alert.Notice) Group {
 		return GroupNegative
 	case alert.KindWarrantyEnd, alert.KindReplacementDue:
 		return GroupLifecycle
+	case alert.KindIncidentOverdue:
+		return GroupIncident
 	}
 	return GroupDevice
 }
