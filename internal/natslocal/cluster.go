@@ -85,17 +85,33 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{log: opts.Logger}
+	// The twelve ports are picked with every listener held open until all
+	// are chosen: closed one by one, the kernel may hand the same port out
+	// twice.
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
 	for i := range c.Nodes {
 		n := &Node{Name: fmt.Sprintf("n%d", i+1), bin: bin, log: opts.Logger}
 		n.dir = filepath.Join(opts.Dir, n.Name)
 		for _, a := range []*string{&n.ClientAddr, &n.MQTTAddr, &n.RouteAddr, &n.MonAddr} {
-			if *a, err = freeAddr(); err != nil {
-				return nil, err
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return nil, fmt.Errorf("natslocal: pick a free port: %w", err)
 			}
+			held = append(held, l)
+			*a = l.Addr().String()
 		}
 		n.conf, n.logPath = filepath.Join(n.dir, "nats.conf"), filepath.Join(n.dir, "nats.log")
 		c.Nodes[i] = n
 	}
+	for _, l := range held {
+		l.Close()
+	}
+	held = nil
 	routes := make([]string, 0, Size)
 	for _, n := range c.Nodes {
 		routes = append(routes, fmt.Sprintf("%q", "nats-route://"+n.RouteAddr))
@@ -147,18 +163,6 @@ func nodeConfig(n *Node, routes []string, opts Options) string {
 		fmt.Fprintf(&b, "  auth_callout {\n    issuer: %q\n    auth_users: [ %q ]\n  }\n}\n", a.CalloutIssuer, a.User)
 	}
 	return b.String()
-}
-
-// freeAddr asks the kernel for a free loopback port. It is released before
-// nats-server binds it; the ports are picked once per cluster, and a
-// collision shows as a node failing to start.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("natslocal: pick a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // MQTTURLs returns the nodes' MQTT listeners as tcp:// URLs.
@@ -261,7 +265,7 @@ func (n *Node) waitHealthy(ctx context.Context) error {
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("natslocal: %s exited at start (%v); see %s", n.Name, p.err, n.logPath)
+			return fmt.Errorf("natslocal: %s exited at start (%v):\n%s", n.Name, p.err, n.LogTail(10))
 		default:
 		}
 		if resp, err := hc.Get(url); err == nil {

@@ -281,6 +281,10 @@ func (c *Consumer) consume(ctx context.Context, queue chan<- jetstream.Msg) erro
 		}
 	},
 		jetstream.PullMaxMessages(min(c.opts.MaxAckPending, 500)),
+		// Short pulls: their idle heartbeat (half the expiry) is how a pull
+		// notices that the node serving it died; with the default 30 s a
+		// replica would sit idle that long after a node's death.
+		jetstream.PullExpiry(4*time.Second),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			c.log.Debug("natsin: consume", "err", err)
 			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
