@@ -77,7 +77,7 @@ func NewPublisher(opts PublisherOptions) (*Publisher, error) {
 	}
 	po := paho.NewClientOptions().SetClientID(opts.ClientID).SetUsername(opts.Username).SetPassword(opts.Secret).
 		SetProtocolVersion(4).SetCleanSession(true).SetOrderMatters(false).
-		SetAutoReconnect(true).SetConnectRetry(true).SetMaxReconnectInterval(5 * time.Second).
+		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(time.Second).SetMaxReconnectInterval(5 * time.Second).
 		SetConnectTimeout(10 * time.Second).SetWriteTimeout(opts.PublishTimeout).
 		SetOnConnectHandler(func(paho.Client) {
 			opts.Logger.Info("natsin: publisher connected")
