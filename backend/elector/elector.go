@@ -66,10 +66,10 @@ type Elector struct {
 	opts   Options
 	leader prometheus.Gauge
 
-	mu       sync.Mutex
-	rev      uint64    // revision of our last write; 0: not holding the key
-	renewed  time.Time // when our last write was confirmed
-	kv       jetstream.KeyValue
+	mu      sync.Mutex
+	rev     uint64    // revision of our last write; 0: not holding the key
+	renewed time.Time // when our last write was confirmed
+	kv      jetstream.KeyValue
 }
 
 // New checks opts.
