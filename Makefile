@@ -5,6 +5,7 @@
 GO            ?= go
 CACHE         ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/semko
 INFLUXD       := $(CACHE)/influxdb-1.8.10/bin/influxd
+NATS_SERVER   := $(CACHE)/nats-server-2.15.3/bin/nats-server
 STATICCHECK   := $(CACHE)/bin/staticcheck
 STATICCHECK_VERSION := v0.8.2
 FUZZTIME      ?= 10s
@@ -12,8 +13,9 @@ TEST_TIMEOUT  ?= 20m
 BENCHTIME     ?= 1s
 
 export SEMKO_INFLUXD := $(INFLUXD)
+export SEMKO_NATS_SERVER := $(NATS_SERVER)
 
-.PHONY: all build run grafana test lint vet fmt-check staticcheck fuzz bench bench-quick tidy influxd chromium clean
+.PHONY: all build run grafana test lint vet fmt-check staticcheck fuzz bench bench-quick tidy influxd nats-server chromium clean
 
 all: build
 
@@ -40,7 +42,16 @@ $(INFLUXD):
 	d=$$(mktemp -d) && cd $$d && GOBIN=$$d/bin GOFLAGS=-mod=mod GOWORK=off $(GO) install github.com/influxdata/influxdb/cmd/influxd@v1.8.10 \
 		&& mv $$d/bin/influxd $(INFLUXD).tmp && mv $(INFLUXD).tmp $(INFLUXD) && rm -rf $$d
 
-test: influxd chromium vet fmt-check
+# nats-server 2.15.3 for the clustered front door's tests (deploy/cluster),
+# built like InfluxDB: once, from the module proxy, renamed into place.
+nats-server: $(NATS_SERVER)
+$(NATS_SERVER):
+	@echo "building nats-server 2.15.3 from the Go module proxy (once)..."
+	@mkdir -p $(dir $(NATS_SERVER))
+	d=$$(mktemp -d) && cd $$d && GOBIN=$$d/bin GOFLAGS=-mod=mod GOWORK=off $(GO) install github.com/nats-io/nats-server/v2@v2.15.3 \
+		&& mv $$d/bin/nats-server $(NATS_SERVER).tmp && mv $(NATS_SERVER).tmp $(NATS_SERVER) && rm -rf $$d
+
+test: influxd nats-server chromium vet fmt-check
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # Headless Chromium for the console's browser journeys (backend/console_browser_test.go).

@@ -85,6 +85,9 @@ type MQTTConfig struct {
 	// backend connects as a client to a broker running alone
 	// (cmd/semko-broker, or a cluster). The settings above are then unused.
 	External ExternalMQTTConfig `yaml:"external"`
+	// Cluster, when its nats_urls are set, replaces both: a NATS cluster
+	// is the front door (backend/cluster.go, deploy/cluster).
+	Cluster ClusterMQTTConfig `yaml:"cluster"`
 }
 
 // ExternalMQTTConfig is the backend's client account on an external
@@ -211,6 +214,9 @@ func (c Config) Validate() error {
 	}
 	if c.MQTT.TLSAddr != "" && (c.MQTT.CertFile == "" || c.MQTT.KeyFile == "") {
 		errs = append(errs, errors.New("mqtt: tls_addr needs cert_file and key_file"))
+	}
+	if err := c.MQTT.Cluster.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if (c.HTTP.CertFile == "") != (c.HTTP.KeyFile == "") {
 		errs = append(errs, errors.New("http: cert_file and key_file go together"))

@@ -29,6 +29,9 @@ type source interface {
 // (ingest.Accept), onConnect runs on each new connection to an external
 // broker.
 func (a *App) newSource(intake mqttin.Acceptor, onConnect func()) (source, error) {
+	if a.cfg.MQTT.Cluster.enabled() {
+		return a.newCluster(intake, onConnect)
+	}
 	if a.cfg.MQTT.External.URL != "" {
 		return a.newExternal(intake, onConnect)
 	}

@@ -202,3 +202,13 @@ func validateCredential(cr Credential) error {
 	}
 	return nil
 }
+
+// Lookup returns the account named username. Brokers outside this package
+// (the NATS auth callout of a clustered deployment, backend/natsauth) check
+// the same accounts as the embedded broker with it.
+func (c *Credentials) Lookup(username string) (Credential, bool) { return c.lookup(username) }
+
+// Owner returns the account an MQTT client id belongs to, by the rule the
+// embedded broker enforces (see owner): a device's client id is its device
+// id, a backend's or observer's its username or username-<suffix>.
+func (c *Credentials) Owner(clientID string) (Credential, bool) { return c.owner(clientID) }

@@ -115,6 +115,7 @@ type Agent struct {
 	beacons  chan beacon   // time beacons received, not yet applied
 	clk      edgeClock
 	epoch    atomic.Uint64 // bumped on every connect and loss; see publisher
+	turn     atomic.Uint32 // connection attempts, rotating the broker list; see brokerOrder
 
 	published, confirmed, resent, votesValid, votesInvalid atomic.Uint64
 	activations, outboxFull, badFrames, dupPresses, drops  atomic.Uint64

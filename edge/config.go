@@ -16,7 +16,7 @@ import (
 type Config struct {
 	Device   string      // device id: also the MQTT client id and username
 	Secret   string      // MQTT password
-	Broker   string      // "tcp://127.0.0.1:1883" or "ssl://host:8883"
+	Broker   string      // "tcp://127.0.0.1:1883" or "ssl://host:8883"; a clustered front door's nodes comma-separated (see brokerOrder)
 	TLS      *tls.Config // optional, for ssl:// brokers
 	DataDir  string      // outbox and state (last config, bdseq); required
 	HTTPAddr string      // local activation endpoint, e.g. "127.0.0.1:8181"; "" disables it
@@ -67,7 +67,7 @@ func (c *Config) fill() error {
 	if err := protocol.ValidateDeviceID(c.Device); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if c.Broker == "" {
+	if len(brokerList(c.Broker)) == 0 {
 		return fmt.Errorf("%w: broker missing", ErrConfig)
 	}
 	if c.DataDir == "" {

@@ -58,9 +58,11 @@ func (a *Agent) status(online bool, bdseq uint64) []byte {
 }
 
 func (a *Agent) newClient(bdseq uint64, lost chan<- error, subs chan<- paho.Token) paho.Client {
-	o := paho.NewClientOptions().
-		AddBroker(a.cfg.Broker).
-		SetClientID(a.cfg.Device).
+	o := paho.NewClientOptions()
+	for _, u := range brokerOrder(a.cfg.Device, a.cfg.Broker, a.turn.Add(1)-1) {
+		o.AddBroker(u)
+	}
+	o.SetClientID(a.cfg.Device).
 		SetUsername(a.cfg.Device).
 		SetPassword(a.cfg.Secret).
 		SetCleanSession(true).
@@ -196,7 +198,7 @@ func (a *Agent) connectLoop(ctx context.Context) {
 		a.connects.Add(1)
 		c.Publish(protocol.DeviceTopic(a.cfg.Device, protocol.KindStatus), 1, true, a.status(true, bdseq))
 		a.setClient(c, bdseq)
-		a.log.Info("mqtt connected", "broker", a.cfg.Broker, "bdseq", bdseq)
+		a.log.Info("mqtt connected", "brokers", a.cfg.Broker, "bdseq", bdseq)
 		if !a.stayConnected(ctx, c, bdseq, lost) {
 			return
 		}

@@ -31,6 +31,11 @@ type backendProc struct {
 	mqttAddr, httpAddr string
 	p                  *proc
 	starts             int
+	// broker, if set, is where edges connect instead of mqttAddr (the
+	// cluster's nodes, comma-separated); env is more of the daemon's
+	// environment.
+	broker string
+	env    []string
 }
 
 // backendOptions are the few settings a fault test changes.
@@ -73,14 +78,19 @@ influx:
 }
 
 // brokerURL is where edges connect.
-func (b *backendProc) brokerURL() string { return "tcp://" + b.mqttAddr }
+func (b *backendProc) brokerURL() string {
+	if b.broker != "" {
+		return b.broker
+	}
+	return "tcp://" + b.mqttAddr
+}
 
 // start runs the daemon and returns once its HTTP API answers, which
 // happens only after the broker listens.
 func (b *backendProc) start() {
 	b.t.Helper()
 	b.starts++
-	b.p = startProc(b.t, "semko", filepath.Join(b.dir, "semko.log"), []string{"SEMKO_API_TOKEN=" + apiToken},
+	b.p = startProc(b.t, "semko", filepath.Join(b.dir, "semko.log"), append([]string{"SEMKO_API_TOKEN=" + apiToken}, b.env...),
 		bin.semko, "serve", "-config", filepath.Join(b.dir, "semko.yaml"), "-log-level", "debug")
 	testwait.Within(b.t, 30*time.Second, "backend did not answer /healthz", func() bool {
 		if b.p.exited() {

@@ -57,7 +57,7 @@ func run(args []string) int {
 	flags := cli.NewOverrides(fs)
 	flags.String(&fc.Device, "device", "device id (MQTT client id and username)")
 	flags.String(&fc.SecretFile, "secret-file", "file holding the device's MQTT secret (or env SEMKO_DEVICE_SECRET)")
-	flags.String(&fc.Broker, "broker", "MQTT broker URL")
+	flags.String(&fc.Broker, "broker", "MQTT broker URL; a cluster's nodes comma-separated")
 	flags.String(&fc.DataDir, "data", "outbox and state directory")
 	flags.String(&fc.HTTPAddr, "http", "local activation endpoint; empty disables it")
 	flags.String(&fc.Serial, "serial", "keypad serial device, e.g. /dev/ttyUSB0")
