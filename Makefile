@@ -54,7 +54,8 @@ $(NATS_SERVER):
 test: influxd nats-server chromium vet fmt-check
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-# Headless Chromium for the console's browser journeys (backend/console_browser_test.go).
+# Headless Chromium for the console's browser journeys (backend/console_browser_test.go),
+# and poppler-utils (pdftotext, pdftoppm) with which the report tests read their PDFs.
 # Installed with apt when running as root where apt exists, as CI does;
 # otherwise it says what to install. Without it the journeys skip, unless
 # CI=true, where they fail.
@@ -67,6 +68,15 @@ chromium:
 	else \
 		echo "Chromium is missing: the console's browser tests will be skipped."; \
 		echo "Install Debian's chromium package (sudo apt-get install -y chromium) or set SEMKO_CHROMIUM to a Chrome/Chromium binary."; \
+	fi
+	@if command -v pdftotext >/dev/null 2>&1 && command -v pdftoppm >/dev/null 2>&1; then \
+		exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing poppler-utils for the report tests (pdftotext, pdftoppm)..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils; \
+	else \
+		echo "pdftotext/pdftoppm are missing: the report tests fail without them."; \
+		echo "Install Debian's poppler-utils package (sudo apt-get install -y poppler-utils)."; \
 	fi
 
 vet:
