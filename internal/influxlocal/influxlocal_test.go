@@ -233,7 +233,7 @@ func TestEnsureBuildsOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	for i := range errs {
-		wg.Go(func() { errs[i] = ensureAt(t.Context(), log, path) })
+		wg.Go(func() { errs[i] = influxd.EnsureAt(t.Context(), log, path) })
 	}
 	wg.Wait()
 	for _, err := range errs {
