@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"github.com/semko/semko/internal/sqlitedb"
 
 	"github.com/semko/semko/backend/access"
 	"github.com/semko/semko/backend/account"
@@ -63,15 +63,9 @@ var _ account.Store = (*Store)(nil)
 
 // Open opens or creates the database at path.
 func Open(ctx context.Context, path string) (*Store, error) {
-	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
-	db, err := sql.Open("sqlite", dsn)
+	db, err := sqlitedb.Open(ctx, path, schema, "account store")
 	if err != nil {
-		return nil, fmt.Errorf("open account store: %w", err)
-	}
-	db.SetMaxOpenConns(1) // SQLite serialises writers; one connection avoids SQLITE_BUSY
-	if _, err := db.ExecContext(ctx, schema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("account store schema %s: %w", path, err)
+		return nil, err
 	}
 	return &Store{db: db}, nil
 }

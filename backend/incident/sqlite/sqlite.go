@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"github.com/semko/semko/internal/sqlitedb"
 
 	"github.com/semko/semko/backend/incident"
 )
@@ -48,17 +48,9 @@ var _ incident.Store = (*Store)(nil)
 
 // Open opens or creates the database at path.
 func Open(ctx context.Context, path string) (*Store, error) {
-	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
-	db, err := sql.Open("sqlite", dsn)
+	db, err := sqlitedb.Open(ctx, path, schema, "incident store")
 	if err != nil {
-		return nil, fmt.Errorf("open incident store: %w", err)
-	}
-	// One connection: SQLite serialises writers anyway, and the desk
-	// serialises its changes.
-	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, schema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("incident store schema %s: %w", path, err)
+		return nil, err
 	}
 	return &Store{db: db}, nil
 }

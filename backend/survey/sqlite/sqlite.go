@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"github.com/semko/semko/internal/sqlitedb"
 
 	"github.com/semko/semko/backend/survey"
 )
@@ -102,17 +102,9 @@ var _ survey.Store = (*Store)(nil)
 
 // Open opens or creates the database at path.
 func Open(ctx context.Context, path string) (*Store, error) {
-	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"
-	db, err := sql.Open("sqlite", dsn)
+	db, err := sqlitedb.Open(ctx, path, schema, "survey store")
 	if err != nil {
-		return nil, fmt.Errorf("open survey store: %w", err)
-	}
-	// One connection: SQLite serialises writers anyway, and one
-	// connection makes each transaction's check-then-insert atomic.
-	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, schema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("survey store schema %s: %w", path, err)
+		return nil, err
 	}
 	return &Store{db: db}, nil
 }

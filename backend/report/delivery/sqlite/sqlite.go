@@ -13,7 +13,7 @@ import (
 	"fmt"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"github.com/semko/semko/internal/sqlitedb"
 
 	"github.com/semko/semko/backend/report/delivery"
 )
@@ -40,15 +40,9 @@ var _ delivery.Store = (*Store)(nil)
 
 // Open opens or creates the database at path.
 func Open(ctx context.Context, path string) (*Store, error) {
-	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
-	db, err := sql.Open("sqlite", dsn)
+	db, err := sqlitedb.Open(ctx, path, schema, "report store")
 	if err != nil {
-		return nil, fmt.Errorf("open report store: %w", err)
-	}
-	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, schema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("report store schema %s: %w", path, err)
+		return nil, err
 	}
 	return &Store{db: db}, nil
 }
