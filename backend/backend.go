@@ -24,6 +24,7 @@ import (
 	"github.com/semko/semko/backend/api"
 	"github.com/semko/semko/backend/fleet/configpush"
 	"github.com/semko/semko/backend/fleet/fleetapi"
+	"github.com/semko/semko/backend/fleet/live"
 	"github.com/semko/semko/backend/fleet/timebeacon"
 	"github.com/semko/semko/backend/intake/influx"
 	"github.com/semko/semko/backend/intake/ingest"
@@ -31,6 +32,7 @@ import (
 	"github.com/semko/semko/backend/web"
 	"github.com/semko/semko/broker"
 	"github.com/semko/semko/fleet/registry"
+	"github.com/semko/semko/protocol"
 )
 
 // App is one backend process.
@@ -51,6 +53,7 @@ type App struct {
 	desk     incidentParts       // the incident desk (incidents.go)
 	series   *influx.SeriesCheck // InfluxDB's series count and limit refusals (series.go)
 	survey   surveyParts         // NPS survey (survey.go)
+	serving  *live.Serving       // recent activations: a QR answer's operator and service
 	console  consoleParts        // accounts, access router, web console (console.go)
 	reports  reportParts         // report builder (reports.go)
 	http     *api.Server
@@ -140,6 +143,7 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	if err := a.newSeriesCheck(); err != nil {
 		return nil, err
 	}
+	a.serving = live.NewServing()
 	if err := a.newSurvey(); err != nil {
 		return nil, fmt.Errorf("survey: %w", err)
 	}
@@ -158,16 +162,19 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 		return nil, err
 	}
 	handler, err := api.New(api.Options{
-		Router:    a.console.router,
-		Device:    fleetapi.DeviceLocator(a.fleet.db),
-		Token:     cfg.HTTP.Token,
-		Ready:     a.Ready,
-		Gatherer:  a.metrics,
-		Activator: api.PublishActivator{Registry: a.registry.Current, Publisher: a.source},
-		Devices:   a.ingest.Devices,
-		Summary:   a.ingest.Snapshot,
-		Logger:    log.With("part", "api"),
-		Routes:    slices.Concat(a.fleetRoutes(), a.alertRoutes(), a.healthRoutes(), a.reportRoutes(), a.surveyRoutes(), incidentRoutes),
+		Router:   a.console.router,
+		Device:   fleetapi.DeviceLocator(a.fleet.db),
+		Token:    cfg.HTTP.Token,
+		Ready:    a.Ready,
+		Gatherer: a.metrics,
+		Activator: api.PublishActivator{Registry: a.registry.Current, Publisher: a.source,
+			Sent: func(device string, act protocol.Activate) {
+				a.serving.Record(device, act.Operator, act.Service, act.Time)
+			}},
+		Devices: a.ingest.Devices,
+		Summary: a.ingest.Snapshot,
+		Logger:  log.With("part", "api"),
+		Routes:  slices.Concat(a.fleetRoutes(), a.alertRoutes(), a.healthRoutes(), a.reportRoutes(), a.surveyRoutes(), incidentRoutes),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)

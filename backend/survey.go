@@ -117,7 +117,7 @@ func (a *App) newSurvey() error {
 	opts := engine.Options{
 		Store: store, Signer: signer, Registry: a.registry.Current, Votes: a.ingest, Spool: a.spool,
 		Calendar: cals.Of, BaseURL: c.BaseURL, Period: c.Period,
-		PeriodByOrg: map[string]time.Duration{}, LinkTTL: c.LinkTTL, ScanTTL: c.ScanTTL, Deadline: c.Deadline,
+		PeriodByOrg: map[string]time.Duration{}, LinkTTL: c.LinkTTL, ScanTTL: c.ScanTTL, Serving: a.serving.At, Deadline: c.Deadline,
 		FollowPassives: c.FollowPassives, Retention: c.Retention, Reasons: c.Reasons, CheckEvery: c.CheckEvery,
 		Logger: a.log.With("part", "survey"), Registerer: a.metrics,
 	}

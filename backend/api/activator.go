@@ -24,6 +24,10 @@ type PublishActivator struct {
 	// Now stamps activations sent without a time, so that an edge that gets
 	// one late (after a reconnect) can tell how old it is. Default time.Now.
 	Now func() time.Time
+	// Sent, when set, hears every activation published (with its time
+	// set): the survey ties a QR answer to the operator and service of
+	// the moment with it.
+	Sent func(device string, a protocol.Activate)
 }
 
 // Activate publishes a to device.
@@ -44,6 +48,9 @@ func (p PublishActivator) Activate(_ context.Context, device string, a protocol.
 	}
 	if err := p.Publisher.Publish(protocol.DeviceTopic(device, protocol.KindActivate), payload, false, 1); err != nil {
 		return fmt.Errorf("activate %s: publish: %w", device, err)
+	}
+	if p.Sent != nil {
+		p.Sent(device, a)
 	}
 	return nil
 }

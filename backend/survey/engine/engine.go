@@ -91,6 +91,11 @@ type Options struct {
 	LinkTTL time.Duration
 	// ScanTTL is how long one QR scan may be answered; default 30 min.
 	ScanTTL time.Duration
+	// Serving, when set, gives the operator and service of a device's
+	// activation in force at a time: a QR answer is tied to those of the
+	// moment of the scan. Without it (or before any activation) the
+	// counter's defaults stand.
+	Serving func(device string, at time.Time) (operator, service string, ok bool)
 	// VoterWindow: one answer per QR-scanning device and counter within
 	// it; default 12 h.
 	VoterWindow time.Duration
@@ -366,6 +371,13 @@ func (e *Engine) AnswerScan(ctx context.Context, tok survey.Token, score int, vo
 	now := e.o.Now()
 	a := survey.Answer{ID: AnswerID(tok), Org: c.Org, Site: c.Site, Counter: c.ID, Device: c.Device,
 		Operator: c.Operator, Service: c.Service, Channel: survey.ChannelQR, Score: score, Time: now}
+	if e.o.Serving != nil && c.Device != "" {
+		// The scan token was made ScanTTL before it expires: the service
+		// in force then is the one the customer answers about.
+		if op, svc, ok := e.o.Serving(c.Device, tok.Expires.Add(-e.o.ScanTTL)); ok {
+			a.Operator, a.Service = cmp.Or(op, a.Operator), cmp.Or(svc, a.Service)
+		}
+	}
 	if voter != "" {
 		a.Voter = e.o.Signer.AddressHash("voter", voter)
 	}

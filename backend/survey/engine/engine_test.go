@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/semko/semko/backend/alert"
+	"github.com/semko/semko/backend/fleet/live"
 	"github.com/semko/semko/backend/survey"
 	"github.com/semko/semko/backend/survey/engine"
 	"github.com/semko/semko/backend/survey/internal/surveytest"
@@ -289,5 +290,50 @@ func TestUnsubscribe(t *testing.T) {
 	env.Advance(3 * 366 * day)
 	if _, err := env.Engine.Invite(ctx, survey.Contact{Counter: "c3", Email: "U@example.org"}); !errors.Is(err, survey.ErrUnsubscribed) {
 		t.Fatalf("three years later, elsewhere: %v", err)
+	}
+}
+
+// TestQRAnswerTiedToTheMoment: a QR answer carries the operator and service
+// of the activation in force when the code was scanned, not of a later
+// service at the same counter, and the counter's defaults before any.
+func TestQRAnswerTiedToTheMoment(t *testing.T) {
+	serving := live.NewServing()
+	env := surveytest.New(t, func(o *engine.Options) { o.Serving = serving.At })
+	ctx := context.Background()
+	ctok, err := env.Engine.Signer().Decode(strings.TrimPrefix(env.Engine.CounterURL("c1"), "http://survey.test/q/"), env.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	scan := func() survey.Token {
+		t.Helper()
+		s, _, err := env.Engine.Scan(ctok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := env.Engine.Signer().Decode(s, env.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+
+	// Before any activation: the counter's defaults.
+	a, _, err := env.Engine.AnswerScan(ctx, scan(), 8, "phone-0")
+	if err != nil || a.Operator != "op-1" || a.Service != "permits" {
+		t.Fatalf("no activation known: %+v %v, want op-1/permits", a, err)
+	}
+
+	serving.Record("kp-1", "op-2", "taxes", env.Now().Add(-5*time.Minute))
+	s := scan()
+	env.Advance(time.Minute)
+	serving.Record("kp-1", "op-3", "permits", env.Now()) // the next customer
+	env.Advance(time.Minute)
+	a, _, err = env.Engine.AnswerScan(ctx, s, 4, "phone-1")
+	if err != nil || a.Operator != "op-2" || a.Service != "taxes" {
+		t.Fatalf("answer after the next activation: %+v %v, want op-2/taxes of the scan's moment", a, err)
+	}
+	a, _, err = env.Engine.AnswerScan(ctx, scan(), 10, "phone-2")
+	if err != nil || a.Operator != "op-3" {
+		t.Fatalf("a scan after the next activation: %+v %v, want op-3", a, err)
 	}
 }
