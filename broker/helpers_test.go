@@ -160,6 +160,11 @@ type clientOption func(*paho.ClientOptions)
 
 func withReconnect(o *paho.ClientOptions) { o.SetAutoReconnect(true) }
 
+// inOrder hands messages to the handlers one by one in the order they
+// arrive (the default here runs each handler on its own goroutine), for
+// tests that reason about the broker's delivery order.
+func inOrder(o *paho.ClientOptions) { o.SetOrderMatters(true) }
+
 func withWill(topic string, payload []byte) clientOption {
 	return func(o *paho.ClientOptions) { o.SetBinaryWill(topic, payload, 1, true) }
 }

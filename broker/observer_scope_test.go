@@ -27,7 +27,8 @@ func TestScopedObserver(t *testing.T) {
 	}
 	b := startBroker(t, Options{Credentials: creds, Intake: newRecordingIntake()})
 	addr := b.Addr()
-	app := mustConnect(t, addr, "bank-app", "bank-app", "bank-app-secret")
+	// In order: the checks below rely on the order the broker delivers.
+	app := mustConnect(t, addr, "bank-app", "bank-app", "bank-app-secret", inOrder)
 	for _, filter := range []string{
 		protocol.AlertFilter("", ""),              // every organisation
 		protocol.AlertFilter("muni", ""),          // another organisation
@@ -42,7 +43,7 @@ func TestScopedObserver(t *testing.T) {
 		t.Fatal("own organisation's alerts refused")
 	}
 	// An unscoped observer hears both, so the notices are really there.
-	all := mustConnect(t, addr, observerUser, observerUser, observerPw)
+	all := mustConnect(t, addr, observerUser, observerUser, observerPw, inOrder)
 	code, every := subscribe(t, all, protocol.AlertFilter("", ""))
 	if code == 0x80 {
 		t.Fatal("unscoped observer refused")

@@ -110,6 +110,11 @@ type Agent struct {
 		sync.Mutex
 		client paho.Client // nil while disconnected
 		bdseq  uint64
+		// held are answers (config applied, command results) made while
+		// not connected, the latest per kind, sent once connected: a
+		// retained config can be applied before the connection counts as
+		// up, and its answer must not be lost.
+		held map[protocol.Kind][]byte
 	}
 	connKick chan struct{} // cap 1: the connection came or went
 	beacons  chan beacon   // time beacons received, not yet applied

@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -369,4 +370,34 @@ func TestHeartbeatReportsLinkRSSI(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestAnswerHeldUntilConnected: a config applied while the agent is not
+// connected (a retained config can arrive before the connection counts as
+// up) still gets its answer to the backend once it is: the answer is held,
+// not dropped, so the fleet API does not show the device out of sync until
+// its next heartbeat.
+func TestAnswerHeldUntilConnected(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens yet: the agent keeps retrying
+
+	a := startAgent(t, Config{Broker: "tcp://" + addr, DataDir: t.TempDir()})
+	cfg := protocol.SampleConfig()
+	payload, err := protocol.Encode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.applyConfig(payload)
+
+	rec := &recorder{}
+	startBroker(t, addr, rec)
+	testwait.For(t, "the held answer sent once connected", func() bool { return len(rec.of(protocol.KindConfigApplied)) > 0 })
+	ans, err := protocol.Decode[protocol.ConfigApplied](rec.of(protocol.KindConfigApplied)[0])
+	if err != nil || !ans.OK || ans.Version != cfg.Version {
+		t.Fatalf("answer %+v err %v, want OK for %s", ans, err, cfg.Version)
+	}
 }

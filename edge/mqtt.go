@@ -198,6 +198,7 @@ func (a *Agent) connectLoop(ctx context.Context) {
 		a.connects.Add(1)
 		c.Publish(protocol.DeviceTopic(a.cfg.Device, protocol.KindStatus), 1, true, a.status(true, bdseq))
 		a.setClient(c, bdseq)
+		a.sendHeld(c)
 		a.log.Info("mqtt connected", "brokers", a.cfg.Broker, "bdseq", bdseq)
 		if !a.stayConnected(ctx, c, bdseq, lost) {
 			return
@@ -283,12 +284,32 @@ func (a *Agent) publishDirect(kind protocol.Kind, v protocol.Validator) {
 		a.log.Error("encode message", "kind", kind, "err", err)
 		return
 	}
-	c := a.client()
+	a.conn.Lock()
+	c := a.conn.client
 	if c == nil {
-		a.log.Debug("offline, message not sent", "kind", kind)
+		// Checked and held under the lock setClient takes, so an answer
+		// is either published now or found by sendHeld after connecting.
+		if a.conn.held == nil {
+			a.conn.held = map[protocol.Kind][]byte{}
+		}
+		a.conn.held[kind] = data
+		a.conn.Unlock()
+		a.log.Debug("not connected, message held until connected", "kind", kind)
 		return
 	}
+	a.conn.Unlock()
 	c.Publish(protocol.DeviceTopic(a.cfg.Device, kind), 1, kind.Retained(), data)
+}
+
+// sendHeld publishes the answers publishDirect held while not connected.
+func (a *Agent) sendHeld(c paho.Client) {
+	a.conn.Lock()
+	held := a.conn.held
+	a.conn.held = nil
+	a.conn.Unlock()
+	for kind, data := range held {
+		c.Publish(protocol.DeviceTopic(a.cfg.Device, kind), 1, kind.Retained(), data)
+	}
 }
 
 // flight is one outbox entry published and not yet confirmed.
