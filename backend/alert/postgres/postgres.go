@@ -1,0 +1,282 @@
+// Package postgres stores alerts, their audit trail and silences in a
+// PostgreSQL database the backend replicas share. It implements
+// alert.Store with the sqlite package's tables in PostgreSQL's types.
+//
+// Each alert is kept as JSON beside the columns that filters use, so a
+// field added to alert.Alert needs no migration.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/semko/semko/internal/pgdb"
+
+	"github.com/semko/semko/backend/alert"
+)
+
+const schema = `
+CREATE TABLE IF NOT EXISTS alerts (
+	id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	state      TEXT NOT NULL,
+	kind       TEXT NOT NULL,
+	severity   TEXT NOT NULL,
+	org        TEXT NOT NULL,
+	site       TEXT NOT NULL,
+	device     TEXT NOT NULL,
+	updated_at BIGINT NOT NULL,
+	doc        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_state ON alerts(state, updated_at);
+CREATE INDEX IF NOT EXISTS alerts_updated ON alerts(updated_at);
+CREATE TABLE IF NOT EXISTS events (
+	id       BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	alert_id BIGINT NOT NULL REFERENCES alerts(id),
+	time     BIGINT NOT NULL,
+	doc      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_alert ON events(alert_id, id);
+CREATE TABLE IF NOT EXISTS silences (
+	id  TEXT PRIMARY KEY,
+	doc TEXT NOT NULL
+);`
+
+// Store is an alert.Store in a PostgreSQL database.
+type Store struct {
+	db *sql.DB
+}
+
+var _ alert.Store = (*Store)(nil)
+
+// Open connects to the database at dsn and creates the tables if missing.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	db, err := pgdb.Open(ctx, dsn, schema, "alert store")
+	if err != nil {
+		return nil, err
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Save implements alert.Store.
+func (s *Store) Save(ctx context.Context, a *alert.Alert, ev *alert.Event) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	if a.ID == 0 {
+		// PostgreSQL has no LastInsertId: the new id comes back with RETURNING.
+		err := tx.QueryRowContext(ctx, `INSERT INTO alerts (state, kind, severity, org, site, device, updated_at, doc) VALUES ($1,$2,$3,$4,$5,$6,$7,'{}') RETURNING id`,
+			a.State, a.Kind, a.Severity, a.Subject.Org, a.Subject.Site, a.Subject.Device, a.UpdatedAt.UnixNano()).Scan(&a.ID)
+		if err != nil {
+			return fmt.Errorf("insert alert: %w", err)
+		}
+	}
+	doc, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("encode alert: %w", err)
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE alerts SET state=$1, kind=$2, severity=$3, org=$4, site=$5, device=$6, updated_at=$7, doc=$8 WHERE id=$9`,
+		a.State, a.Kind, a.Severity, a.Subject.Org, a.Subject.Site, a.Subject.Device, a.UpdatedAt.UnixNano(), doc, a.ID)
+	if err != nil {
+		return fmt.Errorf("update alert %d: %w", a.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("update alert %d: %w", a.ID, alert.ErrNotFound)
+	}
+	if ev != nil {
+		ev.AlertID = a.ID
+		err := tx.QueryRowContext(ctx, `INSERT INTO events (alert_id, time, doc) VALUES ($1,$2,'{}') RETURNING id`, a.ID, ev.Time.UnixNano()).Scan(&ev.ID)
+		if err != nil {
+			return fmt.Errorf("insert event: %w", err)
+		}
+		edoc, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("encode event: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE events SET doc=$1 WHERE id=$2`, edoc, ev.ID); err != nil {
+			return fmt.Errorf("update event: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// OpenAlerts implements alert.Store.
+func (s *Store) OpenAlerts(ctx context.Context) ([]alert.Alert, error) {
+	return s.query(ctx, `SELECT doc FROM alerts WHERE state <> $1 ORDER BY updated_at DESC`, alert.StateResolved)
+}
+
+// Alerts implements alert.Store.
+func (s *Store) Alerts(ctx context.Context, f alert.Filter) ([]alert.Alert, error) {
+	var where []string
+	var args []any
+	// arg adds a parameter and returns its placeholder ($1, $2, ...).
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	eq := func(col string, v string) {
+		if v != "" {
+			where = append(where, col+" = "+arg(v))
+		}
+	}
+	switch f.State {
+	case "":
+	case "open":
+		where = append(where, "state <> "+arg(alert.StateResolved))
+	default:
+		eq("state", f.State)
+	}
+	eq("kind", string(f.Kind))
+	eq("severity", string(f.Severity))
+	eq("org", f.Org)
+	eq("site", f.Site)
+	eq("device", f.Device)
+	if !f.Since.IsZero() {
+		where = append(where, "updated_at >= "+arg(f.Since.UnixNano()))
+	}
+	q := "SELECT doc FROM alerts"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > alert.MaxList {
+		limit = alert.MaxList
+	}
+	q += fmt.Sprintf(" ORDER BY updated_at DESC, id DESC LIMIT %d", limit)
+	return s.query(ctx, q, args...)
+}
+
+func (s *Store) query(ctx context.Context, q string, args ...any) ([]alert.Alert, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("query alerts: %w", err)
+	}
+	defer rows.Close()
+	var out []alert.Alert
+	for rows.Next() {
+		var doc []byte
+		if err := rows.Scan(&doc); err != nil {
+			return nil, fmt.Errorf("scan alert: %w", err)
+		}
+		var a alert.Alert
+		if err := json.Unmarshal(doc, &a); err != nil {
+			return nil, fmt.Errorf("decode alert: %w", err)
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// Alert implements alert.Store.
+func (s *Store) Alert(ctx context.Context, id int64) (alert.Alert, error) {
+	list, err := s.query(ctx, `SELECT doc FROM alerts WHERE id = $1`, id)
+	if err != nil {
+		return alert.Alert{}, err
+	}
+	if len(list) == 0 {
+		return alert.Alert{}, alert.ErrNotFound
+	}
+	return list[0], nil
+}
+
+// Events implements alert.Store.
+func (s *Store) Events(ctx context.Context, alertID int64) ([]alert.Event, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT doc FROM events WHERE alert_id = $1 ORDER BY id`, alertID)
+	if err != nil {
+		return nil, fmt.Errorf("query events: %w", err)
+	}
+	defer rows.Close()
+	var out []alert.Event
+	for rows.Next() {
+		var doc []byte
+		var ev alert.Event
+		if err := rows.Scan(&doc); err != nil {
+			return nil, fmt.Errorf("scan event: %w", err)
+		}
+		if err := json.Unmarshal(doc, &ev); err != nil {
+			return nil, fmt.Errorf("decode event: %w", err)
+		}
+		out = append(out, ev)
+	}
+	return out, rows.Err()
+}
+
+// SaveSilence implements alert.Store.
+func (s *Store) SaveSilence(ctx context.Context, sl alert.Silence) error {
+	doc, err := json.Marshal(sl)
+	if err != nil {
+		return fmt.Errorf("encode silence: %w", err)
+	}
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO silences (id, doc) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc`, sl.ID, doc); err != nil {
+		return fmt.Errorf("save silence: %w", err)
+	}
+	return nil
+}
+
+// DeleteSilence implements alert.Store.
+func (s *Store) DeleteSilence(ctx context.Context, id string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM silences WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("delete silence: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return alert.ErrNotFound
+	}
+	return nil
+}
+
+// Silences implements alert.Store.
+func (s *Store) Silences(ctx context.Context) ([]alert.Silence, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT doc FROM silences ORDER BY id COLLATE "C"`)
+	if err != nil {
+		return nil, fmt.Errorf("query silences: %w", err)
+	}
+	defer rows.Close()
+	var out []alert.Silence
+	for rows.Next() {
+		var doc []byte
+		var sl alert.Silence
+		if err := rows.Scan(&doc); err != nil {
+			return nil, fmt.Errorf("scan silence: %w", err)
+		}
+		if err := json.Unmarshal(doc, &sl); err != nil {
+			return nil, fmt.Errorf("decode silence: %w", err)
+		}
+		out = append(out, sl)
+	}
+	return out, rows.Err()
+}
+
+// PurgeResolved deletes alerts resolved before cutoff with their audit
+// trail, to bound the file; it returns how many alerts went.
+func (s *Store) PurgeResolved(ctx context.Context, cutoff time.Time) (int64, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	cond := `state = $1 AND updated_at < $2`
+	if _, err := tx.ExecContext(ctx, `DELETE FROM events WHERE alert_id IN (SELECT id FROM alerts WHERE `+cond+`)`, alert.StateResolved, cutoff.UnixNano()); err != nil {
+		return 0, fmt.Errorf("purge events: %w", err)
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM alerts WHERE `+cond, alert.StateResolved, cutoff.UnixNano())
+	if err != nil {
+		return 0, fmt.Errorf("purge alerts: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("purge commit: %w", err)
+	}
+	return n, nil
+}

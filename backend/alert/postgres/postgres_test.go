@@ -1,0 +1,77 @@
+package postgres
+
+import (
+	"context"
+	"github.com/semko/semko/internal/pglocal"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+
+	"github.com/semko/semko/backend/alert"
+	"github.com/semko/semko/backend/alert/storetest"
+)
+
+func TestMain(m *testing.M) { pglocal.Main(m) }
+
+func TestStore(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) alert.Store {
+		s, err := Open(context.Background(), pglocal.SharedDB(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+// A manager restarted on the same database finds its open alert and silence
+// and keeps updating the same alert.
+func TestManagerRestart(t *testing.T) {
+	ctx := context.Background()
+	path := pglocal.SharedDB(t)
+	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
+	f := alert.Finding{Kind: alert.KindOffline, Subject: alert.Subject{Org: "o1", Site: "s1", Device: "kp-1"}, Message: "offline"}
+
+	start := func() (*alert.Manager, *Store) {
+		s, err := Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := alert.New(ctx, alert.Options{Store: s, Clock: clock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m, s
+	}
+	m, s := start()
+	if err := m.Raise(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.AddSilence(ctx, alert.Silence{Matchers: alert.Matchers{"site": "s1"}, EndsAt: clock.Now().Add(time.Hour), CreatedBy: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	m, s = start()
+	defer s.Close()
+	if err := m.Raise(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	list, err := m.List(ctx, alert.Filter{})
+	if err != nil || len(list) != 1 || list[0].Count != 2 {
+		t.Fatalf("after restart: %+v, %v; want the same alert seen twice", list, err)
+	}
+	if len(m.Silences()) != 1 {
+		t.Errorf("silence lost across restart")
+	}
+	if n, err := s.PurgeResolved(ctx, clock.Now().Add(time.Hour)); err != nil || n != 0 {
+		t.Errorf("purge of open alert: %d, %v", n, err)
+	}
+	if _, err := m.ResolveByHand(ctx, list[0].ID, "tech", "done"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.PurgeResolved(ctx, clock.Now().Add(time.Hour)); err != nil || n != 1 {
+		t.Errorf("purge: %d, %v", n, err)
+	}
+}
