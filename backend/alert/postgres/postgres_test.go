@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"github.com/semko/semko/internal/pglocal"
 	"testing"
 	"time"
 
@@ -10,6 +9,7 @@ import (
 
 	"github.com/semko/semko/backend/alert"
 	"github.com/semko/semko/backend/alert/storetest"
+	"github.com/semko/semko/internal/pglocal"
 )
 
 func TestMain(m *testing.M) { pglocal.Main(m) }
