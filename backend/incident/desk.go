@@ -470,7 +470,7 @@ func (d *Desk) Attach(ctx context.Context, p access.Principal, id int64, name st
 	if _, err := d.Get(ctx, p, id); err != nil { // scope first: nothing stored for a stranger
 		return Incident{}, err
 	}
-	att, created, err := d.opts.Files.Put(name, r)
+	att, created, err := d.opts.Files.Put(ctx, name, r)
 	if err != nil {
 		d.m.refused.WithLabelValues("attachment").Inc()
 		return Incident{}, err
@@ -496,7 +496,7 @@ func (d *Desk) Attach(ctx context.Context, p access.Principal, id int64, name st
 		return Step{Action: ActionAttached, Comment: att.Name}, nil
 	})
 	if err != nil && created {
-		_ = d.opts.Files.Remove(att.Hash) // nothing half-saved
+		_ = d.opts.Files.Remove(context.WithoutCancel(ctx), att.Hash) // nothing half-saved, even if the caller went away
 	}
 	return in, err
 }

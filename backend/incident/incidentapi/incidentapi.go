@@ -230,7 +230,7 @@ func (h handlers) create(w http.ResponseWriter, r *http.Request, p access.Princi
 	if mt == "multipart/form-data" {
 		var err error
 		if dr, created, err = h.readForm(w, r); err != nil {
-			h.removeFiles(created)
+			h.removeFiles(r.Context(), created)
 			return err
 		}
 	} else if err := decode(w, r, &dr); err != nil {
@@ -238,16 +238,19 @@ func (h handlers) create(w http.ResponseWriter, r *http.Request, p access.Princi
 	}
 	in, err := h.d.Register(r.Context(), p, dr)
 	if err != nil {
-		h.removeFiles(created)
+		h.removeFiles(r.Context(), created)
 		return err
 	}
 	writeJSON(w, http.StatusCreated, IncidentAnswer{Incident: in})
 	return nil
 }
 
-func (h handlers) removeFiles(hashes []string) {
+// removeFiles deletes what a refused request stored, even when the client
+// is gone (its context cancelled).
+func (h handlers) removeFiles(ctx context.Context, hashes []string) {
+	ctx = context.WithoutCancel(ctx)
 	for _, hash := range hashes {
-		_ = h.d.Files().Remove(hash)
+		_ = h.d.Files().Remove(ctx, hash)
 	}
 }
 
@@ -280,7 +283,7 @@ func (h handlers) readForm(w http.ResponseWriter, r *http.Request) (incident.Dra
 			if len(dr.Attachments) >= cfg.MaxAttachments {
 				return dr, created, &incident.FieldErrors{Fields: map[string]string{"attachments": fmt.Sprintf("at most %d files", cfg.MaxAttachments)}}
 			}
-			att, isNew, err := h.d.Files().Put(part.FileName(), part)
+			att, isNew, err := h.d.Files().Put(r.Context(), part.FileName(), part)
 			if err != nil {
 				return dr, created, err
 			}
@@ -421,7 +424,7 @@ func (h handlers) file(w http.ResponseWriter, r *http.Request, p access.Principa
 		if a.Hash != hash {
 			continue
 		}
-		f, err := h.d.Files().Open(hash)
+		f, err := h.d.Files().Open(r.Context(), hash)
 		if err != nil {
 			return err
 		}

@@ -316,7 +316,7 @@ func (s *Server) register(ctx context.Context, rt route, msg Message) error {
 	var created []string
 	fail := func(err error) error {
 		for _, h := range created {
-			_ = files.Remove(h)
+			_ = files.Remove(context.WithoutCancel(ctx), h)
 		}
 		return err
 	}
@@ -336,7 +336,7 @@ func (s *Server) register(ctx context.Context, rt route, msg Message) error {
 		if len(d.Attachments) >= s.desk.Config().MaxAttachments {
 			break
 		}
-		att, isNew, err := files.Put(f.Name, bytes.NewReader(f.Data))
+		att, isNew, err := files.Put(ctx, f.Name, bytes.NewReader(f.Data))
 		if err != nil {
 			return fail(fmt.Errorf("attachment %q: %w", f.Name, err))
 		}
