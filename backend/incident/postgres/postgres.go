@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS incident_incidents (
 CREATE INDEX IF NOT EXISTS incident_incidents_org ON incident_incidents(org, id);
 CREATE INDEX IF NOT EXISTS incident_incidents_site ON incident_incidents(site, id);
 CREATE INDEX IF NOT EXISTS incident_incidents_due ON incident_incidents(due_at) WHERE NOT overdue AND due_at > 0;
+CREATE INDEX IF NOT EXISTS incident_incidents_personal ON incident_incidents(closed_at) WHERE personal;
 CREATE TABLE IF NOT EXISTS incident_steps (
 	id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	incident_id bigint NOT NULL REFERENCES incident_incidents(id),
