@@ -96,3 +96,33 @@ func TestReopen(t *testing.T) {
 		t.Fatalf("after reopen: err = %v", err)
 	}
 }
+
+// TestServerKilled: answers committed before PostgreSQL is SIGKILLed are
+// there after it restarts, and the same store, without reopening, records
+// the next one (its pool replaces the dead connections).
+func TestServerKilled(t *testing.T) {
+	ctx := context.Background()
+	srv := pglocal.StartForTest(t)
+	s := open(t, srv.CreateDB(t))
+	a := survey.Answer{ID: "before", Org: "o1", Counter: "c1", Channel: survey.ChannelEmail, Score: 4, Time: t0}
+	if _, _, err := s.RecordAnswer(ctx, a, time.Time{}, &survey.FollowUp{Org: "o1", Counter: "c1", Opened: t0, Due: t0}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Kill()
+	if err := srv.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := a
+	b.ID, b.Time = "after", t0.Add(time.Minute)
+	got, isNew, err := s.RecordAnswer(ctx, b, time.Time{}, nil)
+	if err != nil || !isNew {
+		t.Fatalf("after the restart: new=%v, %v", isNew, err)
+	}
+	old, err := s.Answer(ctx, "before")
+	if err != nil || old.Score != 4 || old.Seq >= got.Seq {
+		t.Fatalf("answer from before the kill: %+v, %v (seq after: %d)", old, err, got.Seq)
+	}
+	if fs, err := s.FollowUps(ctx, survey.FollowUpFilter{}); err != nil || len(fs) != 1 || fs[0].Answer != "before" {
+		t.Fatalf("follow-ups after the kill: %+v, %v", fs, err)
+	}
+}
