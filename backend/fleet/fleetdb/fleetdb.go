@@ -100,6 +100,8 @@ type DB struct {
 	mu      sync.Mutex // serialises changes, so snapshots follow commits
 	current atomic.Pointer[registry.Registry]
 	version int64 // fleet_version of current (PostgreSQL only); guarded by mu
+
+	listening atomic.Bool // Watch listens for change notices
 }
 
 const schema = `

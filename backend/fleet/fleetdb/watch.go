@@ -53,6 +53,10 @@ func (db *DB) Version() int64 {
 	return db.version
 }
 
+// Listening reports whether Watch is connected and listening for change
+// notices (it has then also loaded every change committed before).
+func (db *DB) Listening() bool { return db.listening.Load() }
+
 // Watch keeps the snapshot up to date with changes other replicas commit
 // to the shared (PostgreSQL) fleet, until ctx ends: it LISTENs for the
 // notice every change sends at commit and reloads the fleet when the
@@ -99,6 +103,8 @@ func (db *DB) listen(ctx context.Context, listening func()) error {
 	if err := db.refresh(ctx, -1); err != nil {
 		db.log.Error("fleet reload", "err", err)
 	}
+	db.listening.Store(true)
+	defer db.listening.Store(false)
 	for {
 		wait, cancel := context.WithTimeout(ctx, db.opts.PollEvery)
 		n, err := conn.WaitForNotification(wait)
