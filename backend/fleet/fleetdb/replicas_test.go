@@ -74,7 +74,8 @@ func TestReplicaSeesOthersChange(t *testing.T) {
 	if _, err := a.db.AddDevice(ctx, fleetdb.NewDevice{ID: "kp-a"}); err != nil {
 		t.Fatal(err)
 	}
-	testwait.For(t, "replica b sees kp-a", func() bool { return b.has("kp-a") && b.changes() == 1 })
+	took := testwait.Within(t, 30*time.Second, "replica b sees kp-a", func() bool { return b.has("kp-a") && b.changes() == 1 })
+	t.Logf("another replica's change reached this one's snapshot in %v", took)
 	// b changes next; once a sees it, a has also handled its own notice
 	// (notices arrive in commit order on one connection).
 	if _, err := b.db.AddDevice(ctx, fleetdb.NewDevice{ID: "kp-b"}); err != nil {
