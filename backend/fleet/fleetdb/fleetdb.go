@@ -180,7 +180,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 
 // openPG opens the shared fleet on PostgreSQL.
 func openPG(ctx context.Context, opts Options) (*DB, error) {
-	sqldb, err := pgdb.Open(ctx, opts.DSN, pgSchema, "fleet db")
+	sqldb, err := pgdb.Open(ctx, opts.DSN, "fleet", pgSchema, "fleet db")
 	if err != nil {
 		return nil, err
 	}

@@ -108,10 +108,10 @@ func TestReplicaPollsForLostNotice(t *testing.T) {
 	}
 	defer raw.Close()
 	ctx := context.Background()
-	if _, err := raw.ExecContext(ctx, `INSERT INTO devices (id, secret_hash) VALUES ('kp-quiet', $1)`, hash); err != nil {
+	if _, err := raw.ExecContext(ctx, `INSERT INTO fleet.devices (id, secret_hash) VALUES ('kp-quiet', $1)`, hash); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := raw.ExecContext(ctx, `UPDATE fleet_version SET n = n + 1`); err != nil {
+	if _, err := raw.ExecContext(ctx, `UPDATE fleet.fleet_version SET n = n + 1`); err != nil {
 		t.Fatal(err)
 	}
 	testwait.For(t, "replica finds the quiet change", func() bool { return b.has("kp-quiet") && b.changes() == 1 })
