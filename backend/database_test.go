@@ -3,9 +3,11 @@ package backend_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/semko/semko/backend"
 	"github.com/semko/semko/backend/access"
 	"github.com/semko/semko/backend/account"
 	"github.com/semko/semko/backend/alert"
@@ -78,5 +80,21 @@ func TestReplicasSharePostgres(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("replica 2's audit log %+v lacks replica 1's device addition", log)
+	}
+}
+
+// The cluster example names the shared database, and a malformed URL is
+// refused at load rather than at the first store.
+func TestDatabaseConfig(t *testing.T) {
+	cfg, err := backend.LoadConfig("../deploy/cluster/semko-cluster.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Database.Postgres != "postgres://semko@10.0.0.9:5432/semko?sslmode=verify-full" {
+		t.Errorf("database.postgres = %q", cfg.Database.Postgres)
+	}
+	cfg.Database.Postgres = "postgres://semko@10.0.0.9:notaport/semko"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "database: postgres") {
+		t.Errorf("malformed URL: %v", err)
 	}
 }
