@@ -15,7 +15,7 @@ BENCHTIME     ?= 1s
 export SEMKO_INFLUXD := $(INFLUXD)
 export SEMKO_NATS_SERVER := $(NATS_SERVER)
 
-.PHONY: all build run grafana test lint vet fmt-check staticcheck fuzz bench bench-quick tidy influxd nats-server chromium clean
+.PHONY: all build run grafana test lint vet fmt-check staticcheck fuzz bench bench-quick tidy influxd nats-server chromium postgresql clean
 
 all: build
 
@@ -51,7 +51,7 @@ $(NATS_SERVER):
 	d=$$(mktemp -d) && cd $$d && GOBIN=$$d/bin GOFLAGS=-mod=mod GOWORK=off $(GO) install github.com/nats-io/nats-server/v2@v2.15.3 \
 		&& mv $$d/bin/nats-server $(NATS_SERVER).tmp && mv $(NATS_SERVER).tmp $(NATS_SERVER) && rm -rf $$d
 
-test: influxd nats-server chromium vet fmt-check
+test: influxd nats-server chromium postgresql vet fmt-check
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # Headless Chromium for the console's browser journeys (backend/console_browser_test.go),
@@ -77,6 +77,21 @@ chromium:
 	else \
 		echo "pdftotext/pdftoppm are missing: the report tests fail without them."; \
 		echo "Install Debian's poppler-utils package (sudo apt-get install -y poppler-utils)."; \
+	fi
+
+# Debian's PostgreSQL server binaries for the shared-state tests (internal/pglocal
+# runs its own server from them in a temporary directory; a cluster the package
+# may start is not used). Installed with apt as root, as CI does; without them
+# those tests skip, unless CI=true, where they fail.
+postgresql:
+	@if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || [ -n "$$SEMKO_PG_BIN" ]; then \
+		exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing PostgreSQL for the shared-state tests (apt-get install -y postgresql)..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	else \
+		echo "PostgreSQL is missing: the shared-state tests will be skipped."; \
+		echo "Install Debian's postgresql package (sudo apt-get install -y postgresql) or set SEMKO_PG_BIN to the directory holding initdb and postgres."; \
 	fi
 
 vet:

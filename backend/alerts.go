@@ -14,7 +14,6 @@ import (
 	"github.com/semko/semko/backend/alert/calendar"
 	"github.com/semko/semko/backend/alert/points"
 	"github.com/semko/semko/backend/alert/ratings"
-	"github.com/semko/semko/backend/alert/sqlite"
 	"github.com/semko/semko/backend/api"
 	"github.com/semko/semko/fleet/registry"
 	"github.com/semko/semko/protocol"
@@ -79,7 +78,7 @@ var defaultRoute = alert.RouteConfig{
 type alertParts struct {
 	manager *alert.Manager
 	ratings *ratings.Watcher
-	store   *sqlite.Store
+	store   alertStore
 }
 
 // newAlerts builds the alert manager and the rating watcher and adds them
@@ -97,7 +96,7 @@ func (a *App) newAlerts() error {
 	if path == "" {
 		path = filepath.Join(a.cfg.DataDir, "alerts.db")
 	}
-	store, err := sqlite.Open(ctx, path)
+	store, err := a.openAlertStore(ctx, path)
 	if err != nil {
 		return err
 	}

@@ -47,6 +47,9 @@ type Config struct {
 	// Aggregates: hourly and daily sums for long ranges; see aggregates.go.
 	Reports    ReportsConfig    `yaml:"reports"`
 	Aggregates AggregatesConfig `yaml:"aggregates"`
+
+	// Database: SQLite files (default) or a shared PostgreSQL; see database.go.
+	Database DatabaseConfig `yaml:"database"`
 }
 
 // MQTTConfig configures the embedded broker.
@@ -216,6 +219,9 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("mqtt: tls_addr needs cert_file and key_file"))
 	}
 	if err := c.MQTT.Cluster.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Database.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if (c.HTTP.CertFile == "") != (c.HTTP.KeyFile == "") {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/semko/semko/backend/access"
 	"github.com/semko/semko/backend/account"
-	accountsqlite "github.com/semko/semko/backend/account/sqlite"
 	"github.com/semko/semko/backend/fleet/fleetapi"
 	"github.com/semko/semko/backend/web"
 	"github.com/semko/semko/backend/web/adminpages"
@@ -46,7 +45,7 @@ type ConsoleConfig struct {
 // consoleParts are the account service, the access router every HTTP
 // route goes through, and the console.
 type consoleParts struct {
-	store   *accountsqlite.Store
+	store   accountStore
 	acc     *account.Service
 	router  *access.Router
 	console *web.Console
@@ -64,7 +63,7 @@ func (a *App) newAccess() error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return fmt.Errorf("account store dir: %w", err)
 	}
-	store, err := accountsqlite.Open(context.Background(), path)
+	store, err := a.openAccountStore(context.Background(), path)
 	if err != nil {
 		return err
 	}

@@ -27,17 +27,17 @@ type fleetParts struct {
 // <data_dir>/fleet.db), applies the fleet file when it changed since it was
 // last applied, and sets the registry store the other parts read.
 func (a *App) openFleet() error {
-	path := a.cfg.FleetDB
-	if path == "" {
-		path = filepath.Join(a.cfg.DataDir, "fleet.db")
+	opts := fleetdb.Options{HashSecret: broker.HashSecret, OnChange: a.fleetChanged, Logger: a.log.With("part", "fleetdb")}
+	if opts.DSN = a.postgresDSN(); opts.DSN == "" {
+		opts.Path = a.cfg.FleetDB
+		if opts.Path == "" {
+			opts.Path = filepath.Join(a.cfg.DataDir, "fleet.db")
+		}
+		if err := os.MkdirAll(filepath.Dir(opts.Path), 0o750); err != nil {
+			return fmt.Errorf("fleet db dir: %w", err)
+		}
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return fmt.Errorf("fleet db dir: %w", err)
-	}
-	db, err := fleetdb.Open(context.Background(), fleetdb.Options{
-		Path: path, HashSecret: broker.HashSecret, OnChange: a.fleetChanged,
-		Logger: a.log.With("part", "fleetdb"),
-	})
+	db, err := fleetdb.Open(context.Background(), opts)
 	if err != nil {
 		return err
 	}
@@ -59,6 +59,10 @@ func (a *App) openFleet() error {
 		}
 		return nil
 	}})
+	if opts.DSN != "" {
+		// Other replicas' changes reach this one's snapshot.
+		a.sup.add("fleet-watch", PartFunc(db.Watch))
+	}
 	a.registry = registry.NewStore(db.Current())
 	return nil
 }

@@ -24,15 +24,24 @@ import (
 // can both pass the check and one fails on the catalog's unique index).
 const schemaLock = 0x53656d6b6f // "Semko"
 
-// Open connects to dsn (a postgres:// URL or key=value string), checks the
-// server answers, and applies schema, which must be idempotent (CREATE ...
+// Open connects to dsn (a postgres:// URL or key=value string) with the
+// PostgreSQL schema (namespace) ns first on the search path, creates ns if
+// missing and applies schema there, which must be idempotent (CREATE ...
 // IF NOT EXISTS) and may hold several statements. what names the store in
 // errors ("alert store").
-func Open(ctx context.Context, dsn, schema, what string) (*sql.DB, error) {
+//
+// Each store has its own namespace ("fleet", "alerts", "accounts", ...):
+// they share one database and their SQL keeps the SQLite stores' unqualified
+// table names (two of them have an "events" table).
+func Open(ctx context.Context, dsn, ns, schema, what string) (*sql.DB, error) {
+	if !validNamespace(ns) {
+		return nil, fmt.Errorf("open %s: namespace %q: want lower-case letters, digits and _", what, ns)
+	}
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", what, err)
 	}
+	cfg.RuntimeParams["search_path"] = ns
 	// Ping every connection as it leaves the pool (one loopback round trip,
 	// ~0.1 ms): after PostgreSQL restarts, each pooled connection holds the
 	// server's "terminating connection" message, and pgx's default pings
@@ -45,11 +54,23 @@ func Open(ctx context.Context, dsn, schema, what string) (*sql.DB, error) {
 	db.SetMaxOpenConns(8)
 	db.SetMaxIdleConns(4)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	if err := Migrate(ctx, db, schema); err != nil {
+	if err := Migrate(ctx, db, "CREATE SCHEMA IF NOT EXISTS "+ns+";\n"+schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return db, nil
+}
+
+func validNamespace(ns string) bool {
+	if ns == "" || len(ns) > 63 || ns[0] < 'a' || ns[0] > 'z' {
+		return false
+	}
+	for _, r := range ns {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // Migrate applies schema on one connection while holding the schema lock.

@@ -18,7 +18,7 @@ func TestMain(m *testing.M) { pglocal.Main(m) }
 func TestKillRestartKeepsCommitted(t *testing.T) {
 	s := pglocal.StartForTest(t)
 	ctx := t.Context()
-	db, err := pgdb.Open(ctx, s.CreateDB(t), `CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)`, "test store")
+	db, err := pgdb.Open(ctx, s.CreateDB(t), "test", `CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)`, "test store")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestSharedDatabasesAreSeparate(t *testing.T) {
 	ctx := context.Background()
 	var dbs []*sql.DB
 	for range 2 {
-		db, err := pgdb.Open(ctx, pglocal.SharedDB(t), `CREATE TABLE IF NOT EXISTS n (x INTEGER)`, "test store")
+		db, err := pgdb.Open(ctx, pglocal.SharedDB(t), "test", `CREATE TABLE IF NOT EXISTS n (x INTEGER)`, "test store")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +95,7 @@ func TestConcurrentMigrate(t *testing.T) {
 	errs := make(chan error, n)
 	for range n {
 		go func() {
-			db, err := pgdb.Open(t.Context(), dsn, `CREATE TABLE IF NOT EXISTS a (x INTEGER); CREATE INDEX IF NOT EXISTS a_x ON a (x)`, "test store")
+			db, err := pgdb.Open(t.Context(), dsn, "test", `CREATE TABLE IF NOT EXISTS a (x INTEGER); CREATE INDEX IF NOT EXISTS a_x ON a (x)`, "test store")
 			if err == nil {
 				db.Close()
 			}
@@ -106,5 +106,31 @@ func TestConcurrentMigrate(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// Stores share a database, each in its own namespace: the same table name
+// in two of them are two tables.
+func TestNamespacesSeparate(t *testing.T) {
+	ctx := context.Background()
+	dsn := pglocal.SharedDB(t)
+	var dbs []*sql.DB
+	for _, ns := range []string{"fleet", "alerts"} {
+		db, err := pgdb.Open(ctx, dsn, ns, `CREATE TABLE IF NOT EXISTS events (x INTEGER)`, ns+" store")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		dbs = append(dbs, db)
+	}
+	if _, err := dbs[0].ExecContext(ctx, `INSERT INTO events VALUES (1)`); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := dbs[1].QueryRowContext(ctx, `SELECT count(*) FROM events`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("alerts.events has %d rows, %v; want 0", n, err)
+	}
+	if _, err := pgdb.Open(ctx, dsn, "Bad-Name", `SELECT 1`, "bad store"); err == nil {
+		t.Fatal("a namespace that needs quoting was accepted")
 	}
 }

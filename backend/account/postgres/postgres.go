@@ -67,7 +67,7 @@ var _ account.Store = (*Store)(nil)
 
 // Open connects to the database at dsn and creates the tables if missing.
 func Open(ctx context.Context, dsn string) (*Store, error) {
-	db, err := pgdb.Open(ctx, dsn, schema, "account store")
+	db, err := pgdb.Open(ctx, dsn, "accounts", schema, "account store")
 	if err != nil {
 		return nil, err
 	}

@@ -54,7 +54,7 @@ var _ alert.Store = (*Store)(nil)
 
 // Open connects to the database at dsn and creates the tables if missing.
 func Open(ctx context.Context, dsn string) (*Store, error) {
-	db, err := pgdb.Open(ctx, dsn, schema, "alert store")
+	db, err := pgdb.Open(ctx, dsn, "alerts", schema, "alert store")
 	if err != nil {
 		return nil, err
 	}

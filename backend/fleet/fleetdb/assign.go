@@ -50,7 +50,7 @@ func (db *DB) Counters(ctx context.Context) ([]Counter, error) {
 // Assigning Device moves that keypad here.
 func (db *DB) PutCounter(ctx context.Context, id string, p CounterPatch) error {
 	now := db.opts.Now()
-	return db.change(ctx, func(tx *sql.Tx) error {
+	return db.change(ctx, func(tx *tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM counters WHERE id=?`, id).Scan(&n); err != nil {
 			return err
@@ -108,7 +108,7 @@ func (db *DB) PutCounter(ctx context.Context, id string, p CounterPatch) error {
 	})
 }
 
-func mustExist(ctx context.Context, tx *sql.Tx, table, what, id string) error {
+func mustExist(ctx context.Context, tx *tx, table, what, id string) error {
 	var n int
 	// table comes from the callers' constants, never from a request.
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM `+table+` WHERE id=?`, id).Scan(&n); err != nil {
@@ -122,7 +122,7 @@ func mustExist(ctx context.Context, tx *sql.Tx, table, what, id string) error {
 
 // PutOperator creates or renames an operator of organisation org.
 func (db *DB) PutOperator(ctx context.Context, id, name, org string) error {
-	return db.change(ctx, func(tx *sql.Tx) error {
+	return db.change(ctx, func(tx *tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO operators(id, name, org) VALUES(?,?,?)
 			ON CONFLICT(id) DO UPDATE SET name=excluded.name, org=excluded.org`, id, name, org)
 		return err
@@ -131,7 +131,7 @@ func (db *DB) PutOperator(ctx context.Context, id, name, org string) error {
 
 // PutService creates or renames a service.
 func (db *DB) PutService(ctx context.Context, id, name string) error {
-	return db.change(ctx, func(tx *sql.Tx) error {
+	return db.change(ctx, func(tx *tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO services(id, name) VALUES(?,?)
 			ON CONFLICT(id) DO UPDATE SET name=excluded.name`, id, name)
 		return err
@@ -190,7 +190,7 @@ func (db *DB) SetOverride(ctx context.Context, level Level, id string, o *devcon
 	if err := devconfig.Check(o); err != nil {
 		return fmt.Errorf("%w: %s %s: %w", ErrInvalid, level, id, err)
 	}
-	return db.change(ctx, func(tx *sql.Tx) error {
+	return db.change(ctx, func(tx *tx) error {
 		if err := mustExist(ctx, tx, table, string(level), id); err != nil {
 			return err
 		}

@@ -120,7 +120,7 @@ func (db *DB) AddDevice(ctx context.Context, nd NewDevice) (secret string, err e
 	if err != nil {
 		return "", fmt.Errorf("hash secret: %w", err)
 	}
-	err = db.change(ctx, func(tx *sql.Tx) error {
+	err = db.change(ctx, func(tx *tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM devices WHERE id=?`, nd.ID).Scan(&n); err != nil {
 			return err
@@ -159,7 +159,7 @@ func (db *DB) UpdateDevice(ctx context.Context, id string, p DevicePatch) error 
 		return fmt.Errorf("%w: state %q is neither %s nor %s", ErrInvalid, *p.State, StateActive, StateRetired)
 	}
 	now := db.opts.Now()
-	return db.change(ctx, func(tx *sql.Tx) error {
+	return db.change(ctx, func(tx *tx) error {
 		var retired string
 		err := tx.QueryRowContext(ctx, `SELECT retired FROM devices WHERE id=?`, id).Scan(&retired)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -215,7 +215,7 @@ func (db *DB) RetireDevice(ctx context.Context, id string) error {
 	return db.UpdateDevice(ctx, id, DevicePatch{State: &s})
 }
 
-func retire(ctx context.Context, tx *sql.Tx, now time.Time, id string) error {
+func retire(ctx context.Context, tx *tx, now time.Time, id string) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE counters SET device=NULL WHERE device=?`, id); err != nil {
 		return err
 	}
@@ -227,7 +227,7 @@ func retire(ctx context.Context, tx *sql.Tx, now time.Time, id string) error {
 
 // place puts device at counter, taking it off its previous counter and
 // taking the counter's previous keypad off.
-func place(ctx context.Context, tx *sql.Tx, now time.Time, device, counter string) error {
+func place(ctx context.Context, tx *tx, now time.Time, device, counter string) error {
 	var prev sql.NullString
 	err := tx.QueryRowContext(ctx, `SELECT device FROM counters WHERE id=?`, counter).Scan(&prev)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -259,7 +259,7 @@ func place(ctx context.Context, tx *sql.Tx, now time.Time, device, counter strin
 	return event(ctx, tx, now, device, "place", counter)
 }
 
-func event(ctx context.Context, tx *sql.Tx, now time.Time, device, action, detail string) error {
+func event(ctx context.Context, tx *tx, now time.Time, device, action, detail string) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO events(at, device, action, detail) VALUES(?,?,?,?)`,
 		now.UTC().Format(time.RFC3339Nano), device, action, detail)
 	if err != nil {

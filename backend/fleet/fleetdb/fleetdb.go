@@ -22,6 +22,13 @@
 //
 // Every change runs in one transaction that rebuilds the snapshot with
 // registry.Build and commits only if the whole fleet is still valid.
+//
+// The database is an SQLite file on one machine (Options.Path) or, for
+// several backend replicas, a PostgreSQL database they share
+// (Options.DSN): the same statements run on both (see dialect.go). On
+// PostgreSQL changes are serialised across replicas by an advisory lock,
+// and Watch brings a change made by another replica into this one's
+// snapshot (see watch.go).
 package fleetdb
 
 import (
@@ -36,11 +43,14 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+
+	"github.com/semko/semko/internal/pgdb"
 
 	"github.com/semko/semko/fleet/devconfig"
 	"github.com/semko/semko/fleet/registry"
@@ -62,7 +72,14 @@ var (
 
 // Options configures Open.
 type Options struct {
-	Path string // database file; created when missing
+	Path string // SQLite database file; created when missing
+	// DSN, instead of Path, is a PostgreSQL connection URL
+	// ("postgres://user@host/db"): the fleet shared by backend replicas.
+	DSN string
+	// PollEvery is how often Watch compares the shared fleet's version
+	// with its snapshot's, a backstop for a change notice lost with a
+	// connection. Default 30 s. PostgreSQL only.
+	PollEvery time.Duration
 	// HashSecret hashes a freshly generated device secret (broker.HashSecret);
 	// only the hash is stored.
 	HashSecret func(secret string) (string, error)
@@ -76,12 +93,15 @@ type Options struct {
 
 // DB is an open fleet database.
 type DB struct {
-	sql  *sql.DB
+	sql  *handle
 	opts Options
 	log  *slog.Logger
 
 	mu      sync.Mutex // serialises changes, so snapshots follow commits
 	current atomic.Pointer[registry.Registry]
+	version int64 // fleet_version of current (PostgreSQL only); guarded by mu
+
+	listening atomic.Bool // Watch listens for change notices
 }
 
 const schema = `
@@ -109,8 +129,8 @@ CREATE TABLE IF NOT EXISTS events (
 // Open opens (creating if needed) the database and builds the first
 // snapshot from it.
 func Open(ctx context.Context, opts Options) (*DB, error) {
-	if opts.Path == "" {
-		return nil, fmt.Errorf("%w: Path is required", ErrOptions)
+	if (opts.Path == "") == (opts.DSN == "") {
+		return nil, fmt.Errorf("%w: exactly one of Path and DSN is required", ErrOptions)
 	}
 	if opts.HashSecret == nil {
 		return nil, fmt.Errorf("%w: HashSecret is required", ErrOptions)
@@ -120,6 +140,12 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.PollEvery <= 0 {
+		opts.PollEvery = 30 * time.Second
+	}
+	if opts.DSN != "" {
+		return openPG(ctx, opts)
 	}
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(5000)")
@@ -137,8 +163,8 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		sqldb.Close()
 		return nil, fmt.Errorf("create fleet schema: %w", err)
 	}
-	db := &DB{sql: sqldb, opts: opts, log: opts.Logger}
-	f, err := loadFile(ctx, sqldb)
+	db := &DB{sql: &handle{DB: sqldb}, opts: opts, log: opts.Logger}
+	f, err := loadFile(ctx, db.sql)
 	if err != nil {
 		sqldb.Close()
 		return nil, err
@@ -152,13 +178,30 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	return db, nil
 }
 
+// openPG opens the shared fleet on PostgreSQL.
+func openPG(ctx context.Context, opts Options) (*DB, error) {
+	sqldb, err := pgdb.Open(ctx, opts.DSN, "fleet", pgSchema, "fleet db")
+	if err != nil {
+		return nil, err
+	}
+	db := &DB{sql: &handle{DB: sqldb, pg: true}, opts: opts, log: opts.Logger}
+	reg, version, err := db.load(ctx)
+	if err != nil {
+		sqldb.Close()
+		return nil, err
+	}
+	db.current.Store(reg)
+	db.version = version
+	return db, nil
+}
+
 // Close closes the database.
 func (db *DB) Close() error { return db.sql.Close() }
 
 // Current returns the snapshot of the fleet as last committed. Never nil.
 func (db *DB) Current() *registry.Registry { return db.current.Load() }
 
-// querier is what reads need: *sql.DB or *sql.Tx.
+// querier is what reads need: *handle or *tx.
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
@@ -166,7 +209,7 @@ type querier interface {
 
 // change runs fn in a transaction, rebuilds the snapshot from what the
 // transaction sees and commits only if the fleet is valid.
-func (db *DB) change(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (db *DB) change(ctx context.Context, fn func(tx *tx) error) error {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	tx, err := db.sql.BeginTx(ctx, nil)
@@ -174,6 +217,16 @@ func (db *DB) change(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
+	if tx.pg {
+		// One change at a time across replicas, as SQLite's immediate
+		// transactions give on one machine: each change validates the
+		// whole fleet, so two at once could each be valid and together
+		// not. Held until commit or rollback; every statement after it
+		// sees every change committed before.
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, changeLock); err != nil {
+			return fmt.Errorf("fleet change lock: %w", err)
+		}
+	}
 	if err := fn(tx); err != nil {
 		return err
 	}
@@ -185,9 +238,20 @@ func (db *DB) change(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	var version int64
+	if tx.pg {
+		// The notice is sent at commit, to every replica's Watch.
+		if err := tx.QueryRowContext(ctx, `UPDATE fleet_version SET n = n + 1 RETURNING n`).Scan(&version); err != nil {
+			return fmt.Errorf("fleet version: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `SELECT pg_notify(?, ?)`, notifyChannel, strconv.FormatInt(version, 10)); err != nil {
+			return fmt.Errorf("fleet change notice: %w", err)
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	db.version = version
 	db.current.Store(reg)
 	if db.opts.OnChange != nil {
 		db.opts.OnChange(reg)
@@ -223,7 +287,7 @@ func (db *DB) ApplyFile(ctx context.Context, path string, force bool) (bool, err
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", path, err)
 	}
-	err = db.change(ctx, func(tx *sql.Tx) error {
+	err = db.change(ctx, func(tx *tx) error {
 		if err := declare(ctx, tx, db.opts.Now(), f); err != nil {
 			return err
 		}
@@ -240,7 +304,7 @@ func (db *DB) ApplyFile(ctx context.Context, path string, force bool) (bool, err
 
 // declare upserts every entity of f with exactly f's values, and retires
 // the devices an earlier file declared that f leaves out.
-func declare(ctx context.Context, tx *sql.Tx, now time.Time, f registry.File) error {
+func declare(ctx context.Context, tx *tx, now time.Time, f registry.File) error {
 	inFile := map[string]bool{}
 	for _, d := range f.Devices {
 		inFile[d.ID] = true

@@ -14,6 +14,7 @@ import (
 	"github.com/semko/semko/broker"
 	"github.com/semko/semko/fleet/devconfig"
 	"github.com/semko/semko/fleet/registry"
+	"github.com/semko/semko/internal/pglocal"
 )
 
 const hash = "sha256$00$0000000000000000000000000000000000000000000000000000000000000000"
@@ -39,9 +40,32 @@ services:
   - {id: tax}
 `
 
+// engine is where a test's fleet lives: every test runs on SQLite (one
+// machine) and on PostgreSQL (the replicas' shared fleet).
+type engine struct {
+	name string
+	// target returns the Path or the DSN of a fresh database.
+	target func(t *testing.T) (path, dsn string)
+}
+
+var engines = []engine{
+	{"sqlite", func(t *testing.T) (string, string) { return filepath.Join(t.TempDir(), "fleet.db"), "" }},
+	{"postgres", func(t *testing.T) (string, string) { return "", pglocal.SharedDB(t) }},
+}
+
+// onEngines runs test once per engine, as subtests.
+func onEngines(t *testing.T, test func(t *testing.T, e engine)) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) { test(t, e) })
+	}
+}
+
+func TestMain(m *testing.M) { pglocal.Main(m) }
+
 type harness struct {
 	t     *testing.T
 	path  string
+	dsn   string
 	file  string
 	db    *fleetdb.DB
 	now   time.Time
@@ -49,11 +73,12 @@ type harness struct {
 	snaps []*registry.Registry
 }
 
-func newHarness(t *testing.T, file string) *harness {
+func newHarness(t *testing.T, e engine, file string) *harness {
 	t.Helper()
 	dir := t.TempDir()
-	h := &harness{t: t, path: filepath.Join(dir, "fleet.db"), file: filepath.Join(dir, "fleet.yaml"),
+	h := &harness{t: t, file: filepath.Join(dir, "fleet.yaml"),
 		now: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)}
+	h.path, h.dsn = e.target(t)
 	h.writeFile(file)
 	h.open()
 	return h
@@ -68,7 +93,7 @@ func (h *harness) writeFile(s string) {
 func (h *harness) open() {
 	h.t.Helper()
 	db, err := fleetdb.Open(context.Background(), fleetdb.Options{
-		Path: h.path, HashSecret: broker.HashSecret, Now: func() time.Time { return h.now },
+		Path: h.path, DSN: h.dsn, HashSecret: broker.HashSecret, Now: func() time.Time { return h.now },
 		OnChange: func(r *registry.Registry) { h.mu.Lock(); h.snaps = append(h.snaps, r); h.mu.Unlock() },
 	})
 	if err != nil {
@@ -97,9 +122,11 @@ func (h *harness) counterOf(dev string) string {
 	return p.Counter
 }
 
-func TestDeviceLifecycle(t *testing.T) {
+func TestDeviceLifecycle(t *testing.T) { onEngines(t, testDeviceLifecycle) }
+
+func testDeviceLifecycle(t *testing.T, e engine) {
 	ctx := context.Background()
-	h := newHarness(t, fleetYAML)
+	h := newHarness(t, e, fleetYAML)
 	if got := h.counterOf("kp-1"); got != "c1" {
 		t.Fatalf("kp-1 at %q, want c1", got)
 	}
@@ -192,9 +219,11 @@ func TestDeviceLifecycle(t *testing.T) {
 	}
 }
 
-func TestFileDeclarations(t *testing.T) {
+func TestFileDeclarations(t *testing.T) { onEngines(t, testFileDeclarations) }
+
+func testFileDeclarations(t *testing.T, e engine) {
 	ctx := context.Background()
-	h := newHarness(t, fleetYAML)
+	h := newHarness(t, e, fleetYAML)
 	if _, err := h.db.AddDevice(ctx, fleetdb.NewDevice{ID: "api-1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -245,9 +274,11 @@ func TestFileDeclarations(t *testing.T) {
 	}
 }
 
-func TestOverrides(t *testing.T) {
+func TestOverrides(t *testing.T) { onEngines(t, testOverrides) }
+
+func testOverrides(t *testing.T, e engine) {
 	ctx := context.Background()
-	h := newHarness(t, fleetYAML)
+	h := newHarness(t, e, fleetYAML)
 	org, err := h.db.Override(ctx, fleetdb.LevelOrg, "acme")
 	if err != nil || org == nil || *org.Panel.Lang != "bg" {
 		t.Fatalf("org override %+v, %v", org, err)
@@ -294,9 +325,11 @@ func ptr[T any](v T) *T { return &v }
 
 // TestConcurrentChanges runs API-like changes from several goroutines:
 // each commits once, in order, and the last snapshot holds them all.
-func TestConcurrentChanges(t *testing.T) {
+func TestConcurrentChanges(t *testing.T) { onEngines(t, testConcurrentChanges) }
+
+func testConcurrentChanges(t *testing.T, e engine) {
 	ctx := context.Background()
-	h := newHarness(t, fleetYAML)
+	h := newHarness(t, e, fleetYAML)
 	before := len(h.snaps)
 	const n = 16
 	var wg sync.WaitGroup
