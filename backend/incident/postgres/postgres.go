@@ -7,8 +7,7 @@
 // Each incident is kept as JSON (json, kept as written) beside the columns
 // filters and deadlines use, so a field added to incident.Incident needs
 // no migration. Times are unix nanoseconds in bigint, as in the SQLite
-// store. Tables carry an incident_ prefix: the stores of a cluster share
-// one database.
+// store. The tables live in the "incidents" namespace (pgdb).
 package postgres
 
 import (
@@ -61,7 +60,7 @@ var _ incident.Store = (*Store)(nil)
 // Open connects to the database at dsn (a PostgreSQL URL or key=value
 // string) and creates the tables it lacks.
 func Open(ctx context.Context, dsn string) (*Store, error) {
-	db, err := pgdb.Open(ctx, dsn, schema, "incident store")
+	db, err := pgdb.Open(ctx, dsn, "incidents", schema, "incident store")
 	if err != nil {
 		return nil, err
 	}

@@ -10,8 +10,7 @@
 // reasons are set under the answer's row lock.
 //
 // Times are unix milliseconds in bigint, as in the SQLite store, so both
-// round the same way. Tables carry a survey_ prefix: the stores of a
-// cluster share one database.
+// round the same way. The tables live in the "survey" namespace (pgdb).
 package postgres
 
 import (
@@ -112,7 +111,7 @@ var _ survey.Store = (*Store)(nil)
 // Open connects to the database at dsn (a PostgreSQL URL or key=value
 // string) and creates the tables it lacks.
 func Open(ctx context.Context, dsn string) (*Store, error) {
-	db, err := pgdb.Open(ctx, dsn, schema, "survey store")
+	db, err := pgdb.Open(ctx, dsn, "survey", schema, "survey store")
 	if err != nil {
 		return nil, err
 	}

@@ -7,8 +7,8 @@
 // refuse a \u0000 that SQLite takes) beside its id, so a field added
 // to delivery.Subscription needs no migration. Period starts and times are
 // unix nanoseconds in bigint, as in the SQLite store: a period is found by
-// the exact instant the job computed, whatever its zone. Tables carry a
-// report_ prefix: the stores of a cluster share one database.
+// the exact instant the job computed, whatever its zone. The tables live
+// in the "reports" namespace (pgdb).
 package postgres
 
 import (
@@ -47,7 +47,7 @@ var _ delivery.Store = (*Store)(nil)
 // Open connects to the database at dsn (a PostgreSQL URL or key=value
 // string) and creates the tables it lacks.
 func Open(ctx context.Context, dsn string) (*Store, error) {
-	db, err := pgdb.Open(ctx, dsn, schema, "report store")
+	db, err := pgdb.Open(ctx, dsn, "reports", schema, "report store")
 	if err != nil {
 		return nil, err
 	}
