@@ -14,14 +14,13 @@ import (
 	"github.com/semko/semko/backend/incident"
 	"github.com/semko/semko/backend/incident/incidentapi"
 	"github.com/semko/semko/backend/incident/mailintake"
-	"github.com/semko/semko/backend/incident/sqlite"
 )
 
 // incidentParts are the incident desk, its store and its e-mail intake
 // (nil when the desk is disabled).
 type incidentParts struct {
 	desk  *incident.Desk
-	store *sqlite.Store
+	store incident.Store
 	mail  *mailintake.Server // nil without incidents.email.addr
 }
 
@@ -47,10 +46,6 @@ func (a *App) newIncidents() error {
 	if max <= 0 {
 		max = incident.DefaultMaxAttachment
 	}
-	files, err := incident.NewFiles(filesDir, max)
-	if err != nil {
-		return err
-	}
 	reg := a.registry
 	zones := map[string]string{}
 	for _, s := range reg.Current().Sites() {
@@ -60,7 +55,7 @@ func (a *App) newIncidents() error {
 	if err != nil {
 		return fmt.Errorf("incidents: %w", err)
 	}
-	store, err := sqlite.Open(ctx, path)
+	store, files, err := a.openIncidents(ctx, path, filesDir, max)
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,6 @@ import (
 	"github.com/semko/semko/backend/api"
 	"github.com/semko/semko/backend/report"
 	"github.com/semko/semko/backend/report/delivery"
-	"github.com/semko/semko/backend/report/delivery/sqlite"
 	"github.com/semko/semko/backend/report/reportpage"
 	"github.com/semko/semko/internal/influxdb"
 )
@@ -39,7 +38,7 @@ type ReportsConfig struct {
 type reportParts struct {
 	builder *report.Builder
 	db      *influxdb.Client
-	store   *sqlite.Store
+	store   deliveryStore
 	job     *delivery.Job
 	// aggregate is the job of aggregates.go, set there: its mark says how
 	// far the builder may read aggregates.
@@ -89,7 +88,7 @@ func (a *App) newDelivery() error {
 	if path == "" {
 		path = filepath.Join(a.cfg.DataDir, "reports.db")
 	}
-	store, err := sqlite.Open(context.Background(), path)
+	store, err := a.openDeliveryStore(context.Background(), path)
 	if err != nil {
 		return fmt.Errorf("reports: %w", err)
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/semko/semko/backend/survey/engine"
 	"github.com/semko/semko/backend/survey/followpage"
 	"github.com/semko/semko/backend/survey/sms"
-	surveysqlite "github.com/semko/semko/backend/survey/sqlite"
 	"github.com/semko/semko/backend/survey/surveyapi"
 	"github.com/semko/semko/backend/survey/web"
 )
@@ -82,7 +81,7 @@ type SurveySMSConfig struct {
 // the survey is off).
 type surveyParts struct {
 	engine *engine.Engine
-	store  *surveysqlite.Store
+	store  survey.Store
 	server *api.Server
 	routes []surveyapi.Route
 }
@@ -101,7 +100,7 @@ func (a *App) newSurvey() error {
 	if err != nil {
 		return err
 	}
-	store, err := surveysqlite.Open(context.Background(), cmp.Or(c.Store, filepath.Join(a.cfg.DataDir, "survey.db")))
+	store, err := a.openSurveyStore(context.Background(), cmp.Or(c.Store, filepath.Join(a.cfg.DataDir, "survey.db")))
 	if err != nil {
 		return err
 	}
