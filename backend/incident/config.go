@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"slices"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 )
 
 // Department is one row of the table of who handles incidents: the
@@ -72,6 +74,9 @@ type Config struct {
 	CheckEvery time.Duration `yaml:"check_every"`
 	// Email is the e-mail intake (see mailintake).
 	Email EmailConfig `yaml:"email"`
+	// Clock replaces the real clock when set: end-to-end tests move a
+	// deadline past without waiting hours. Not configurable from YAML.
+	Clock clockwork.Clock `yaml:"-"`
 }
 
 // EmailConfig is the e-mail intake: an SMTP listener whose messages to

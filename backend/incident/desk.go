@@ -117,6 +117,10 @@ func New(opts Options) (*Desk, error) {
 // Config is the desk's configuration with defaults filled in.
 func (d *Desk) Config() Config { return d.cfg }
 
+// Now is the desk's time (its clock), for pages that say what is
+// overdue.
+func (d *Desk) Now() time.Time { return d.clock.Now() }
+
 // Files is where attachments are kept.
 func (d *Desk) Files() *Files { return d.opts.Files }
 
