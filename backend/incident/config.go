@@ -207,6 +207,19 @@ func (c Config) documents(t Type) int {
 	return defaultDocuments[t]
 }
 
+// DefaultDepartment is where an incident opened from a notice (a
+// negative vote, an NPS detractor) goes first: the retail shop when the
+// table has it, else its first row. The person registering may change it.
+func (c Config) DefaultDepartment() string {
+	if _, ok := c.Department("retail"); ok {
+		return "retail"
+	}
+	if len(c.Departments) == 0 {
+		return ""
+	}
+	return c.Departments[0].Name
+}
+
 // Department returns the named row.
 func (c Config) Department(name string) (Department, bool) {
 	for _, d := range c.Departments {
