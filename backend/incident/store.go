@@ -41,8 +41,8 @@ type Filter struct {
 	Department string
 	Site       string // one site of the scope ("" all)
 	Type       Type   // one type ("" all)
-	Open       bool // only incidents not closed
-	Limit      int  // default 100, at most 1000
+	Open       bool   // only incidents not closed
+	Limit      int    // default 100, at most 1000
 }
 
 // ListLimit clamps f.Limit.

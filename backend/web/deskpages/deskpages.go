@@ -166,6 +166,14 @@ func (p *Pages) rows(r *http.Request, list []incident.Incident) []row {
 	return out
 }
 
+// maxSize is the largest attachment, for people: "10 MiB", "64 KiB".
+func (p *Pages) maxSize() string {
+	if n := p.o.Desk.Files().Max(); n < 1<<20 {
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d MiB", p.o.Desk.Files().Max()>>20)
+}
+
 // option is a choice of a select, with its label in the viewer's language.
 type option struct {
 	Value, Label string
@@ -196,7 +204,6 @@ func deptOptions(depts []incident.Department) []option {
 	}
 	return out
 }
-
 
 // listStates are the state filter's choices: "open" (the default) is every
 // state but closed, "" everything.
@@ -262,7 +269,7 @@ type formData struct {
 	Types    []option
 	Channels []option
 	Source   string // what the draft was opened from, for the heading
-	MaxMB    int64
+	MaxSize  string
 	MaxFiles int
 }
 
@@ -271,7 +278,7 @@ func (p *Pages) formData(r *http.Request, dr incident.Draft) formData {
 	lang := web.Lang(r)
 	d := formData{Draft: dr, Sites: p.sites(r), Depts: deptOptions(cfg.Departments), Types: options(p, lang, "type", cfg.AllTypes()),
 		Channels: options(p, lang, "channel", incident.Channels),
-		MaxMB: max(1, p.o.Desk.Files().Max()>>20), MaxFiles: cfg.MaxAttachments}
+		MaxSize:  p.maxSize(), MaxFiles: cfg.MaxAttachments}
 	for _, s := range d.Sites {
 		if !slices.Contains(d.Orgs, s.Org) {
 			d.Orgs = append(d.Orgs, s.Org)
@@ -390,7 +397,7 @@ func (p *Pages) fieldErrors(r *http.Request, err error) map[string]string {
 	}
 	switch {
 	case errors.Is(err, incident.ErrTooLarge):
-		return map[string]string{"attachments": p.con.T(lang, "desk.too_large", p.o.Desk.Files().Max()>>20)}
+		return map[string]string{"attachments": p.con.T(lang, "desk.too_large", p.maxSize())}
 	case errors.Is(err, incident.ErrFileType):
 		return map[string]string{"attachments": p.con.T(lang, "desk.wrong_type")}
 	case errors.Is(err, incident.ErrUnreadable):
@@ -409,7 +416,7 @@ func (p *Pages) message(r *http.Request, err error) string {
 	case http.StatusConflict:
 		return p.con.T(lang, "desk.conflict")
 	case http.StatusRequestEntityTooLarge:
-		return p.con.T(lang, "desk.too_large", p.o.Desk.Files().Max()>>20)
+		return p.con.T(lang, "desk.too_large", p.maxSize())
 	}
 	return p.con.T(lang, "error.bad_form")
 }
