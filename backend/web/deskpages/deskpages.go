@@ -132,6 +132,20 @@ type row struct {
 	Dept                          string // the department's title
 	Due, Created, Closed          string
 	StateL, ChannelL, TypeL, Late string // labels in the viewer's language
+	SiteName                      string
+	Summary                       string // the description's first line, shortened for lists
+}
+
+// summary is the first line of s, at most 140 characters.
+func summary(s string) string {
+	line, _, more := strings.Cut(s, "\n")
+	line = strings.TrimSpace(line)
+	if r := []rune(line); len(r) > 140 {
+		return string(r[:139]) + "…"
+	} else if more {
+		return line + " …"
+	}
+	return line
 }
 
 // local formats t in the site's time zone.
@@ -151,6 +165,10 @@ func (p *Pages) local(site string, t time.Time) string {
 func (p *Pages) rows(r *http.Request, list []incident.Incident) []row {
 	lang := web.Lang(r)
 	now := p.o.Desk.Now()
+	names := map[string]string{}
+	for _, s := range p.o.Sites() {
+		names[s.Site] = s.Name
+	}
 	cfg := p.o.Desk.Config()
 	out := make([]row, len(list))
 	for i, in := range list {
@@ -158,7 +176,7 @@ func (p *Pages) rows(r *http.Request, list []incident.Incident) []row {
 		out[i] = row{Incident: in, Overdue: in.Open() && (in.Overdue || !in.DueAt.IsZero() && now.After(in.DueAt)), Dept: cmp.Or(d.Title, in.Department),
 			Due: p.local(in.Site, in.DueAt), Created: p.local(in.Site, in.CreatedAt), Closed: p.local(in.Site, in.ClosedAt),
 			StateL: p.label(lang, "state", string(in.State)), ChannelL: p.label(lang, "channel", string(in.Channel)),
-			TypeL: p.label(lang, "type", string(in.Type))}
+			TypeL: p.label(lang, "type", string(in.Type)), SiteName: cmp.Or(names[in.Site], in.Site), Summary: summary(in.Description)}
 		if in.DelayReason != "" {
 			out[i].Late = p.label(lang, "reason", in.DelayReason)
 		}
@@ -388,8 +406,13 @@ func (p *Pages) fieldErrors(r *http.Request, err error) map[string]string {
 	if errors.As(err, &fe) {
 		out := map[string]string{}
 		for field, msg := range fe.Fields {
-			if code := fe.Codes[field]; code != "" {
+			switch code := fe.Codes[field]; code {
+			case "":
+			case incident.ErrCodeResolution, incident.ErrCodeDocuments:
+				// The desk's sentence names the file and the counts.
 				msg = p.con.T(lang, "desk.err."+code) + " (" + msg + ")"
+			default:
+				msg = p.con.T(lang, "desk.err."+code)
 			}
 			out[field] = msg
 		}

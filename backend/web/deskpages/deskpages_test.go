@@ -241,7 +241,7 @@ func TestRegisterAndLifeCycle(t *testing.T) {
 	}
 	// Pass on without a comment: the desk's interaction error next to the field, nothing changed.
 	code, page, _ = e.post(t, "cs", "/incidents/"+id+"/pass", url.Values{"to": {"tech"}})
-	if code != http.StatusUnprocessableEntity || !strings.Contains(page, `id="err-pass-comment"`) || !strings.Contains(page, "No comment") {
+	if code != http.StatusUnprocessableEntity || !strings.Contains(page, `id="err-pass-comment"`) || !strings.Contains(page, "a comment is required") {
 		t.Fatalf("pass on without a comment: %d\n%s", code, page)
 	}
 	if in, _ := e.desk.Get(context.Background(), access.Principal{Scope: access.Everything}, parse(id)); in.State != incident.StateRegistered {
@@ -320,8 +320,8 @@ func TestRefusals(t *testing.T) {
 	}{
 		{"no remark number", map[string]string{"remark_no": ""}, map[string][]byte{"a.png": scan(t, 700, 900)}, 422, "err-remark_no", "remark"},
 		{"illegible name", map[string]string{"customer_name": "??"}, map[string][]byte{"a.png": scan(t, 700, 900)}, 422, "err-customer_name", "cannot be read"},
-		{"no description", map[string]string{"description": " "}, nil, 422, "err-description", "No comment"},
-		{"blurred scan", nil, map[string][]byte{"small.png": scan(t, 300, 400)}, 422, "err-attachments", "resolution"},
+		{"no description", map[string]string{"description": " "}, nil, 422, "err-description", "a comment is required"},
+		{"blurred scan", nil, map[string][]byte{"small.png": scan(t, 300, 400)}, 422, "err-attachments", "small.png is 300x400 pixels"},
 		{"huge file", nil, map[string][]byte{"huge.png": huge}, 413, "err-attachments", "larger than 64 KiB"},
 		{"wrong type", nil, map[string][]byte{"virus.exe": []byte("MZ\x90\x00 this is not a scan")}, 415, "err-attachments", "Only PNG, JPEG, GIF and PDF"},
 		{"site of another organisation", map[string]string{"site": "west"}, nil, 422, "err-site", "no such site"},
