@@ -247,8 +247,8 @@ func TestRegisterAndLifeCycle(t *testing.T) {
 	if in, _ := e.desk.Get(context.Background(), access.Principal{Scope: access.Everything}, parse(id)); in.State != incident.StateRegistered {
 		t.Fatalf("refused pass-on changed the incident: %+v", in)
 	}
-	if code, _, loc = e.post(t, "cs", "/incidents/"+id+"/pass", url.Values{"to": {"tech"}, "comment": {"Please call her today"}}); code != http.StatusSeeOther {
-		t.Fatalf("pass on: %d", code)
+	if code, _, loc = e.post(t, "cs", "/incidents/"+id+"/pass", url.Values{"to": {"tech"}, "comment": {"Please call her today"}}); code != http.StatusSeeOther || loc != "/incidents/"+id+"?done=incident_passed" {
+		t.Fatalf("pass on: %d to %q", code, loc)
 	}
 	// The technician it was passed to updates and closes it; the viewer may not.
 	if code, _, _ = e.post(t, "viewer", "/incidents/"+id+"/update", url.Values{"comment": {"x"}}); code != http.StatusForbidden {
