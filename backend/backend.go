@@ -188,6 +188,9 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	if err := a.addSurveyPages(); err != nil {
 		return nil, fmt.Errorf("survey pages: %w", err)
 	}
+	if err := a.addIncidentPages(); err != nil {
+		return nil, fmt.Errorf("incident pages: %w", err)
+	}
 	a.http, err = api.NewServer(web.Protect(handler), api.ServerOptions{
 		Addr: cfg.HTTP.Addr, CertFile: cfg.HTTP.CertFile, KeyFile: cfg.HTTP.KeyFile,
 		MaxConnsPerAddr: cmp.Or(cfg.HTTP.MaxConnsPerAddr, DefaultHTTPConnsPerAddr),

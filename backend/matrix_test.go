@@ -18,6 +18,7 @@ import (
 	"github.com/semko/semko/backend/access"
 	"github.com/semko/semko/backend/account"
 	"github.com/semko/semko/backend/alert"
+	"github.com/semko/semko/backend/incident"
 	"github.com/semko/semko/firmware-sim/fleet"
 )
 
@@ -25,18 +26,20 @@ import (
 // each, and one account per role scoped to the first organisation (the
 // admin: everything), each with a personal API token.
 type consoleFixture struct {
-	app        *backend.App
-	model      *fleet.Model
-	base       string
-	orgIn      string // the accounts' organisation
-	orgOut     string // another organisation
-	devIn      string // a device of orgIn
-	devOut     string // a device of orgOut
-	alertIn    int64
-	alertOut   int64
-	tokens     map[access.Role]string // personal API token per role
-	passwords  map[access.Role]string
-	accountsOf map[access.Role]string // account name per role
+	app         *backend.App
+	model       *fleet.Model
+	base        string
+	orgIn       string // the accounts' organisation
+	orgOut      string // another organisation
+	devIn       string // a device of orgIn
+	devOut      string // a device of orgOut
+	alertIn     int64
+	alertOut    int64
+	incidentIn  int64 // an incident of orgIn, one of orgOut
+	incidentOut int64
+	tokens      map[access.Role]string // personal API token per role
+	passwords   map[access.Role]string
+	accountsOf  map[access.Role]string // account name per role
 }
 
 func newConsoleFixture(t *testing.T, configure func(*backend.Config, *fleet.Model)) *consoleFixture {
@@ -58,6 +61,7 @@ func newConsoleFixture(t *testing.T, configure func(*backend.Config, *fleet.Mode
 	ctx := context.Background()
 	f.alertIn = f.raise(t, model.Orgs[0].Sites[0], f.devIn)
 	f.alertOut = f.raise(t, model.Orgs[1].Sites[0], f.devOut)
+	f.incidentIn, f.incidentOut = f.incident(t, model.Orgs[0].Sites[0]), f.incident(t, model.Orgs[1].Sites[0])
 	for _, role := range access.Roles {
 		name := "test-" + strings.ReplaceAll(string(role), "_", "-")
 		pw := "password-of-" + name
@@ -89,6 +93,17 @@ func (f *consoleFixture) raise(t *testing.T, site fleet.Site, device string) int
 	return list[0].ID
 }
 
+func (f *consoleFixture) incident(t *testing.T, site fleet.Site) int64 {
+	t.Helper()
+	in, err := f.app.Incidents().Register(context.Background(), access.Principal{Account: "matrix", Role: access.Admin, Scope: access.Everything},
+		incident.Draft{Org: site.Org, Site: site.ID, Department: "retail", Channel: incident.ChannelEmail, Type: incident.TypeService,
+			Description: "matrix example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in.ID
+}
+
 // who is one column of the matrix: a role with its token, or anonymous.
 type who struct {
 	name  string
@@ -111,8 +126,9 @@ var wildcard = regexp.MustCompile(`\{([^}.]+)(\.\.\.)?\}`)
 // here, or the matrix fails.
 func (f *consoleFixture) examples() map[string][2]map[string]string {
 	return map[string][2]map[string]string{
-		"device": {{"id": f.devIn}, {"id": f.devOut}},
-		"alert":  {{"id": strconv.FormatInt(f.alertIn, 10)}, {"id": strconv.FormatInt(f.alertOut, 10)}},
+		"device":   {{"id": f.devIn}, {"id": f.devOut}},
+		"alert":    {{"id": strconv.FormatInt(f.alertIn, 10)}, {"id": strconv.FormatInt(f.alertOut, 10)}},
+		"incident": {{"id": strconv.FormatInt(f.incidentIn, 10)}, {"id": strconv.FormatInt(f.incidentOut, 10)}},
 	}
 }
 

@@ -136,6 +136,18 @@ func TestSurveyInBrowser(t *testing.T) {
 		t.Fatalf("follow-up page:\n%s", detail)
 	}
 
+	// One click opens an incident pre-filled from the detractor's answer.
+	do("open an incident from the follow-up", chromedp.Click(chromedp.ID("open-incident")), chromedp.WaitVisible(chromedp.ID("source")))
+	if ch, _ := chromedp.Run(tctx, chromedp.Value(chromedp.ID("channel"))); ch != "nps_detractor" {
+		t.Fatalf("incident from the follow-up: channel %q", ch)
+	}
+	if d, _ := chromedp.Run(tctx, chromedp.Value(chromedp.ID("description"))); !strings.Contains(d, "NPS 3/10") || !strings.Contains(d, "Чаках 40 минути") {
+		t.Fatalf("incident from the follow-up: description %q", d)
+	}
+	if s, _ := chromedp.Run(tctx, chromedp.Value(chromedp.ID("site"))); s != site.ID {
+		t.Fatalf("incident from the follow-up: site %q, want %s", s, site.ID)
+	}
+
 	// The same list on a desktop.
 	do("desktop", chromedp.EmulateViewport(1280, 900), chromedp.Navigate(base+"/followups"), chromedp.WaitVisible(chromedp.ID("followups")))
 	shot("console-followups-desktop")

@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"slices"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 )
 
 // Department is one row of the table of who handles incidents: the
@@ -72,6 +74,9 @@ type Config struct {
 	CheckEvery time.Duration `yaml:"check_every"`
 	// Email is the e-mail intake (see mailintake).
 	Email EmailConfig `yaml:"email"`
+	// Clock replaces the real clock when set: end-to-end tests move a
+	// deadline past without waiting hours. Not configurable from YAML.
+	Clock clockwork.Clock `yaml:"-"`
 }
 
 // EmailConfig is the e-mail intake: an SMTP listener whose messages to
@@ -200,6 +205,19 @@ func (c Config) documents(t Type) int {
 		}
 	}
 	return defaultDocuments[t]
+}
+
+// DefaultDepartment is where an incident opened from a notice (a
+// negative vote, an NPS detractor) goes first: the retail shop when the
+// table has it, else its first row. The person registering may change it.
+func (c Config) DefaultDepartment() string {
+	if _, ok := c.Department("retail"); ok {
+		return "retail"
+	}
+	if len(c.Departments) == 0 {
+		return ""
+	}
+	return c.Departments[0].Name
 }
 
 // Department returns the named row.

@@ -117,6 +117,10 @@ func New(opts Options) (*Desk, error) {
 // Config is the desk's configuration with defaults filled in.
 func (d *Desk) Config() Config { return d.cfg }
 
+// Now is the desk's time (its clock), for pages that say what is
+// overdue.
+func (d *Desk) Now() time.Time { return d.clock.Now() }
+
 // Files is where attachments are kept.
 func (d *Desk) Files() *Files { return d.opts.Files }
 
@@ -517,11 +521,7 @@ func (d *Desk) FromAlert(a alert.Alert) (Draft, error) {
 		}
 	}
 	fmt.Fprintf(&b, "\ntime: %s (alert #%d)", a.LastSeen.UTC().Format(time.RFC3339), a.ID)
-	dept := d.cfg.Departments[0].Name
-	if _, ok := d.cfg.Department("retail"); ok {
-		dept = "retail"
-	}
-	return Draft{Org: a.Subject.Org, Site: a.Subject.Site, Department: dept, Channel: ChannelKeypadNegative,
+	return Draft{Org: a.Subject.Org, Site: a.Subject.Site, Department: d.cfg.DefaultDepartment(), Channel: ChannelKeypadNegative,
 		Type: TypeService, Description: b.String(), SourceAlert: a.ID}, nil
 }
 

@@ -39,8 +39,10 @@ type Filter struct {
 	Scope      access.Scope
 	State      State
 	Department string
-	Open       bool // only incidents not closed
-	Limit      int  // default 100, at most 1000
+	Site       string // one site of the scope ("" all)
+	Type       Type   // one type ("" all)
+	Open       bool   // only incidents not closed
+	Limit      int    // default 100, at most 1000
 }
 
 // ListLimit clamps f.Limit.

@@ -259,6 +259,21 @@ func (v View) Is(roles ...string) bool {
 	return v.SignedIn && slices.Contains(roles, string(v.Principal.Role))
 }
 
+// Routed reports whether the console serves pattern ("GET /incidents/new")
+// and the viewer's role may call it: a page links to another part (the
+// incident desk) only when that part is there for this viewer.
+func (v View) Routed(pattern string) bool {
+	if !v.SignedIn {
+		return false
+	}
+	for _, rt := range v.c.router.Routes() {
+		if rt.Pattern == pattern {
+			return rt.Rule.Permits(v.Principal.Role)
+		}
+	}
+	return false
+}
+
 // Langs are the console's languages, for language pickers.
 func (v View) Langs() []string { return account.Langs }
 

@@ -110,27 +110,45 @@ func (h handlers) with(fn handlerFunc) http.Handler {
 }
 
 func (h handlers) answerError(w http.ResponseWriter, r *http.Request, err error) {
+	status := Status(err)
+	var fe *incident.FieldErrors
+	switch {
+	case status == http.StatusUnprocessableEntity && errors.As(err, &fe):
+		h.fail(w, status, fe.Error(), fe)
+	case status == http.StatusNotFound:
+		h.fail(w, status, "no such incident", nil)
+	case status == http.StatusInternalServerError:
+		h.log.Warn("incident api", "path", r.URL.Path, "err", err)
+		h.fail(w, status, "internal error", nil)
+	default:
+		h.fail(w, status, err.Error(), nil)
+	}
+}
+
+// Status is the HTTP status of a desk error, for the API and the
+// console's pages alike: 422 field problems, 404 out of scope or absent,
+// 403 a role that may not act, 409 a step the state does not allow,
+// 413/415 a file too large or of the wrong type, 400 a malformed request.
+func Status(err error) int {
 	var fe *incident.FieldErrors
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &fe):
-		h.fail(w, http.StatusUnprocessableEntity, fe.Error(), fe)
+		return http.StatusUnprocessableEntity
 	case errors.Is(err, incident.ErrNotFound):
-		h.fail(w, http.StatusNotFound, "no such incident", nil)
+		return http.StatusNotFound
 	case errors.Is(err, incident.ErrForbidden):
-		h.fail(w, http.StatusForbidden, err.Error(), nil)
+		return http.StatusForbidden
 	case errors.Is(err, incident.ErrTransition):
-		h.fail(w, http.StatusConflict, err.Error(), nil)
+		return http.StatusConflict
 	case errors.Is(err, incident.ErrTooLarge), errors.As(err, &tooBig):
-		h.fail(w, http.StatusRequestEntityTooLarge, err.Error(), nil)
+		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, incident.ErrFileType):
-		h.fail(w, http.StatusUnsupportedMediaType, err.Error(), nil)
+		return http.StatusUnsupportedMediaType
 	case errors.Is(err, errBadRequest), errors.Is(err, incident.ErrInvalid), errors.Is(err, incident.ErrUnreadable):
-		h.fail(w, http.StatusBadRequest, err.Error(), nil)
-	default:
-		h.log.Warn("incident api", "path", r.URL.Path, "err", err)
-		h.fail(w, http.StatusInternalServerError, "internal error", nil)
+		return http.StatusBadRequest
 	}
+	return http.StatusInternalServerError
 }
 
 var errBadRequest = errors.New("bad request")
@@ -229,8 +247,8 @@ func (h handlers) create(w http.ResponseWriter, r *http.Request, p access.Princi
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt == "multipart/form-data" {
 		var err error
-		if dr, created, err = h.readForm(w, r); err != nil {
-			h.removeFiles(r.Context(), created)
+		if dr, created, err = ReadForm(w, r, h.d); err != nil {
+			RemoveFiles(r.Context(), h.d, created)
 			return err
 		}
 	} else if err := decode(w, r, &dr); err != nil {
@@ -238,26 +256,32 @@ func (h handlers) create(w http.ResponseWriter, r *http.Request, p access.Princi
 	}
 	in, err := h.d.Register(r.Context(), p, dr)
 	if err != nil {
-		h.removeFiles(r.Context(), created)
+		RemoveFiles(r.Context(), h.d, created)
 		return err
 	}
 	writeJSON(w, http.StatusCreated, IncidentAnswer{Incident: in})
 	return nil
 }
 
-// removeFiles deletes what a refused request stored, even when the client
-// is gone (its context cancelled).
-func (h handlers) removeFiles(ctx context.Context, hashes []string) {
+// RemoveFiles deletes the files a refused request stored (the hashes
+// ReadForm returned): nothing half-saved.
+//
+// It runs even when the client is gone (its context cancelled).
+func RemoveFiles(ctx context.Context, d *incident.Desk, hashes []string) {
 	ctx = context.WithoutCancel(ctx)
 	for _, hash := range hashes {
-		_ = h.d.Files().Remove(ctx, hash)
+		_ = d.Files().Remove(ctx, hash)
 	}
 }
 
-// readForm reads a multipart registration: text fields by the Draft's JSON
-// names and "file" parts, each stored as it streams in.
-func (h handlers) readForm(w http.ResponseWriter, r *http.Request) (incident.Draft, []string, error) {
-	cfg := h.d.Config()
+// ReadForm reads a multipart registration (the API's and the console's
+// form): text fields by the Draft's JSON names and "file" parts, each
+// stored as it streams in. It returns the hashes of files new with this
+// request, also on error: the caller removes them with RemoveFiles when
+// the request fails. Files are checked for size and type as they arrive
+// (ErrTooLarge, ErrFileType); put them after the text fields.
+func ReadForm(w http.ResponseWriter, r *http.Request, d *incident.Desk) (incident.Draft, []string, error) {
+	cfg := d.Config()
 	limit := int64(cfg.MaxAttachments)*cfg.MaxAttachment + maxJSON
 	mr, err := multipartOf(w, r, limit)
 	if err != nil {
@@ -283,7 +307,7 @@ func (h handlers) readForm(w http.ResponseWriter, r *http.Request) (incident.Dra
 			if len(dr.Attachments) >= cfg.MaxAttachments {
 				return dr, created, &incident.FieldErrors{Fields: map[string]string{"attachments": fmt.Sprintf("at most %d files", cfg.MaxAttachments)}}
 			}
-			att, isNew, err := h.d.Files().Put(r.Context(), part.FileName(), part)
+			att, isNew, err := d.Files().Put(r.Context(), part.FileName(), part)
 			if err != nil {
 				return dr, created, err
 			}
@@ -479,6 +503,26 @@ func (h handlers) fromAlert(w http.ResponseWriter, r *http.Request, p access.Pri
 	}
 	writeJSON(w, http.StatusCreated, IncidentAnswer{Incident: in})
 	return nil
+}
+
+// Locator finds the organisation and site of the incident a route
+// addresses ({id}), so the access router answers 404 to a principal whose
+// scope does not reach it before any handler runs.
+func Locator(d *incident.Desk) *access.Locator {
+	return &access.Locator{Kind: "incident", Find: func(r *http.Request) (access.Place, error) {
+		id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+		if err != nil || id <= 0 {
+			return access.Place{}, fmt.Errorf("%w: incident id %q", access.ErrInvalid, r.PathValue("id"))
+		}
+		in, err := d.Get(r.Context(), access.Principal{Scope: access.Everything}, id)
+		if errors.Is(err, incident.ErrNotFound) {
+			return access.Place{}, access.ErrNotFound
+		}
+		if err != nil {
+			return access.Place{}, err
+		}
+		return access.Place{Org: in.Org, Site: in.Site}, nil
+	}}
 }
 
 // DeskAnswer describes the desk's vocabulary for clients and forms.

@@ -218,6 +218,16 @@ func (s *Store) List(ctx context.Context, f incident.Filter) ([]incident.Inciden
 		where = append(where, "department=?")
 		args = append(args, f.Department)
 	}
+	if f.Site != "" {
+		where = append(where, "site=?")
+		args = append(args, f.Site)
+	}
+	if f.Type != "" {
+		// The type lives in the document only; lists filter on it rarely
+		// and within a scope, so no column and index for it.
+		where = append(where, "json_extract(doc, '$.type')=?")
+		args = append(args, string(f.Type))
+	}
 	q := "SELECT doc FROM incidents"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")

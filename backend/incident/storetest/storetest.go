@@ -99,6 +99,15 @@ func Run(t *testing.T, open func(t *testing.T) incident.Store) {
 	eq("state", ids(incident.Filter{Scope: access.Everything, State: incident.StatePassed}), a.ID)
 	eq("department", ids(incident.Filter{Scope: access.Everything, Department: "retail"}), c.ID, a.ID)
 	eq("limit", ids(incident.Filter{Scope: access.Everything, Limit: 1}), c.ID)
+	eq("site", ids(incident.Filter{Scope: access.Everything, Site: "mall"}), a.ID)
+	eq("site outside the scope", ids(incident.Filter{Scope: access.Scope{Orgs: []string{"bank"}}, Site: "mall"}))
+	b.Type = incident.TypeThanks
+	if err := s.Save(ctx, &b, nil); err != nil {
+		t.Fatal(err)
+	}
+	eq("type", ids(incident.Filter{Scope: access.Everything, Type: incident.TypeService}), c.ID, a.ID)
+	eq("other type", ids(incident.Filter{Scope: access.Everything, Type: incident.TypeThanks}), b.ID)
+	eq("type and site", ids(incident.Filter{Scope: access.Everything, Type: incident.TypeThanks, Site: "mall"}))
 
 	// Due: open, not overdue, deadline reached; oldest deadline first.
 	due, err := s.Due(ctx, t0.Add(2*time.Hour))
