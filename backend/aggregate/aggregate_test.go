@@ -119,9 +119,16 @@ func b2i(b bool) int64 {
 // points is aggregates keyed by "time|tag values".
 type points map[string]map[string]int64
 
-// expected recomputes the aggregates of [from, to) at resolution res
-// from the raw points the test wrote.
-func (w *world) expected(res time.Duration, from, to time.Time) (votes, acts points) {
+// expected recomputes the aggregates of tier over [from, to) at
+// resolution res from the raw points the test wrote.
+func (w *world) expected(tier Tier, res time.Duration, from, to time.Time) (votes, acts points) {
+	keep := func(names, values []string, kept []string) string {
+		var out []string
+		for _, k := range kept {
+			out = append(out, values[slices.Index(names, k)])
+		}
+		return strings.Join(out, "/")
+	}
 	votes, acts = points{}, points{}
 	add := func(p points, k string, fields []string, kv map[string]int64) {
 		if p[k] == nil {
@@ -138,7 +145,7 @@ func (w *world) expected(res time.Duration, from, to time.Time) (votes, acts poi
 		if !v.valid || v.at.Before(from) || !v.at.Before(to) {
 			continue
 		}
-		k := v.at.Truncate(res).Format(time.RFC3339) + "|" + strings.Join(v.tags[:], "/")
+		k := v.at.Truncate(res).Format(time.RFC3339) + "|" + keep(VoteTags, v.tags[:], tier.VoteTags)
 		kv := map[string]int64{"votes": 1, "score_sum": int64(v.score), "service_s_sum": int64(v.serviceS), "service_n": 1}
 		if v.tags[6] == "nps11" {
 			kv["satisfied"], kv["negative"] = b2i(v.score >= 9), b2i(v.score <= 6)
@@ -152,7 +159,7 @@ func (w *world) expected(res time.Duration, from, to time.Time) (votes, acts poi
 		if a.at.Before(from) || !a.at.Before(to) {
 			continue
 		}
-		k := a.at.Truncate(res).Format(time.RFC3339) + "|" + strings.Join(a.tags[:], "/")
+		k := a.at.Truncate(res).Format(time.RFC3339) + "|" + keep(ActivationTags, a.tags[:], tier.ActivationTags)
 		add(acts, k, activationFields, map[string]int64{"opened": 1, "activations": b2i(a.closed), "voted": b2i(a.voted),
 			"service_s_sum": int64(a.serviceS)})
 	}
@@ -191,14 +198,17 @@ func (w *world) stored(t *testing.T, m string, tags []string, from, to time.Time
 
 func (w *world) check(t *testing.T, from, to time.Time) {
 	t.Helper()
-	for _, res := range []struct {
-		d      time.Duration
-		vm, am string
-	}{{time.Hour, VoteHourly, ActivationHourly}, {24 * time.Hour, VoteDaily, ActivationDaily}} {
-		wantV, wantA := w.expected(res.d, from, to)
-		gotV, gotA := w.stored(t, res.vm, VoteTags, from, to), w.stored(t, res.am, ActivationTags, from, to)
-		diff(t, res.vm, gotV, wantV)
-		diff(t, res.am, gotA, wantA)
+	for _, tier := range Tiers {
+		for _, daily := range []bool{false, true} {
+			res := time.Hour
+			if daily {
+				res = 24 * time.Hour
+			}
+			wantV, wantA := w.expected(tier, res, from, to)
+			gotV, gotA := w.stored(t, tier.Vote(daily), tier.VoteTags, from, to), w.stored(t, tier.Activation(daily), tier.ActivationTags, from, to)
+			diff(t, tier.Vote(daily), gotV, wantV)
+			diff(t, tier.Activation(daily), gotA, wantA)
+		}
 	}
 }
 
