@@ -37,12 +37,11 @@ import (
 	"github.com/semko/semko/internal/influxdb"
 )
 
-// Measurements of the finest tier (every tag dashboards filter by).
+// Measurements of the finest tier (every tag dashboards filter by); it
+// is daily only (see Tier.Hourly).
 const (
-	VoteHourly       = "vote_1h"
-	VoteDaily        = "vote_1d"
-	ActivationHourly = "activation_1h"
-	ActivationDaily  = "activation_1d"
+	VoteDaily       = "vote_1d"
+	ActivationDaily = "activation_1d"
 )
 
 // VoteTags and ActivationTags are the tags the finest tier keeps: those
@@ -63,15 +62,23 @@ type Tier struct {
 	// Name is the measurements' infix ("" for the finest tier).
 	Name                     string
 	VoteTags, ActivationTags []string
+	// Hourly says whether the tier has hourly points besides daily ones.
+	// The finest and the per-operator tiers have none: a counter serves a
+	// handful of people an hour over several operators and services, so
+	// their hourly points would be nearly as many as the raw points they
+	// sum (writing them was most of a backfill's time) and no faster to
+	// read. Views that need them for less than a day's grain read raw
+	// points, which for one counter, operator or service are few.
+	Hourly bool
 }
 
 // The tiers, finest first. scale stays in every vote tier: keypad
 // ratings and NPS answers never add up.
 var (
-	Fine     = Tier{"", VoteTags, ActivationTags}
-	Operator = Tier{"op", []string{"org", "site", "operator", "scale"}, []string{"org", "site", "operator"}}
-	Site     = Tier{"site", []string{"org", "site", "scale"}, []string{"org", "site"}}
-	Org      = Tier{"org", []string{"org", "scale"}, []string{"org"}}
+	Fine     = Tier{"", VoteTags, ActivationTags, false}
+	Operator = Tier{"op", []string{"org", "site", "operator", "scale"}, []string{"org", "site", "operator"}, false}
+	Site     = Tier{"site", []string{"org", "site", "scale"}, []string{"org", "site"}, true}
+	Org      = Tier{"org", []string{"org", "scale"}, []string{"org"}, true}
 	Tiers    = []Tier{Fine, Operator, Site, Org}
 )
 
@@ -503,7 +510,9 @@ func (f *fold) votes(res []influxdb.Series) error {
 			s[5+v[0]] = 1
 		}
 		for _, t := range Tiers {
-			f.add(t.Vote(false), t.VoteTags, tags, hour, &s, len(voteFields))
+			if t.Hourly {
+				f.add(t.Vote(false), t.VoteTags, tags, hour, &s, len(voteFields))
+			}
 			f.add(t.Vote(true), t.VoteTags, tags, day, &s, len(voteFields))
 		}
 	})
@@ -519,7 +528,9 @@ func (f *fold) activations(res []influxdb.Series) error {
 			s[1], s[2] = 1, v[1] // activations (closed), voted
 		}
 		for _, t := range Tiers {
-			f.add(t.Activation(false), t.ActivationTags, tags, hour, &s, len(activationFields))
+			if t.Hourly {
+				f.add(t.Activation(false), t.ActivationTags, tags, hour, &s, len(activationFields))
+			}
 			f.add(t.Activation(true), t.ActivationTags, tags, day, &s, len(activationFields))
 		}
 	})

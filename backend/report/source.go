@@ -42,6 +42,11 @@ const (
 // Tier.Name).
 func (t tier) infix() string { return [...]string{"", "_op", "_site", "_org"}[t] }
 
+// hasHourly says whether the tier has hourly points (aggregate's
+// Tier.Hourly): the finest and per-operator tiers are daily only, and
+// their hours are read from raw points.
+func (t tier) hasHourly() bool { return t == bySite || t == byOrg }
+
 // tierFor is the coarsest tier that answers r's filter and a grouping by
 // operator (when byOp) or by nothing.
 func (r Request) tierFor(groupByOp bool) tier {
@@ -128,9 +133,23 @@ func (b *Builder) pieces(from, to time.Time, finest grain, tr tier) []piece {
 	}
 	var out []piece
 	add := func(g grain, f, t time.Time) {
-		if t.After(f) {
-			out = append(out, piece{g, tr, f, t})
+		if g == hourly && !tr.hasHourly() {
+			g = raw
 		}
+		if !t.After(f) {
+			return
+		}
+		if g == raw {
+			// Raw points hold every tag; and a raw piece next to another
+			// is one read.
+			if n := len(out); n > 0 && out[n-1].g == raw && out[n-1].to.Equal(f) {
+				out[n-1].to = t
+				return
+			}
+			out = append(out, piece{raw, fine, f, t})
+			return
+		}
+		out = append(out, piece{g, tr, f, t})
 	}
 	// The running hour from raw points: its hourly aggregate may lag.
 	hourEnd := to.Truncate(time.Hour)
