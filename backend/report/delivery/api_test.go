@@ -80,11 +80,11 @@ func TestSubscriptionAPI(t *testing.T) {
 		want      int
 		says      string
 	}{
-		{"maria", `{"org":"post","period":"week","format":"pdf","recipients":["a@b.example"]}`, 404, "no such"},  // another organisation
-		{"petya", `{"org":"bank","period":"week","format":"pdf","recipients":["a@b.example"]}`, 404, "no such"},  // beyond her site
+		{"maria", `{"org":"post","period":"week","format":"pdf","recipients":["a@b.example"]}`, 404, "no such"}, // another organisation
+		{"petya", `{"org":"bank","period":"week","format":"pdf","recipients":["a@b.example"]}`, 404, "no such"}, // beyond her site
 		{"maria", `{"period":"week","format":"pdf","recipients":["a@b.example"]}`, 400, "org is required"},      // no scope
-		{"maria", `{"org":"bank","period":"day","format":"pdf","recipients":["a@b.example"]}`, 400, "period"},    // not a period
-		{"maria", `{"org":"bank","period":"week","format":"doc","recipients":["a@b.example"]}`, 400, "format"},   // not a format
+		{"maria", `{"org":"bank","period":"day","format":"pdf","recipients":["a@b.example"]}`, 400, "period"},   // not a period
+		{"maria", `{"org":"bank","period":"week","format":"doc","recipients":["a@b.example"]}`, 400, "format"},  // not a format
 		{"maria", `{"org":"bank","period":"week","format":"pdf","lang":"xx","recipients":["a@b.example"]}`, 400, "xx"},
 		{"maria", `{"org":"bank","period":"week","format":"pdf","recipients":["not an address"]}`, 400, "recipient"},
 		{"maria", `{"org":"bank","period":"week","format":"pdf","recipients":[]}`, 400, "recipients"},
