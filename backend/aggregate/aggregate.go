@@ -1,6 +1,9 @@
 // Package aggregate writes hourly and daily aggregates of the raw `vote`
 // and `activation` points back into InfluxDB, so that figures over months
-// and years read thousands of points instead of millions.
+// and years read thousands of points instead of millions. They come in
+// tiers (see Tier): the finest keeps every tag dashboards filter by, the
+// coarser ones per operator, site and organisation answer "All" views
+// from a few series.
 //
 // Aggregates hold counts and sums only (votes, score sums, satisfied,
 // negative, votes per score, service time sums; activations, voted), so
@@ -345,13 +348,6 @@ func (j *Job) firstPoint(ctx context.Context, since time.Time) (time.Time, error
 
 func earlier(a, b time.Time) time.Time {
 	if a.Before(b) {
-		return a
-	}
-	return b
-}
-
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
 		return a
 	}
 	return b
