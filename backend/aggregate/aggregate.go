@@ -164,6 +164,8 @@ func (j *Job) Done() time.Time {
 
 // state is what the state file holds.
 type state struct {
+	// Layout is the set of measurements the mark covers (stateLayout).
+	Layout int `json:"layout"`
 	// Done is the end of the last hour aggregated (exclusive).
 	Done time.Time `json:"done"`
 	// Refolded is when the max_age window was last aggregated again.
@@ -557,6 +559,13 @@ func (f *fold) write(ctx context.Context, db *influxdb.Client) (int, error) {
 	return len(f.order), nil
 }
 
+// stateLayout numbers the measurements a run writes: 0 (no field) was the
+// finest tier alone with hourly points; 1 is the tiers. A mark of another
+// layout says nothing about the measurements written now, so the job
+// starts over with a backfill (the old `vote_1h` and `activation_1h` are
+// left as they are, read by nothing).
+const stateLayout = 1
+
 func (j *Job) load() (state, error) {
 	var st state
 	b, err := os.ReadFile(j.opts.StateFile)
@@ -571,6 +580,10 @@ func (j *Job) load() (state, error) {
 		j.log.Warn("aggregate state unreadable, starting over", "file", j.opts.StateFile, "err", err)
 		return state{}, nil
 	}
+	if st.Layout != stateLayout {
+		j.log.Info("aggregates of an older layout, backfilling the tiers", "file", j.opts.StateFile, "layout", st.Layout)
+		return state{}, nil
+	}
 	if !st.Done.IsZero() {
 		j.done.Store(st.Done.UnixNano())
 	}
@@ -579,6 +592,7 @@ func (j *Job) load() (state, error) {
 
 // save writes the state atomically (temporary file, rename).
 func (j *Job) save(st state) error {
+	st.Layout = stateLayout
 	b, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("encode aggregate state: %w", err)

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -298,6 +299,28 @@ func TestAggregatesEqualRawLateVotesAndCatchUp(t *testing.T) {
 	if err != nil || !st.Done.Equal(now.Truncate(time.Hour).Add(time.Hour)) || !j2.Done().Equal(st.Done) {
 		t.Errorf("mark %v (%v), Done %v, want the end of the current hour", st.Done, err, j2.Done())
 	}
+}
+
+// A mark written before the tiers existed starts a backfill: the tiers
+// have no history behind it.
+func TestOldLayoutBackfills(t *testing.T) {
+	w := newWorld(t)
+	state := filepath.Join(t.TempDir(), "aggregate.json")
+	now := t0.Add(3*24*time.Hour + 6*time.Hour)
+	w.press(t, 300, t0, now)
+	old := fmt.Sprintf(`{"done":%q,"refolded":%q}`, now.Truncate(time.Hour).Format(time.RFC3339), now.Format(time.RFC3339))
+	if err := os.WriteFile(state, []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	j, err := New(Options{URL: w.srv.URL(), Bucket: w.srv.Database(), StateFile: state, Clock: clockwork.NewFakeClockAt(now)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if err := j.RunOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	w.check(t, t0, now.Add(time.Hour))
 }
 
 func TestOptions(t *testing.T) {
