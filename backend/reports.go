@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -152,7 +153,22 @@ func (a *App) reportRoutes() []api.Route {
 	a.reports.handler = h
 	// No locator: the scope is in the query (org, site), and the handler
 	// answers 404 for one outside the caller's scope.
-	return []api.Route{{Pattern: "GET /api/v1/reports", Handler: h, Rule: access.Allow(access.Staff...)}}
+	routes := []api.Route{{Pattern: "GET /api/v1/reports", Handler: h, Rule: access.Allow(access.Staff...)}}
+	if a.reports.store == nil {
+		return routes
+	}
+	// Subscriptions: each account its own, within its scope (the API
+	// checks both; another account's is 404).
+	subRejected := delivery.NewRejectedCounter()
+	if err := a.metrics.Register(subRejected); err != nil {
+		a.log.Warn("reports: metric not registered", "err", err)
+	}
+	subs := &delivery.API{Store: a.reports.store, Log: a.log.With("part", "report-subscriptions"), Rejected: subRejected}
+	staff := access.Allow(access.Staff...)
+	return append(routes,
+		api.Route{Pattern: "GET /api/v1/report-subscriptions", Handler: http.HandlerFunc(subs.List), Rule: staff},
+		api.Route{Pattern: "POST /api/v1/report-subscriptions", Handler: http.HandlerFunc(subs.Create), Rule: staff},
+		api.Route{Pattern: "DELETE /api/v1/report-subscriptions/{id}", Handler: http.HandlerFunc(subs.Delete), Rule: staff})
 }
 
 // addReportPage adds the console's Reports page (a form; the file comes
@@ -161,8 +177,12 @@ func (a *App) addReportPage() error {
 	if a.reports.handler == nil || a.console.console == nil {
 		return nil
 	}
+	var subs delivery.Store
+	if a.reports.store != nil {
+		subs = a.reports.store
+	}
 	return reportpage.Register(reportpage.Options{
-		Console: a.console.console, Reports: a.reports.handler,
+		Console: a.console.console, Reports: a.reports.handler, Subscriptions: subs,
 		Places: func() []reportpage.Place {
 			reg := a.registry.Current()
 			var out []reportpage.Place

@@ -161,9 +161,11 @@ func substitute(d dashboard, q, timeFrom string, now time.Time, set map[string]s
 		if v.Type == "custom" {
 			val = fmt.Sprint(v.Current.Value)
 		}
+		text := "All" // Grafana's ${name:text} of "All", whatever its allValue
 		if s, ok := set[v.Name]; ok {
-			val = s
+			val, text = s, s
 		}
+		q = strings.ReplaceAll(q, "${"+v.Name+":text}", text)
 		q = strings.NewReplacer("${"+v.Name+"}", val, "[["+v.Name+"]]", val).Replace(q)
 		q = regexp.MustCompile(`\$`+regexp.QuoteMeta(v.Name)+`\b`).ReplaceAllLiteralString(q, val)
 	}

@@ -1,6 +1,9 @@
 // Package aggregate writes hourly and daily aggregates of the raw `vote`
 // and `activation` points back into InfluxDB, so that figures over months
-// and years read thousands of points instead of millions.
+// and years read thousands of points instead of millions. They come in
+// tiers (see Tier): the finest keeps every tag dashboards filter by, the
+// coarser ones per operator, site and organisation answer "All" views
+// from a few series.
 //
 // Aggregates hold counts and sums only (votes, score sums, satisfied,
 // negative, votes per score, service time sums; activations, voted), so
@@ -37,21 +40,66 @@ import (
 	"github.com/semko/semko/internal/influxdb"
 )
 
-// Measurements this package writes.
+// Measurements of the finest tier (every tag dashboards filter by); it
+// is daily only (see Tier.Hourly).
 const (
-	VoteHourly       = "vote_1h"
-	VoteDaily        = "vote_1d"
-	ActivationHourly = "activation_1h"
-	ActivationDaily  = "activation_1d"
+	VoteDaily       = "vote_1d"
+	ActivationDaily = "activation_1d"
 )
 
-// VoteTags and ActivationTags are the tags aggregates keep: those the
-// dashboards and reports group or filter by. The device is left out: per
-// device figures (health) read raw points over short ranges.
+// VoteTags and ActivationTags are the tags the finest tier keeps: those
+// the dashboards and reports group or filter by. The device is left out:
+// per device figures (health) read raw points over short ranges.
 var (
 	VoteTags       = []string{"org", "site", "counter", "operator", "service", "channel", "scale"}
 	ActivationTags = []string{"org", "site", "counter", "operator", "service"}
 )
+
+// Tier is one set of aggregates: the tags it keeps and, by them, its
+// measurements. A coarser tier answers the views that do not filter by
+// the tags it drops (a dashboard on "All" counters, operators and
+// services; a report ranking sites and operators) from far fewer series:
+// a year of an organisation per site per day is some tens of thousands
+// of points however many counters, operators and services it has.
+type Tier struct {
+	// Name is the measurements' infix ("" for the finest tier).
+	Name                     string
+	VoteTags, ActivationTags []string
+	// Hourly says whether the tier has hourly points besides daily ones.
+	// The finest and the per-operator tiers have none: a counter serves a
+	// handful of people an hour over several operators and services, so
+	// their hourly points would be nearly as many as the raw points they
+	// sum (writing them was most of a backfill's time) and no faster to
+	// read. Views that need them for less than a day's grain read raw
+	// points, which for one counter, operator or service are few.
+	Hourly bool
+}
+
+// The tiers, finest first. scale stays in every vote tier: keypad
+// ratings and NPS answers never add up.
+var (
+	Fine     = Tier{"", VoteTags, ActivationTags, false}
+	Operator = Tier{"op", []string{"org", "site", "operator", "scale"}, []string{"org", "site", "operator"}, false}
+	Site     = Tier{"site", []string{"org", "site", "scale"}, []string{"org", "site"}, true}
+	Org      = Tier{"org", []string{"org", "scale"}, []string{"org"}, true}
+	Tiers    = []Tier{Fine, Operator, Site, Org}
+)
+
+// Vote is the tier's hourly or daily vote measurement.
+func (t Tier) Vote(daily bool) string { return t.measurement("vote", daily) }
+
+// Activation is the tier's hourly or daily activation measurement.
+func (t Tier) Activation(daily bool) string { return t.measurement("activation", daily) }
+
+func (t Tier) measurement(base string, daily bool) string {
+	if t.Name != "" {
+		base += "_" + t.Name
+	}
+	if daily {
+		return base + "_1d"
+	}
+	return base + "_1h"
+}
 
 // Defaults of zero Options fields.
 const (
@@ -116,6 +164,8 @@ func (j *Job) Done() time.Time {
 
 // state is what the state file holds.
 type state struct {
+	// Layout is the set of measurements the mark covers (stateLayout).
+	Layout int `json:"layout"`
 	// Done is the end of the last hour aggregated (exclusive).
 	Done time.Time `json:"done"`
 	// Refolded is when the max_age window was last aggregated again.
@@ -248,18 +298,16 @@ func (j *Job) run(ctx context.Context) (int, error) {
 	}
 	from = from.Truncate(time.Hour)
 	total := 0
-	// A week of UTC days at a time: its hours, then its days from their
-	// hours, then the mark, so an interrupted catch-up resumes where it
-	// stopped. A week per query keeps a year's backfill to some 600
-	// queries.
-	for day := from.Truncate(24 * time.Hour); day.Before(end); day = day.Add(chunk) {
-		lo, hi := later(from, day), earlier(end, day.Add(chunk))
-		n, err := j.aggregate(ctx, lo, hi, day)
+	// A UTC day at a time: its raw points read once, every tier's hours
+	// and the day written, then the mark, so an interrupted catch-up
+	// resumes where it stopped.
+	for day := from.Truncate(24 * time.Hour); day.Before(end); day = day.Add(24 * time.Hour) {
+		n, err := j.aggregate(ctx, day, end)
 		if err != nil {
 			return total, err
 		}
 		total += n
-		if hi.After(st.Done) {
+		if hi := earlier(end, day.Add(24*time.Hour)); hi.After(st.Done) {
 			st.Done = hi
 			if err := j.save(st); err != nil {
 				return total, err
@@ -307,151 +355,216 @@ func earlier(a, b time.Time) time.Time {
 	return b
 }
 
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
 func ts(t time.Time) string { return "'" + t.UTC().Format(time.RFC3339Nano) + "'" }
 
 // validVote selects ratings; valid is a tag in old shards and a string
 // field in new ones.
 const validVote = `("valid"::tag = 'true' OR "valid"::field = 'true')`
 
-func groupBy(every string, tags []string) string {
-	return ` GROUP BY time(` + every + `), "` + strings.Join(tags, `", "`) + `" fill(none)`
-}
-
-// chunk is how much one round of queries covers.
-const chunk = 7 * 24 * time.Hour
-
-// aggregate writes the hourly points of [lo, hi) and then the daily
-// points of the chunk starting at day from all their hourly points.
-func (j *Job) aggregate(ctx context.Context, lo, hi, day time.Time) (int, error) {
-	span := ` AND time >= ` + ts(lo) + ` AND time < ` + ts(hi)
-	reads := []read{
-		{VoteHourly, VoteTags, `SELECT count("score") AS "votes", sum("score") AS "score_sum", sum("satisfied") AS "satisfied",` +
-			` sum("negative") AS "negative", sum("service_s") AS "service_s_sum", count("service_s") AS "service_n"` +
-			` FROM "vote" WHERE ` + validVote + span + groupBy("1h", VoteTags)},
-		{ActivationHourly, ActivationTags, `SELECT count("service_s") AS "opened", count("voted") AS "activations",` +
-			` sum("voted") AS "voted", sum("service_s") AS "service_s_sum" FROM "activation" WHERE time >= ` + ts(lo) + ` AND time < ` + ts(hi) +
-			groupBy("1h", ActivationTags)},
-	}
-	for s := 1; s <= 5; s++ {
-		reads = append(reads, read{VoteHourly, VoteTags, fmt.Sprintf(`SELECT count("score") AS "score_%d" FROM "vote" WHERE %s`+
-			` AND "scale" != 'nps11' AND "score" = %d%s%s`, s, validVote, s, span, groupBy("1h", VoteTags))})
-	}
-	n, err := j.readWrite(ctx, reads)
+// aggregate reads the raw points of the UTC day starting at day (up to
+// end) once and writes the hourly and daily points of every tier. A whole
+// day is read even when the run starts later in it: the daily points need
+// all of its hours, and reading them again costs less than a second
+// read of the hourly aggregates.
+func (j *Job) aggregate(ctx context.Context, day, end time.Time) (int, error) {
+	span := `time >= ` + ts(day) + ` AND time < ` + ts(earlier(end, day.Add(24*time.Hour)))
+	f := newFold()
+	votes, err := j.db.Query(ctx, `SELECT "score", "satisfied", "negative", "service_s" FROM "vote" WHERE `+validVote+
+		` AND `+span+` GROUP BY "`+strings.Join(VoteTags, `", "`)+`"`)
 	if err != nil {
-		return n, err
+		return 0, fmt.Errorf("read votes: %w", err)
 	}
-	// The day from its hours: sums of sums stay exact.
-	dspan := ` WHERE time >= ` + ts(day) + ` AND time < ` + ts(day.Add(chunk))
-	var sums []string
-	for _, f := range voteFields {
-		sums = append(sums, fmt.Sprintf(`sum("%s") AS "%s"`, f, f))
+	if err := f.votes(votes); err != nil {
+		return 0, err
 	}
-	var asums []string
-	for _, f := range activationFields {
-		asums = append(asums, fmt.Sprintf(`sum("%s") AS "%s"`, f, f))
+	acts, err := j.db.Query(ctx, `SELECT "service_s", "voted" FROM "activation" WHERE `+span+
+		` GROUP BY "`+strings.Join(ActivationTags, `", "`)+`"`)
+	if err != nil {
+		return 0, fmt.Errorf("read activations: %w", err)
 	}
-	m, err := j.readWrite(ctx, []read{
-		{VoteDaily, VoteTags, `SELECT ` + strings.Join(sums, ", ") + ` FROM "` + VoteHourly + `"` + dspan + groupBy("1d", VoteTags)},
-		{ActivationDaily, ActivationTags, `SELECT ` + strings.Join(asums, ", ") + ` FROM "` + ActivationHourly + `"` + dspan +
-			groupBy("1d", ActivationTags)},
-	})
-	return n + m, err
+	if err := f.activations(acts); err != nil {
+		return 0, err
+	}
+	return f.write(ctx, j.db)
 }
 
-// The integer fields of each aggregate measurement.
+// The integer fields of each aggregate measurement, in the order of the
+// sums a fold keeps.
 var (
 	voteFields = []string{"votes", "score_sum", "satisfied", "negative", "service_s_sum", "service_n",
 		"score_1", "score_2", "score_3", "score_4", "score_5"}
 	activationFields = []string{"opened", "activations", "voted", "service_s_sum"}
 )
 
-type read struct {
-	measurement string
-	tags        []string
-	stmt        string
+// sums are the fields of one aggregate point (voteFields or
+// activationFields, by index).
+type sums [11]int64
+
+// pointKey names one aggregate point: measurement, tag values, time.
+type pointKey struct {
+	m    string
+	tags string // the tier's tag values joined by NUL
+	t    int64
 }
 
-// readWrite runs the reads and writes one point per (measurement, tags,
-// time) with the fields of every read merged. Every field of the
-// measurement is written (zero when a read had no row), so a rewrite
-// replaces a point completely.
-func (j *Job) readWrite(ctx context.Context, reads []read) (int, error) {
-	type key struct {
-		m, tags string
-		t       int64
+// fold adds raw points up into every tier's hourly and daily points.
+type fold struct {
+	pts   map[pointKey]*sums
+	tags  map[pointKey]map[string]string
+	order []pointKey
+}
+
+func newFold() *fold {
+	return &fold{pts: map[pointKey]*sums{}, tags: map[pointKey]map[string]string{}}
+}
+
+// add adds v to the point of measurement m at t for the tags of keep.
+func (f *fold) add(m string, keep []string, all map[string]string, t int64, v *sums, n int) {
+	var kb strings.Builder
+	for _, k := range keep {
+		kb.WriteString(all[k])
+		kb.WriteByte(0)
 	}
-	type pt struct {
-		m      string
-		tags   map[string]string
-		t      time.Time
-		fields map[string]any
-	}
-	pts := map[key]*pt{}
-	var order []key
-	for _, r := range reads {
-		res, err := j.db.Query(ctx, r.stmt)
-		if err != nil {
-			return 0, fmt.Errorf("read %s: %w", r.measurement, err)
-		}
-		for _, s := range res {
-			tags := map[string]string{}
-			var tk strings.Builder
-			for _, t := range r.tags {
-				if v := s.Tags[t]; v != "" {
-					tags[t] = v
-				}
-				tk.WriteString(s.Tags[t] + "\x00")
-			}
-			for row := range s.Values {
-				at, err := s.Time(row)
-				if err != nil {
-					continue
-				}
-				k := key{r.measurement, tk.String(), at.UnixNano()}
-				p := pts[k]
-				if p == nil {
-					p = &pt{m: r.measurement, tags: tags, t: at, fields: map[string]any{}}
-					fields := voteFields
-					if r.measurement == ActivationHourly || r.measurement == ActivationDaily {
-						fields = activationFields
-					}
-					for _, f := range fields {
-						p.fields[f] = int64(0)
-					}
-					pts[k] = p
-					order = append(order, k)
-				}
-				for _, c := range s.Columns[1:] {
-					if v, ok := s.Number(row, c); ok {
-						p.fields[c] = int64(v)
-					}
-				}
+	k := pointKey{m, kb.String(), t}
+	p := f.pts[k]
+	if p == nil {
+		p = &sums{}
+		f.pts[k] = p
+		tags := make(map[string]string, len(keep))
+		for _, tg := range keep {
+			if all[tg] != "" {
+				tags[tg] = all[tg]
 			}
 		}
+		f.tags[k] = tags
+		f.order = append(f.order, k)
 	}
-	if len(order) == 0 {
-		return 0, nil
+	for i := range n {
+		p[i] += v[i]
 	}
+}
+
+// cell reads an integer cell; ok is false for null.
+func cell(row []any, i int) (int64, bool, error) {
+	if i < 0 || i >= len(row) || row[i] == nil {
+		return 0, false, nil
+	}
+	n, isNum := row[i].(json.Number)
+	if !isNum {
+		return 0, false, fmt.Errorf("aggregate: %w: %v is not a number", ErrRaw, row[i])
+	}
+	if v, err := n.Int64(); err == nil {
+		return v, true, nil
+	}
+	x, err := n.Float64()
+	if err != nil {
+		return 0, false, fmt.Errorf("aggregate: %w: %v", ErrRaw, err)
+	}
+	return int64(x), true, nil
+}
+
+// ErrRaw means a raw point held something other than a number where a
+// count or sum was expected.
+var ErrRaw = errors.New("unexpected raw value")
+
+// each calls fn for every row of every series with the row's hour, its
+// day and its cells in the order of cols.
+func each(res []influxdb.Series, cols []string, fn func(tags map[string]string, hour, day int64, v []int64, ok []bool)) error {
+	v, ok := make([]int64, len(cols)), make([]bool, len(cols))
+	for _, s := range res {
+		idx := make([]int, len(cols))
+		for i, c := range cols {
+			idx[i] = s.Col(c)
+		}
+		tc := s.Col("time")
+		for _, row := range s.Values {
+			at, has, err := cell(row, tc)
+			if err != nil || !has {
+				return fmt.Errorf("aggregate: %w: a row without time", ErrRaw)
+			}
+			for i := range cols {
+				if v[i], ok[i], err = cell(row, idx[i]); err != nil {
+					return err
+				}
+			}
+			hour := at - at%int64(time.Hour)
+			fn(s.Tags, hour, at-at%int64(24*time.Hour), v, ok)
+		}
+	}
+	return nil
+}
+
+func (f *fold) votes(res []influxdb.Series) error {
+	return each(res, []string{"score", "satisfied", "negative", "service_s"}, func(tags map[string]string, hour, day int64, v []int64, ok []bool) {
+		if !ok[0] {
+			return // count("score") would not count it
+		}
+		var s sums
+		s[0], s[1], s[2], s[3] = 1, v[0], v[1], v[2] // votes, score_sum, satisfied, negative
+		if ok[3] {
+			s[4], s[5] = v[3], 1
+		}
+		if tags["scale"] != "nps11" && v[0] >= 1 && v[0] <= 5 {
+			s[5+v[0]] = 1
+		}
+		for _, t := range Tiers {
+			if t.Hourly {
+				f.add(t.Vote(false), t.VoteTags, tags, hour, &s, len(voteFields))
+			}
+			f.add(t.Vote(true), t.VoteTags, tags, day, &s, len(voteFields))
+		}
+	})
+}
+
+func (f *fold) activations(res []influxdb.Series) error {
+	return each(res, []string{"service_s", "voted"}, func(tags map[string]string, hour, day int64, v []int64, ok []bool) {
+		var s sums
+		if ok[0] {
+			s[0], s[3] = 1, v[0] // opened, service_s_sum
+		}
+		if ok[1] {
+			s[1], s[2] = 1, v[1] // activations (closed), voted
+		}
+		for _, t := range Tiers {
+			if t.Hourly {
+				f.add(t.Activation(false), t.ActivationTags, tags, hour, &s, len(activationFields))
+			}
+			f.add(t.Activation(true), t.ActivationTags, tags, day, &s, len(activationFields))
+		}
+	})
+}
+
+// write writes every point with all its fields (zeros included), so a
+// rewrite replaces a point completely.
+func (f *fold) write(ctx context.Context, db *influxdb.Client) (int, error) {
 	batch := make([]*write.Point, 0, 5000)
-	for i, k := range order {
-		p := pts[k]
-		batch = append(batch, write.NewPoint(p.m, p.tags, p.fields, p.t))
-		if len(batch) == cap(batch) || i == len(order)-1 {
-			if err := j.db.WritePoint(ctx, batch...); err != nil {
+	for i, k := range f.order {
+		names := voteFields
+		if strings.HasPrefix(k.m, "activation") {
+			names = activationFields
+		}
+		p := f.pts[k]
+		fields := make(map[string]any, len(names))
+		for n, name := range names {
+			fields[name] = p[n]
+		}
+		batch = append(batch, write.NewPoint(k.m, f.tags[k], fields, time.Unix(0, k.t).UTC()))
+		if len(batch) == cap(batch) || i == len(f.order)-1 {
+			if err := db.WritePoint(ctx, batch...); err != nil {
 				return 0, fmt.Errorf("write aggregates: %w", err)
 			}
 			batch = batch[:0]
 		}
 	}
-	return len(order), nil
+	return len(f.order), nil
 }
+
+// stateLayout numbers the measurements a run writes: 0 (no field) was the
+// finest tier alone with hourly points; 1 is the tiers. A mark of another
+// layout says nothing about the measurements written now, so the job
+// starts over with a backfill (the old `vote_1h` and `activation_1h` are
+// left as they are, read by nothing).
+const stateLayout = 1
 
 func (j *Job) load() (state, error) {
 	var st state
@@ -467,6 +580,10 @@ func (j *Job) load() (state, error) {
 		j.log.Warn("aggregate state unreadable, starting over", "file", j.opts.StateFile, "err", err)
 		return state{}, nil
 	}
+	if st.Layout != stateLayout {
+		j.log.Info("aggregates of an older layout, backfilling the tiers", "file", j.opts.StateFile, "layout", st.Layout)
+		return state{}, nil
+	}
 	if !st.Done.IsZero() {
 		j.done.Store(st.Done.UnixNano())
 	}
@@ -475,6 +592,7 @@ func (j *Job) load() (state, error) {
 
 // save writes the state atomically (temporary file, rename).
 func (j *Job) save(st state) error {
+	st.Layout = stateLayout
 	b, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("encode aggregate state: %w", err)

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -119,9 +120,16 @@ func b2i(b bool) int64 {
 // points is aggregates keyed by "time|tag values".
 type points map[string]map[string]int64
 
-// expected recomputes the aggregates of [from, to) at resolution res
-// from the raw points the test wrote.
-func (w *world) expected(res time.Duration, from, to time.Time) (votes, acts points) {
+// expected recomputes the aggregates of tier over [from, to) at
+// resolution res from the raw points the test wrote.
+func (w *world) expected(tier Tier, res time.Duration, from, to time.Time) (votes, acts points) {
+	keep := func(names, values []string, kept []string) string {
+		var out []string
+		for _, k := range kept {
+			out = append(out, values[slices.Index(names, k)])
+		}
+		return strings.Join(out, "/")
+	}
 	votes, acts = points{}, points{}
 	add := func(p points, k string, fields []string, kv map[string]int64) {
 		if p[k] == nil {
@@ -138,7 +146,7 @@ func (w *world) expected(res time.Duration, from, to time.Time) (votes, acts poi
 		if !v.valid || v.at.Before(from) || !v.at.Before(to) {
 			continue
 		}
-		k := v.at.Truncate(res).Format(time.RFC3339) + "|" + strings.Join(v.tags[:], "/")
+		k := v.at.Truncate(res).Format(time.RFC3339) + "|" + keep(VoteTags, v.tags[:], tier.VoteTags)
 		kv := map[string]int64{"votes": 1, "score_sum": int64(v.score), "service_s_sum": int64(v.serviceS), "service_n": 1}
 		if v.tags[6] == "nps11" {
 			kv["satisfied"], kv["negative"] = b2i(v.score >= 9), b2i(v.score <= 6)
@@ -152,7 +160,7 @@ func (w *world) expected(res time.Duration, from, to time.Time) (votes, acts poi
 		if a.at.Before(from) || !a.at.Before(to) {
 			continue
 		}
-		k := a.at.Truncate(res).Format(time.RFC3339) + "|" + strings.Join(a.tags[:], "/")
+		k := a.at.Truncate(res).Format(time.RFC3339) + "|" + keep(ActivationTags, a.tags[:], tier.ActivationTags)
 		add(acts, k, activationFields, map[string]int64{"opened": 1, "activations": b2i(a.closed), "voted": b2i(a.voted),
 			"service_s_sum": int64(a.serviceS)})
 	}
@@ -191,14 +199,23 @@ func (w *world) stored(t *testing.T, m string, tags []string, from, to time.Time
 
 func (w *world) check(t *testing.T, from, to time.Time) {
 	t.Helper()
-	for _, res := range []struct {
-		d      time.Duration
-		vm, am string
-	}{{time.Hour, VoteHourly, ActivationHourly}, {24 * time.Hour, VoteDaily, ActivationDaily}} {
-		wantV, wantA := w.expected(res.d, from, to)
-		gotV, gotA := w.stored(t, res.vm, VoteTags, from, to), w.stored(t, res.am, ActivationTags, from, to)
-		diff(t, res.vm, gotV, wantV)
-		diff(t, res.am, gotA, wantA)
+	for _, tier := range Tiers {
+		for _, daily := range []bool{false, true} {
+			if !daily && !tier.Hourly {
+				if got := w.stored(t, tier.Vote(false), tier.VoteTags, from, to); len(got) != 0 {
+					t.Errorf("%s: %d points of a grain the tier does not have", tier.Vote(false), len(got))
+				}
+				continue
+			}
+			res := time.Hour
+			if daily {
+				res = 24 * time.Hour
+			}
+			wantV, wantA := w.expected(tier, res, from, to)
+			gotV, gotA := w.stored(t, tier.Vote(daily), tier.VoteTags, from, to), w.stored(t, tier.Activation(daily), tier.ActivationTags, from, to)
+			diff(t, tier.Vote(daily), gotV, wantV)
+			diff(t, tier.Activation(daily), gotA, wantA)
+		}
 	}
 }
 
@@ -248,11 +265,11 @@ func TestAggregatesEqualRawLateVotesAndCatchUp(t *testing.T) {
 	w.check(t, t0, now.Add(time.Hour))
 
 	// Idempotent: the same run again changes nothing.
-	before := w.stored(t, VoteHourly, VoteTags, t0, now.Add(time.Hour))
+	before := w.stored(t, Site.Vote(false), Site.VoteTags, t0, now.Add(time.Hour))
 	if err := j.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
-	after := w.stored(t, VoteHourly, VoteTags, t0, now.Add(time.Hour))
+	after := w.stored(t, Site.Vote(false), Site.VoteTags, t0, now.Add(time.Hour))
 	if !maps.EqualFunc(before, after, maps.Equal) {
 		t.Errorf("a second run changed the aggregates")
 	}
@@ -282,6 +299,28 @@ func TestAggregatesEqualRawLateVotesAndCatchUp(t *testing.T) {
 	if err != nil || !st.Done.Equal(now.Truncate(time.Hour).Add(time.Hour)) || !j2.Done().Equal(st.Done) {
 		t.Errorf("mark %v (%v), Done %v, want the end of the current hour", st.Done, err, j2.Done())
 	}
+}
+
+// A mark written before the tiers existed starts a backfill: the tiers
+// have no history behind it.
+func TestOldLayoutBackfills(t *testing.T) {
+	w := newWorld(t)
+	state := filepath.Join(t.TempDir(), "aggregate.json")
+	now := t0.Add(3*24*time.Hour + 6*time.Hour)
+	w.press(t, 300, t0, now)
+	old := fmt.Sprintf(`{"done":%q,"refolded":%q}`, now.Truncate(time.Hour).Format(time.RFC3339), now.Format(time.RFC3339))
+	if err := os.WriteFile(state, []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	j, err := New(Options{URL: w.srv.URL(), Bucket: w.srv.Database(), StateFile: state, Clock: clockwork.NewFakeClockAt(now)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if err := j.RunOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	w.check(t, t0, now.Add(time.Hour))
 }
 
 func TestOptions(t *testing.T) {

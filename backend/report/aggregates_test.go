@@ -54,7 +54,7 @@ func TestAggregatesGiveTheSameReport(t *testing.T) {
 		for _, p := range periods {
 			// The aggregates are really read (not the raw fallback).
 			used := map[grain]bool{}
-			for _, pc := range aggB.pieces(p.Start, earlierTime(p.End, now), hourly) {
+			for _, pc := range aggB.pieces(p.Start, earlierTime(p.End, now), hourly, byOrg) {
 				used[pc.g] = true
 			}
 			if p.Kind != Today && !used[hourly] {
@@ -64,6 +64,8 @@ func TestAggregatesGiveTheSameReport(t *testing.T) {
 				{Org: "bank", Period: p, Lang: "en", Caller: access.Scope{Orgs: []string{"bank"}}},
 				{Org: "bank", Site: "b-north", Operator: "op-ana", Period: p, Lang: "en", Caller: access.Everything},
 				{Period: p, Lang: "en", Caller: access.Everything},
+				{Org: "bank", Site: "b-south", Period: p, Lang: "en", Caller: access.Everything},
+				{Org: "bank", Service: "passport", Period: p, Lang: "en", Caller: access.Everything},
 			} {
 				a, err := rawB.Build(ctx, r)
 				if err != nil {
@@ -99,4 +101,29 @@ func earlierTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// Each scope reads the coarsest tier that holds its filter and grouping.
+func TestTierFor(t *testing.T) {
+	for _, c := range []struct {
+		r           Request
+		ops, totals tier
+	}{
+		{Request{}, byOperator, byOrg},
+		{Request{Org: "bank"}, byOperator, byOrg},
+		{Request{Org: "bank", Site: "b-north"}, byOperator, bySite},
+		{Request{Org: "bank", Operator: "op-ana"}, byOperator, byOperator},
+		{Request{Org: "bank", Site: "b-north", Service: "passport"}, fine, fine},
+	} {
+		if got := c.r.tierFor(true); got != c.ops {
+			t.Errorf("%+v grouped by operator: tier %d, want %d", c.r, got, c.ops)
+		}
+		if got := c.r.tierFor(false); got != c.totals {
+			t.Errorf("%+v: tier %d, want %d", c.r, got, c.totals)
+		}
+		p := piece{g: daily, t: c.totals}
+		if want := `"vote` + c.totals.infix() + `_1d"`; p.vote() != want {
+			t.Errorf("measurement %s, want %s", p.vote(), want)
+		}
+	}
 }

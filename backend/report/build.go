@@ -63,7 +63,7 @@ func (b *Builder) Build(ctx context.Context, r Request) (*Report, error) {
 	where := r.filter()
 
 	// Sites and operators, from one grouping each way.
-	cells, err := b.cells(ctx, b.pieces(r.Period.Start, rep.Now, daily), where)
+	cells, err := b.cells(ctx, b.pieces(r.Period.Start, rep.Now, daily, r.tierFor(true)), where)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +97,7 @@ func (b *Builder) Build(ctx context.Context, r Request) (*Report, error) {
 
 	// The previous period, for the trend.
 	prev := r.Period.Previous()
-	pcells, err := b.cells(ctx, b.pieces(prev.Start, prev.End, daily), where)
+	pcells, err := b.cells(ctx, b.pieces(prev.Start, prev.End, daily, r.tierFor(true)), where)
 	if err != nil {
 		return nil, err
 	}
@@ -105,10 +105,10 @@ func (b *Builder) Build(ctx context.Context, r Request) (*Report, error) {
 		rep.Prev.add(c.Figures)
 	}
 
-	if err := b.scores(ctx, rep, b.pieces(r.Period.Start, rep.Now, daily), where); err != nil {
+	if err := b.scores(ctx, rep, b.pieces(r.Period.Start, rep.Now, daily, r.tierFor(false)), where); err != nil {
 		return nil, err
 	}
-	if err := b.timeline(ctx, rep, b.pieces(r.Period.Start, rep.Now, hourly), where, loc); err != nil {
+	if err := b.timeline(ctx, rep, b.pieces(r.Period.Start, rep.Now, hourly, r.tierFor(false)), where, loc); err != nil {
 		return nil, err
 	}
 	if err := b.health(ctx, rep, span(r.Period.Start, rep.Now)); err != nil {

@@ -23,20 +23,65 @@ const (
 	daily
 )
 
+// tier is which aggregates a reader can use: the finest keep every tag,
+// the coarser ones drop counter, service and channel (operator), then
+// the operator (site), then the site (org). The coarsest that still holds
+// the tags a read filters and groups by is read: for an organisation's
+// year it is the difference between hundreds of thousands of series
+// points and tens of thousands.
+type tier int
+
+const (
+	fine tier = iota
+	byOperator
+	bySite
+	byOrg
+)
+
+// infix is the tier's part of the measurement names (backend/aggregate's
+// Tier.Name).
+func (t tier) infix() string { return [...]string{"", "_op", "_site", "_org"}[t] }
+
+// hasHourly says whether the tier has hourly points (aggregate's
+// Tier.Hourly): the finest and per-operator tiers are daily only, and
+// their hours are read from raw points.
+func (t tier) hasHourly() bool { return t == bySite || t == byOrg }
+
+// tierFor is the coarsest tier that answers r's filter and a grouping by
+// operator (when byOp) or by nothing.
+func (r Request) tierFor(groupByOp bool) tier {
+	switch {
+	case r.Service != "":
+		return fine
+	case groupByOp || r.Operator != "":
+		return byOperator
+	case r.Site != "":
+		return bySite
+	}
+	return byOrg
+}
+
 // piece is a part of a span read at one grain.
 type piece struct {
 	g        grain
+	t        tier
 	from, to time.Time
 }
 
 func (p piece) span() string { return span(p.from, p.to) }
 
 func (p piece) vote() string {
-	return [...]string{`"vote"`, `"vote_1h"`, `"vote_1d"`}[p.g]
+	if p.g == raw {
+		return `"vote"`
+	}
+	return `"vote` + p.t.infix() + [...]string{"", "_1h", "_1d"}[p.g] + `"`
 }
 
 func (p piece) activation() string {
-	return [...]string{`"activation"`, `"activation_1h"`, `"activation_1d"`}[p.g]
+	if p.g == raw {
+		return `"activation"`
+	}
+	return `"activation` + p.t.infix() + [...]string{"", "_1h", "_1d"}[p.g] + `"`
 }
 
 // voteWhere selects keypad ratings.
@@ -79,17 +124,32 @@ func (p piece) scoreStmts(where string) []string {
 }
 
 // pieces cuts [from, to) for a reader that needs no finer grain than
-// finest (hourly for the hour-of-week map, daily for totals).
-func (b *Builder) pieces(from, to time.Time, finest grain) []piece {
+// finest (hourly for the hour-of-week map, daily for totals) and no
+// finer tier than tr.
+func (b *Builder) pieces(from, to time.Time, finest grain, tr tier) []piece {
 	if !b.Aggregates || !to.After(from) || to.Sub(from) < b.rawUpTo() ||
 		(b.AggregatedUntil != nil && b.AggregatedUntil().Before(to)) {
-		return []piece{{raw, from, to}}
+		return []piece{{raw, fine, from, to}}
 	}
 	var out []piece
 	add := func(g grain, f, t time.Time) {
-		if t.After(f) {
-			out = append(out, piece{g, f, t})
+		if g == hourly && !tr.hasHourly() {
+			g = raw
 		}
+		if !t.After(f) {
+			return
+		}
+		if g == raw {
+			// Raw points hold every tag; and a raw piece next to another
+			// is one read.
+			if n := len(out); n > 0 && out[n-1].g == raw && out[n-1].to.Equal(f) {
+				out[n-1].to = t
+				return
+			}
+			out = append(out, piece{raw, fine, f, t})
+			return
+		}
+		out = append(out, piece{g, tr, f, t})
 	}
 	// The running hour from raw points: its hourly aggregate may lag.
 	hourEnd := to.Truncate(time.Hour)
@@ -99,7 +159,7 @@ func (b *Builder) pieces(from, to time.Time, finest grain) []piece {
 		add(raw, from, hourStart) // a zone with a half-hour offset
 	}
 	if !hourEnd.After(hourStart) {
-		return []piece{{raw, from, to}}
+		return []piece{{raw, fine, from, to}}
 	}
 	if finest == hourly {
 		add(hourly, hourStart, hourEnd)

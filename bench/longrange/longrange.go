@@ -55,8 +55,11 @@ type Row struct {
 	Fleet      string // "1x" or "4x"
 	Query      string
 	Days       int
-	Raw, Agg   time.Duration // p95
+	Raw, Agg   time.Duration // p95, every variable on All
 	RawN, AggN int           // rows answered, to show both did work
+	// Site is the aggregates' p95 with one site chosen (its site tier).
+	Site  time.Duration
+	SiteN int
 }
 
 // Result is the whole run.
@@ -115,7 +118,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		step("%s: %d raw points in %s; building aggregates", fleet.name, total, res.Load[fleet.name].Round(time.Second))
 		begin = time.Now()
 		job, err := aggregate.New(aggregate.Options{URL: srv.URL(), Bucket: srv.Database(), Clock: clockwork.NewFakeClockAt(now),
-			StateFile: filepath.Join(cfg.Dir, "aggregate-"+fleet.name+".json"), Backfill: time.Duration(cfg.Days+2) * 24 * time.Hour})
+			StateFile: filepath.Join(cfg.Dir, "aggregate-"+fleet.name+".json"), Backfill: time.Duration(cfg.Days+2) * 24 * time.Hour,
+			Timeout: 6 * time.Hour}) // a first backfill of a large fleet
 		if err != nil {
 			return res, err
 		}
@@ -134,27 +138,36 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			window := fmt.Sprintf("time >= '%s' AND time < '%s'", from.Format(time.RFC3339), now.Format(time.RFC3339))
 			interval := fmt.Sprintf("%ds", max(3600, days*24*3600/1000)) // Grafana: range / ~1000 points, at least the panel's 1h
 			for _, p := range panels {
-				sub := func(q, rangeS string) string {
+				// What Grafana sends: variables on All, or one site chosen
+				// (its ${name:text} gates pick the tier, see the dashboard).
+				sub := func(q, rangeS string, vars map[string]string) string {
 					q = strings.ReplaceAll(q, "$__range_s", rangeS)
 					q = strings.ReplaceAll(q, "$timeFilter", window)
 					q = strings.ReplaceAll(q, "$__interval", interval)
 					for _, v := range []string{"org", "site", "counter", "operator", "service"} {
-						q = strings.ReplaceAll(q, "$"+v, ".*") // All
+						val, text := ".*", "All"
+						if s, ok := vars[v]; ok {
+							val, text = s, s
+						}
+						q = strings.ReplaceAll(q, "${"+v+":text}", text)
+						q = strings.ReplaceAll(q, "$"+v, val)
 					}
 					return q
 				}
 				r := Row{Fleet: fleet.name, Query: p.name, Days: days}
-				r.Raw, r.RawN, err = timeQuery(ctx, db, sub(p.raw, "3600"), cfg.Repeats)
+				r.Raw, r.RawN, err = timeQuery(ctx, db, sub(p.raw, "3600", nil), cfg.Repeats)
 				if err != nil {
 					return res, fmt.Errorf("%s raw: %w", p.name, err)
 				}
-				twin := p.hourly
-				if days >= 30 {
-					twin = p.daily
-				}
-				r.Agg, r.AggN, err = timeQuery(ctx, db, sub(twin, fmt.Sprint(days*86400)), cfg.Repeats)
+				twins := p.family
+				r.Agg, r.AggN, err = timeTwins(ctx, db, twins, func(q string) string { return sub(q, fmt.Sprint(days*86400), nil) }, cfg.Repeats)
 				if err != nil {
 					return res, fmt.Errorf("%s aggregates: %w", p.name, err)
+				}
+				oneSite := map[string]string{"org": "org-1", "site": "org-1-s000"}
+				r.Site, r.SiteN, err = timeTwins(ctx, db, twins, func(q string) string { return sub(q, fmt.Sprint(days*86400), oneSite) }, cfg.Repeats)
+				if err != nil {
+					return res, fmt.Errorf("%s aggregates, one site: %w", p.name, err)
 				}
 				res.Rows = append(res.Rows, r)
 			}
@@ -175,6 +188,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 					r.Raw, r.RawN = d, n
 				} else {
 					r.Agg, r.AggN = d, n
+					// And the report of one site of it.
+					r.Site, r.SiteN, err = timeReport(ctx, b, report.Request{Org: "org-1", Site: "org-1-s000", Period: period, Lang: "en",
+						Caller: access.Everything}, cfg.Repeats)
+					if err != nil {
+						return res, fmt.Errorf("report: %w", err)
+					}
 				}
 			}
 			res.Rows = append(res.Rows, r)
@@ -183,6 +202,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	return res, nil
 }
+
+// slow is where repeating a query stops: a raw year of a large fleet
+// takes long enough that one run says all there is to say.
+const slow = 10 * time.Second
 
 func timeQuery(ctx context.Context, db *influxdb.Client, q string, repeats int) (time.Duration, int, error) {
 	var ds []time.Duration
@@ -198,6 +221,32 @@ func timeQuery(ctx context.Context, db *influxdb.Client, q string, repeats int) 
 		for _, s := range res {
 			rows += len(s.Values)
 		}
+		if ds[len(ds)-1] > slow {
+			break
+		}
+	}
+	return p95(ds), rows, nil
+}
+
+// timeTwins times what Grafana sends for one panel query at a long range:
+// all its tier twins, of which the gates let one answer. Each round runs
+// them in turn; the rows are those of the one that answered.
+func timeTwins(ctx context.Context, db *influxdb.Client, twins []string, sub func(string) string, repeats int) (time.Duration, int, error) {
+	var ds []time.Duration
+	rows := 0
+	for range repeats {
+		begin := time.Now()
+		rows = 0
+		for _, q := range twins {
+			res, err := db.Query(ctx, sub(q))
+			if err != nil {
+				return 0, 0, err
+			}
+			for _, s := range res {
+				rows += len(s.Values)
+			}
+		}
+		ds = append(ds, time.Since(begin))
 	}
 	return p95(ds), rows, nil
 }
@@ -216,6 +265,9 @@ func timeReport(ctx context.Context, b *report.Builder, r report.Request, repeat
 		}
 		ds = append(ds, time.Since(begin))
 		votes = int(rep.Totals.Votes)
+		if ds[len(ds)-1] > slow {
+			break
+		}
 	}
 	return p95(ds), votes, nil
 }
@@ -226,10 +278,18 @@ func p95(ds []time.Duration) time.Duration {
 	return ds[min(len(ds)-1, int(float64(len(ds))*0.95))]
 }
 
-// panel is a raw query and its aggregate twins.
-type panel struct{ name, raw, hourly, daily string }
+// panel is a raw query and its family: itself and its aggregate twins
+// (per tier and grain), all of which Grafana sends; constant conditions
+// on the range and the variables let one of them answer.
+type panel struct {
+	name   string
+	raw    string
+	family []string
+}
 
-// panelQueries reads the range panels' query pairs from the dashboard.
+// panelQueries reads the range panels' query families from the
+// dashboard: the i-th raw query of a panel and the i-th query of each
+// tier and grain belong together.
 func panelQueries(path string) ([]panel, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -250,23 +310,40 @@ func panelQueries(path string) ([]panel, error) {
 	}
 	var out []panel
 	for _, p := range d.Panels {
-		var raws, hourly, daily []string
+		// Twins by tier and grain (the measurement less vote or
+		// activation: "_1d", "_site_1h", ...), each list in the order of
+		// the raw queries.
+		var raws, keys []string
+		twins := map[string][]string{}
 		for _, t := range p.Targets {
+			q := t.Query
 			switch {
-			case strings.Contains(t.Query, "$__range_s >= 172800"):
-				hourly = append(hourly, t.Query)
-			case strings.Contains(t.Query, "$__range_s >= 2592000"):
-				daily = append(daily, t.Query)
-			case strings.Contains(t.Query, "$__range_s < 172800"):
-				raws = append(raws, t.Query)
+			case strings.Contains(q, "$__range_s >= "):
+				_, rest, _ := strings.Cut(q, ` FROM "`)
+				m, _, _ := strings.Cut(rest, `"`)
+				k := strings.TrimPrefix(strings.TrimPrefix(m, "vote"), "activation")
+				if twins[k] == nil {
+					keys = append(keys, k)
+				}
+				twins[k] = append(twins[k], q)
+			case strings.Contains(q, "$__range_s < 172800"):
+				raws = append(raws, q)
 			}
 		}
-		for i := range min(len(raws), len(hourly), len(daily)) {
+		for i := range raws {
 			name := p.Title
 			if len(raws) > 1 {
 				name = fmt.Sprintf("%s (%d)", p.Title, i+1)
 			}
-			out = append(out, panel{name, raws[i], hourly[i], daily[i]})
+			pn := panel{name: name, raw: raws[i], family: []string{raws[i]}}
+			for _, k := range keys {
+				if i < len(twins[k]) {
+					pn.family = append(pn.family, twins[k][i])
+				}
+			}
+			if len(pn.family) > 1 {
+				out = append(out, pn)
+			}
 		}
 	}
 	if len(out) == 0 {
@@ -418,10 +495,11 @@ func Print(w io.Writer, cfg Config, machine string, r *Result) {
 		fmt.Fprintf(w, "%s: %d raw points loaded in %s, aggregates built in %s\n", f, r.Points[f], r.Load[f].Round(time.Second), r.Aggregate[f].Round(time.Second))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| fleet | query | days | raw p95 | aggregates p95 | rows raw/agg |")
-	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| fleet | query | days | raw p95 (All) | aggregates p95 (All) | aggregates p95 (one site) | rows raw/agg/site |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|")
 	for _, row := range r.Rows {
-		fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %d/%d |\n", row.Fleet, row.Query, row.Days, ms(row.Raw), ms(row.Agg), row.RawN, row.AggN)
+		fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %d/%d/%d |\n", row.Fleet, row.Query, row.Days, ms(row.Raw), ms(row.Agg), ms(row.Site),
+			row.RawN, row.AggN, row.SiteN)
 	}
 }
 

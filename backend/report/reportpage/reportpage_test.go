@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/semko/semko/backend/account"
 	"github.com/semko/semko/backend/account/sqlite"
 	"github.com/semko/semko/backend/report"
+	delsqlite "github.com/semko/semko/backend/report/delivery/sqlite"
 	"github.com/semko/semko/backend/web"
 	"github.com/semko/semko/internal/influxdb"
 	"github.com/semko/semko/internal/influxlocal"
@@ -70,7 +72,12 @@ func TestReportsPage(t *testing.T) {
 	}
 	clock := func() time.Time { return now }
 	h := &report.Handler{Builder: &report.Builder{DB: db, Now: clock}}
-	err = Register(Options{Console: con, Reports: h, Now: clock, Places: func() []Place {
+	subs, err := delsqlite.Open(ctx, filepath.Join(t.TempDir(), "reports.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = subs.Close() })
+	err = Register(Options{Console: con, Reports: h, Now: clock, Subscriptions: subs, Places: func() []Place {
 		return []Place{{Org: "bank", OrgName: "Банка"}, {Org: "post", OrgName: "Поща"},
 			{Org: "bank", OrgName: "Банка", Site: "bank-main", SiteName: "Централен клон"}, {Org: "post", OrgName: "Поща", Site: "post-main", SiteName: "Пощата"}}
 	}})
@@ -121,4 +128,48 @@ func TestReportsPage(t *testing.T) {
 	if resp, body := get("/reports/download?place=bank&lang=xx"); resp.StatusCode != 400 {
 		t.Errorf("unknown language: %d %s", resp.StatusCode, body)
 	}
+
+	// Scheduled reports: add one, see it listed, refuse bad ones, delete.
+	post := func(path string, form url.Values) (*http.Response, string) {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	form := url.Values{"place": {"bank/bank-main"}, "period": {"month"}, "format": {"xlsx"}, "lang": {"ru"}, "recipients": {"boss@bank.example, deputy@bank.example"}}
+	if resp, body := post("/reports/subscriptions", form); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("subscribe: %d %s", resp.StatusCode, body)
+	}
+	mine, err := subs.Subscriptions(ctx)
+	if err != nil || len(mine) != 1 || mine[0].Account != "maria" || mine[0].Site != "bank-main" || len(mine[0].Recipients) != 2 {
+		t.Fatalf("stored %+v %v", mine, err)
+	}
+	if _, body := get("/reports"); !strings.Contains(body, "deputy@bank.example") || !strings.Contains(body, fmt.Sprintf(`action="/reports/subscriptions/%d/delete"`, mine[0].ID)) {
+		t.Errorf("the subscription is not listed:\n%s", body)
+	}
+	bad := url.Values{"place": {"bank"}, "period": {"week"}, "format": {"pdf"}, "recipients": {"nobody"}}
+	if resp, body := post("/reports/subscriptions", bad); resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, "nobody") {
+		t.Errorf("bad recipient: %d\n%s", resp.StatusCode, body)
+	}
+	bad = url.Values{"place": {"post"}, "period": {"week"}, "format": {"pdf"}, "recipients": {"a@post.example"}}
+	if resp, body := post("/reports/subscriptions", bad); resp.StatusCode != http.StatusNotFound || strings.Contains(body, "Поща") {
+		t.Errorf("another organisation: %d\n%s", resp.StatusCode, body)
+	}
+	if resp, _ := post("/reports/subscriptions/999/delete", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("delete of none: %d", resp.StatusCode)
+	}
+	if resp, body := post(fmt.Sprintf("/reports/subscriptions/%d/delete", mine[0].ID), nil); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("delete: %d %s", resp.StatusCode, body)
+	}
+	if left, _ := subs.Subscriptions(ctx); len(left) != 0 {
+		t.Errorf("left after delete: %+v", left)
+	}
 }
+
+var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
