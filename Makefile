@@ -15,7 +15,7 @@ BENCHTIME     ?= 1s
 export SEMKO_INFLUXD := $(INFLUXD)
 export SEMKO_NATS_SERVER := $(NATS_SERVER)
 
-.PHONY: all build run grafana test lint vet fmt-check staticcheck fuzz bench bench-quick tidy influxd nats-server chromium clean
+.PHONY: all build run cluster grafana test lint vet fmt-check staticcheck fuzz bench bench-quick tidy influxd nats-server chromium clean
 
 all: build
 
@@ -26,6 +26,11 @@ build:
 # backend with the embedded broker (MQTT :1883, HTTP :8080), simulated fleet.
 run: influxd build
 	./bin/semko-dev
+
+# The clustered deployment on this machine (deploy/cluster): three NATS
+# nodes, two backend replicas, InfluxDB and a fleet spread over the nodes.
+cluster: influxd nats-server build
+	./bin/semko-cluster
 
 # Grafana on 127.0.0.1:3000 with Semko's datasource and dashboards, when
 # grafana-server (or grafana) is installed; otherwise it says how to get it.
