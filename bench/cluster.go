@@ -132,7 +132,9 @@ func runCluster(ctx context.Context, e *env) (Result, error) {
 	pressed := ps.Enqueued
 	ackRate := float64(ps.Acked) / pressEnd.Sub(start).Seconds()
 	e.step("  pressed %d votes in %s; waiting for them in InfluxDB", pressed, pressEnd.Sub(start).Round(time.Millisecond))
-	landed, err := e.waitVotes(ctx, db, int64(pressed), 5*time.Minute)
+	// The replicas drain what the stream holds more slowly than the nodes
+	// take it in (the stream keeps it safe meanwhile): a longer wait.
+	landed, err := e.waitVotes(ctx, db, int64(pressed), 20*time.Minute)
 	if err != nil {
 		return res, err
 	}
