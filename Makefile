@@ -116,13 +116,13 @@ fuzz:
 # Go benchmarks of the hot paths, then the fleet benchmark (issue 7's six
 # targets against the real backend and InfluxDB; about 10 minutes, see
 # docs/performance.md). bench-quick is the small CI variant of the latter.
-bench: influxd
+bench: influxd nats-server
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
 	$(GO) build -o bin/ ./cmd/semko-bench
 	./bin/semko-bench -log-level warn $(BENCHFLAGS)
 	./bin/semko-bench longrange $(LONGRANGEFLAGS)
 
-bench-quick: influxd
+bench-quick: influxd nats-server
 	$(GO) build -o bin/ ./cmd/semko-bench
 	./bin/semko-bench -quick -log-level warn $(BENCHFLAGS)
 	./bin/semko-bench longrange -quick $(LONGRANGEFLAGS)
