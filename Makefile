@@ -15,7 +15,7 @@ BENCHTIME     ?= 1s
 export SEMKO_INFLUXD := $(INFLUXD)
 export SEMKO_NATS_SERVER := $(NATS_SERVER)
 
-.PHONY: all build run grafana test lint vet fmt-check staticcheck fuzz bench bench-quick tidy influxd nats-server chromium postgresql clean
+.PHONY: all build run cluster grafana test lint vet fmt-check staticcheck fuzz bench bench-quick tidy influxd nats-server chromium postgresql clean
 
 all: build
 
@@ -26,6 +26,11 @@ build:
 # backend with the embedded broker (MQTT :1883, HTTP :8080), simulated fleet.
 run: influxd build
 	./bin/semko-dev
+
+# The clustered deployment on this machine (deploy/cluster): three NATS
+# nodes, two backend replicas, InfluxDB and a fleet spread over the nodes.
+cluster: influxd nats-server build
+	./bin/semko-cluster
 
 # Grafana on 127.0.0.1:3000 with Semko's datasource and dashboards, when
 # grafana-server (or grafana) is installed; otherwise it says how to get it.
@@ -126,13 +131,13 @@ fuzz:
 # Go benchmarks of the hot paths, then the fleet benchmark (issue 7's six
 # targets against the real backend and InfluxDB; about 10 minutes, see
 # docs/performance.md). bench-quick is the small CI variant of the latter.
-bench: influxd
+bench: influxd nats-server
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
 	$(GO) build -o bin/ ./cmd/semko-bench
 	./bin/semko-bench -log-level warn $(BENCHFLAGS)
 	./bin/semko-bench longrange $(LONGRANGEFLAGS)
 
-bench-quick: influxd
+bench-quick: influxd nats-server
 	$(GO) build -o bin/ ./cmd/semko-bench
 	./bin/semko-bench -quick -log-level warn $(BENCHFLAGS)
 	./bin/semko-bench longrange -quick $(LONGRANGEFLAGS)

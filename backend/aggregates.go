@@ -33,7 +33,7 @@ func (a *App) newAggregates() error {
 	job, err := aggregate.New(aggregate.Options{
 		URL: a.cfg.Influx.URL, Token: a.cfg.Influx.Token, Org: a.cfg.Influx.Org, Bucket: a.cfg.Influx.Bucket,
 		StateFile: state, Every: c.Every, Settle: c.Settle, Refold: c.Refold, MaxAge: a.cfg.Ingest.MaxAge,
-		Logger: a.log.With("part", "aggregate"), Registerer: a.metrics,
+		Cluster: a.clusterJobs(), Logger: a.log.With("part", "aggregate"), Registerer: a.metrics,
 	})
 	if err != nil {
 		return err

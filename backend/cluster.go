@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/semko/semko/backend/elector"
 	"github.com/semko/semko/backend/intake/mqttin"
 	"github.com/semko/semko/backend/intake/natsin"
 	"github.com/semko/semko/backend/natsauth"
@@ -42,6 +43,11 @@ type ClusterMQTTConfig struct {
 	// is the nodes' auth_callout issuer; SEMKO_NATS_CALLOUT_SEED may hold
 	// the seed instead. Without either, this replica serves no callout.
 	CalloutSeedFile string `yaml:"callout_seed_file"`
+	// ScheduleLease is the lease of the replica that runs the scheduled
+	// jobs (backend/elector; default 10 s). While it lives it runs every
+	// slot; a dead leader's next slots are claimed by another replica one
+	// second late, and the lease itself moves within ScheduleLease*4/3.
+	ScheduleLease time.Duration `yaml:"schedule_lease"`
 }
 
 func (c ClusterMQTTConfig) enabled() bool { return len(c.NATSURLs) > 0 }
@@ -63,6 +69,8 @@ type clusterSource struct {
 	consumer  *natsin.Consumer
 	publisher *natsin.Publisher
 	auth      *natsauth.Service // nil: another process serves the callout
+	elector   *elector.Elector  // which replica runs the scheduled jobs
+	slots     *elector.Slots    // one run per job and period (cluster_jobs.go)
 	urls      string
 }
 
@@ -99,6 +107,9 @@ func (a *App) newCluster(intake mqttin.Acceptor, onConnect func()) (*clusterSour
 	if err != nil {
 		return fail(err)
 	}
+	if err := s.newScheduleElection(a, cc, log); err != nil {
+		return fail(err)
+	}
 	seed := []byte(os.Getenv("SEMKO_NATS_CALLOUT_SEED"))
 	if cc.CalloutSeedFile != "" {
 		if seed, err = os.ReadFile(cc.CalloutSeedFile); err != nil {
@@ -125,7 +136,7 @@ func (s *clusterSource) Run(ctx context.Context) error {
 	defer s.nc.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	parts := []Part{s.consumer, s.publisher}
+	parts := []Part{s.consumer, s.publisher, s.elector}
 	if s.auth != nil {
 		parts = append(parts, s.auth)
 	}

@@ -28,7 +28,7 @@ func (a *App) newHealth() error {
 	if !a.cfg.Diagnostics.Disabled {
 		a.health.diag, err = diagnostics.New(diagnostics.Options{
 			Config: a.cfg.Diagnostics, Devices: a.ingest.Devices, Registry: a.registry.Current,
-			Raiser: raiser, Publisher: a.source, Logger: a.log.With("part", "diagnostics"),
+			Raiser: raiser, Publisher: a.source, Cluster: a.clusterJobs(), Logger: a.log.With("part", "diagnostics"),
 		})
 		if err != nil {
 			return fmt.Errorf("diagnostics: %w", err)
@@ -37,7 +37,7 @@ func (a *App) newHealth() error {
 	if !a.cfg.Lifecycle.Disabled {
 		a.health.life, err = lifecycle.New(lifecycle.Options{
 			Config: a.cfg.Lifecycle, Registry: a.registry.Current, Raiser: raiser,
-			Logger: a.log.With("part", "lifecycle"),
+			Cluster: a.clusterJobs(), Logger: a.log.With("part", "lifecycle"),
 		})
 		if err != nil {
 			return fmt.Errorf("lifecycle: %w", err)

@@ -36,7 +36,7 @@ func (a *App) newRollup() error {
 	job, err := rollup.New(rollup.Options{
 		URL: a.cfg.Influx.URL, Token: a.cfg.Influx.Token, Org: a.cfg.Influx.Org, Bucket: a.cfg.Influx.Bucket,
 		Every: c.Every, Window: c.Window, PriorWeight: c.PriorWeight, Location: loc,
-		Logger: a.log.With("part", "rollup"), Registerer: a.metrics,
+		Cluster: a.clusterJobs(), Logger: a.log.With("part", "rollup"), Registerer: a.metrics,
 	})
 	if err != nil {
 		return err

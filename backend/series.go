@@ -16,7 +16,7 @@ func (a *App) newSeriesCheck() error {
 	a.series, err = influx.NewSeriesCheck(influx.SeriesCheckOptions{
 		URL: c.URL, Token: c.Token, Database: c.Bucket, Limit: max(c.MaxSeries, 0), Every: c.SeriesCheckEvery,
 		Writer: a.writer, Report: seriesalert.Reporter(a.raiser(), a.log.With("part", "series-alert")),
-		Logger: a.log.With("part", "series-check"), Registerer: a.metrics,
+		Cluster: a.clusterJobs(), Logger: a.log.With("part", "series-check"), Registerer: a.metrics,
 	})
 	if err != nil {
 		return fmt.Errorf("series check: %w", err)

@@ -35,7 +35,7 @@ type Config struct {
 	// appends the path of its options file (see loadgen.StartRemote).
 	// Required for the connection and reconnect targets.
 	GeneratorArgv []string
-	// Targets selects targets by number ("1".."6"); empty runs all.
+	// Targets selects targets by number ("1".."7"); empty runs all.
 	Targets []string
 	// Scale overrides the connection and storm fleet size (0: 19,500 in
 	// full mode, 500 in quick mode).
@@ -80,6 +80,7 @@ var targets = []target{
 	{"4", "reconnect storm", runStorm},
 	{"5", "backlog drain", runDrain},
 	{"6", "cardinality", runCardinality},
+	{"7", "cluster: 3 nodes, 2 replicas", runCluster},
 }
 
 // env is what the targets share.

@@ -118,7 +118,8 @@ func TestClusterNodeAndReplicaKilled(t *testing.T) {
 
 // newClusterBackend configures one backend replica on the cluster; it
 // starts nothing. Both replicas share the durable and serve the callout.
-func newClusterBackend(t *testing.T, c *natslocal.Cluster, db *influxlocal.Server, model *fleet.Model, seed string) *backendProc {
+// Lines in extra are added to the top level of its configuration.
+func newClusterBackend(t *testing.T, c *natslocal.Cluster, db *influxlocal.Server, model *fleet.Model, seed string, extra ...string) *backendProc {
 	t.Helper()
 	b := &backendProc{t: t, dir: t.TempDir(), mqttAddr: freeAddr(t), httpAddr: freeAddr(t),
 		broker: strings.Join(c.MQTTURLs(), ","),
@@ -139,15 +140,16 @@ mqtt:
     mqtt_urls: [%s]
     username: %s
     ack_wait: 3s
+    schedule_lease: 2s
 http:
   addr: %s
 influx:
   url: %s
   bucket: %s
   flush_interval: 50ms
-`, filepath.Join(b.dir, "data"), filepath.Join(b.dir, "fleet.yaml"), b.mqttAddr,
+%s`, filepath.Join(b.dir, "data"), filepath.Join(b.dir, "fleet.yaml"), b.mqttAddr,
 		strings.Join(natsURLs, ", "), strings.Join(c.MQTTURLs(), ", "), clusterUser,
-		b.httpAddr, db.URL(), db.Database())
+		b.httpAddr, db.URL(), db.Database(), strings.Join(extra, "\n"))
 	if err := os.WriteFile(filepath.Join(b.dir, "semko.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -37,6 +37,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/semko/semko/backend/elector"
 	"github.com/semko/semko/internal/influxdb"
 )
 
@@ -132,8 +133,13 @@ type Options struct {
 	// Backfill bounds the first run's look-back.
 	Backfill time.Duration
 	Clock    clockwork.Clock
-	Timeout  time.Duration // one run; default 30 min (a first backfill is long)
-	Logger   *slog.Logger
+	// Cluster, when set (a replica of a cluster: backend/elector's
+	// Slots.Every), makes one replica run each period: every replica's
+	// schedule starts on a multiple of the period and each run first claims
+	// its slot. Nil: this process runs every period itself.
+	Cluster func(period time.Duration) gocron.Locker
+	Timeout time.Duration // one run; default 30 min (a first backfill is long)
+	Logger  *slog.Logger
 	// Registerer, if set, receives the job's metrics.
 	Registerer prometheus.Registerer
 }
@@ -236,10 +242,11 @@ func (j *Job) Run(ctx context.Context) error {
 	}
 	_, err = s.NewJob(gocron.DurationJob(j.opts.Every),
 		gocron.NewTask(func(ctx context.Context) { _ = j.RunOnce(ctx) }),
-		gocron.WithName("semko-aggregate"),
-		gocron.WithSingletonMode(gocron.LimitModeReschedule),
-		gocron.WithContext(ctx),
-		gocron.WithStartAt(gocron.WithStartImmediately()))
+		append([]gocron.JobOption{
+			gocron.WithName("semko-aggregate"),
+			gocron.WithSingletonMode(gocron.LimitModeReschedule),
+			gocron.WithContext(ctx),
+		}, elector.JobOptions(j.opts.Cluster, j.opts.Clock.Now(), j.opts.Every)...)...)
 	if err != nil {
 		_ = s.Shutdown()
 		return fmt.Errorf("schedule aggregate: %w", err)

@@ -84,9 +84,7 @@ func New(opts Options) (*Elector, error) {
 		opts.Key = DefaultKey
 	}
 	if opts.ID == "" {
-		b := make([]byte, 6)
-		_, _ = rand.Read(b)
-		opts.ID = hex.EncodeToString(b)
+		opts.ID = randomID()
 	}
 	if opts.Lease <= 0 {
 		opts.Lease = DefaultLease
@@ -111,6 +109,12 @@ func New(opts Options) (*Elector, error) {
 		}
 	}
 	return e, nil
+}
+
+func randomID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // ID is this replica's identity in the lease.

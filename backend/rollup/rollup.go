@@ -16,6 +16,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/semko/semko/backend/elector"
 	"github.com/semko/semko/internal/influxdb"
 )
 
@@ -67,6 +68,11 @@ type Options struct {
 	PriorWeight float64
 	// Clock drives the scheduler and stamps the points. Default the real one.
 	Clock clockwork.Clock
+	// Cluster, when set (a replica of a cluster: backend/elector's
+	// Slots.Every), makes one replica run each period: every replica's
+	// schedule starts on a multiple of the period and each run first claims
+	// its slot. Nil: this process runs every period itself.
+	Cluster func(period time.Duration) gocron.Locker
 	// Location is the time zone of the hour-of-week figures (managers read
 	// "Monday 09:00" in their own zone). Default time.Local.
 	Location *time.Location
@@ -359,14 +365,24 @@ func (j *Job) start(ctx context.Context) error {
 		// RunOnce logs and counts its own failures; the scheduler just
 		// tries again at the next slot.
 		gocron.NewTask(func(ctx context.Context) { _ = j.RunOnce(ctx) }),
-		gocron.WithName("semko-rollup"),
-		gocron.WithSingletonMode(gocron.LimitModeReschedule),
-		gocron.WithContext(ctx),
-		gocron.WithStartAt(gocron.WithStartImmediately()),
+		append([]gocron.JobOption{
+			gocron.WithName("semko-rollup"),
+			gocron.WithSingletonMode(gocron.LimitModeReschedule),
+			gocron.WithContext(ctx),
+		}, elector.JobOptions(j.opts.Cluster, j.opts.Clock.Now(), j.opts.Every)...)...,
 	)
 	if err != nil {
 		_ = s.Shutdown()
 		return fmt.Errorf("schedule rollup: %w", err)
+	}
+	if j.opts.Cluster != nil {
+		// The warm-up reads this process's own "wrote" flag: in a cluster
+		// the replica that runs a slot is not always this one, so the
+		// warm-up would run beside the elected runs. The first slot comes
+		// within Every instead.
+		s.Start()
+		j.sched = s
+		return nil
 	}
 	// The dashboards' rankings read only these points: until a run has
 	// written some (a fresh start, before the first votes), try again

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,9 @@ type Device struct {
 // JSON so a generator in another process can be given the same options.
 type Options struct {
 	// Broker is the MQTT address, e.g. "tcp://127.0.0.1:1883". Required.
+	// Several comma-separated addresses (the nodes of a cluster) spread
+	// the units: unit i starts at address i mod n and moves one address on
+	// at every connection attempt, as the edge agent does.
 	Broker  string
 	Devices []Device
 	// UnitsPerAddr, if positive, spreads units over loopback source
@@ -149,7 +153,7 @@ func New(opts Options) (*Fleet, error) {
 		if err := protocol.ValidateDeviceID(d.ID); err != nil {
 			return nil, fmt.Errorf("loadgen: %w", err)
 		}
-		u := &unit{f: f, dev: d, kick: make(chan struct{}, 1),
+		u := &unit{f: f, dev: d, kick: make(chan struct{}, 1), next: i,
 			topic: protocol.DeviceTopic(d.ID, protocol.KindVote)}
 		if opts.UnitsPerAddr > 0 {
 			a := i / opts.UnitsPerAddr
@@ -247,6 +251,7 @@ type unit struct {
 	topic string
 	local *net.TCPAddr  // source address, nil for the default
 	kick  chan struct{} // a vote was enqueued
+	next  int           // index into brokers of the next connection attempt
 
 	mu      sync.Mutex
 	seq     uint64
@@ -328,7 +333,10 @@ func (u *unit) run(ctx context.Context) {
 func (u *unit) connect(ctx context.Context) (paho.Client, <-chan struct{}, error) {
 	lost := make(chan struct{})
 	var once sync.Once
-	opts := paho.NewClientOptions().AddBroker(u.f.opts.Broker).
+	brokers := strings.Split(u.f.opts.Broker, ",")
+	broker := strings.TrimSpace(brokers[u.next%len(brokers)])
+	u.next++
+	opts := paho.NewClientOptions().AddBroker(broker).
 		SetClientID(u.dev.ID).SetUsername(u.dev.ID).SetPassword(u.dev.Secret).
 		SetProtocolVersion(4).SetCleanSession(true).
 		SetAutoReconnect(false).SetConnectRetry(false).

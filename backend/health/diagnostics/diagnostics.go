@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,8 +57,13 @@ type Options struct {
 	// Clock drives the schedule and is the "now" of every check. Default
 	// the real clock. The live state's receipt times must come from the
 	// same clock.
-	Clock  clockwork.Clock
-	Logger *slog.Logger
+	Clock clockwork.Clock
+	// Cluster, when set (a replica of a cluster: backend/elector's
+	// Slots.Every), makes one replica run each period: every replica's
+	// schedule starts on a multiple of the period and each run first claims
+	// its slot. Nil: this process runs every period itself.
+	Cluster func(period time.Duration) gocron.Locker
+	Logger  *slog.Logger
 }
 
 // Diagnostics runs the checks. Checks of different names may run at the
@@ -155,7 +161,7 @@ func (d *Diagnostics) start() error {
 			if err := d.CheckNow(ctx, name); err != nil {
 				d.log.Warn("diagnostics: check failed", "check", name, "err", err)
 			}
-		}), gocron.WithName(name)); err != nil {
+		}), append([]gocron.JobOption{gocron.WithName(name)}, d.clusterOptions(d.cfg.Schedule[name])...)...); err != nil {
 			_ = s.Shutdown()
 			return fmt.Errorf("%w: schedule %s: %w", ErrConfig, name, err)
 		}
@@ -163,6 +169,22 @@ func (d *Diagnostics) start() error {
 	s.Start()
 	d.sched = s
 	return nil
+}
+
+// clusterOptions, in a cluster, claim each run's slot first: a duration
+// schedule starts on a multiple of its period on every replica, a cron one
+// fires on minutes (see Options.Cluster).
+func (d *Diagnostics) clusterOptions(spec string) []gocron.JobOption {
+	if d.opts.Cluster == nil {
+		return nil
+	}
+	if every, err := time.ParseDuration(strings.TrimSpace(spec)); err == nil {
+		return []gocron.JobOption{
+			gocron.WithStartAt(gocron.WithStartDateTime(d.clock.Now().Truncate(every).Add(every))),
+			gocron.WithDistributedJobLocker(d.opts.Cluster(every)),
+		}
+	}
+	return []gocron.JobOption{gocron.WithDistributedJobLocker(d.opts.Cluster(time.Minute))}
 }
 
 // runTimeout bounds one check run: the Raiser and the broker are local,

@@ -137,7 +137,12 @@ type Options struct {
 	Clock clockwork.Clock
 	// Location is the zone of Schedule. Default time.Local.
 	Location *time.Location
-	Logger   *slog.Logger
+	// Cluster, when set (a replica of a cluster: backend/elector's
+	// Slots.Every), makes one replica run each firing of Schedule (and of
+	// the run at start, per minute): each run first claims its slot. Nil:
+	// this process runs every firing itself.
+	Cluster func(period time.Duration) gocron.Locker
+	Logger  *slog.Logger
 }
 
 // Job is the daily reminder job.
@@ -196,7 +201,12 @@ func (j *Job) start() error {
 	if j.cfg.Disabled {
 		return nil
 	}
-	s, err := gocron.NewScheduler(gocron.WithClock(j.opts.Clock), gocron.WithLocation(j.opts.Location))
+	so := []gocron.SchedulerOption{gocron.WithClock(j.opts.Clock), gocron.WithLocation(j.opts.Location)}
+	if j.opts.Cluster != nil {
+		// Cron firings are on minutes: the slot is the minute.
+		so = append(so, gocron.WithDistributedLocker(j.opts.Cluster(time.Minute)))
+	}
+	s, err := gocron.NewScheduler(so...)
 	if err != nil {
 		return fmt.Errorf("lifecycle scheduler: %w", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/semko/semko/backend/elector"
 	"github.com/semko/semko/internal/influxdb"
 )
 
@@ -111,8 +112,13 @@ type SeriesCheckOptions struct {
 	// HTTPTimeout bounds each request. Default 30 s.
 	HTTPTimeout time.Duration
 	Clock       clockwork.Clock
-	Logger      *slog.Logger
-	Registerer  prometheus.Registerer
+	// Cluster, when set (a replica of a cluster: backend/elector's
+	// Slots.Every), makes one replica run each period: every replica's
+	// schedule starts on a multiple of the period and each run first claims
+	// its slot. Nil: this process runs every period itself.
+	Cluster    func(period time.Duration) gocron.Locker
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 }
 
 // SeriesCheck watches InfluxDB's series count against the configured
@@ -211,10 +217,11 @@ func (c *SeriesCheck) start(ctx context.Context) error {
 	}
 	if _, err := s.NewJob(gocron.DurationJob(c.opts.Every),
 		gocron.NewTask(func(ctx context.Context) { c.RunOnce(ctx) }),
-		gocron.WithName("semko-influx-series-check"),
-		gocron.WithSingletonMode(gocron.LimitModeReschedule),
-		gocron.WithContext(ctx),
-		gocron.WithStartAt(gocron.WithStartImmediately()),
+		append([]gocron.JobOption{
+			gocron.WithName("semko-influx-series-check"),
+			gocron.WithSingletonMode(gocron.LimitModeReschedule),
+			gocron.WithContext(ctx),
+		}, elector.JobOptions(c.opts.Cluster, c.opts.Clock.Now(), c.opts.Every)...)...,
 	); err != nil {
 		_ = s.Shutdown()
 		return fmt.Errorf("schedule series check: %w", err)

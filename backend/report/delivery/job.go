@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/semko/semko/backend/alert/notify/email"
+	"github.com/semko/semko/backend/elector"
 	"github.com/semko/semko/backend/report"
 )
 
@@ -48,8 +49,13 @@ type Options struct {
 	// doubles from one minute up to an hour, so about five hours).
 	MaxAttempts int
 	Clock       clockwork.Clock
-	Logger      *slog.Logger
-	Registerer  prometheus.Registerer
+	// Cluster, when set (a replica of a cluster: backend/elector's
+	// Slots.Every), makes one replica run each period: every replica's
+	// schedule starts on a multiple of the period and each run first claims
+	// its slot. Nil: this process runs every period itself.
+	Cluster    func(period time.Duration) gocron.Locker
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 }
 
 // Job sends the reports that are due.
@@ -101,10 +107,11 @@ func (j *Job) Run(ctx context.Context) error {
 	}
 	_, err = s.NewJob(gocron.DurationJob(j.opts.Every),
 		gocron.NewTask(func(ctx context.Context) { _, _ = j.RunOnce(ctx) }),
-		gocron.WithName("semko-report-delivery"),
-		gocron.WithSingletonMode(gocron.LimitModeReschedule),
-		gocron.WithContext(ctx),
-		gocron.WithStartAt(gocron.WithStartImmediately()))
+		append([]gocron.JobOption{
+			gocron.WithName("semko-report-delivery"),
+			gocron.WithSingletonMode(gocron.LimitModeReschedule),
+			gocron.WithContext(ctx),
+		}, elector.JobOptions(j.opts.Cluster, j.opts.Clock.Now(), j.opts.Every)...)...)
 	if err != nil {
 		_ = s.Shutdown()
 		return fmt.Errorf("schedule report delivery: %w", err)

@@ -1,0 +1,55 @@
+package backend
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/go-co-op/gocron/v2"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/semko/semko/backend/elector"
+)
+
+// newScheduleElection makes the scheduled jobs run once per cluster: a
+// lease (the elector) says which replica runs them while it lives, and
+// every run first claims its slot in the cluster's key-value store, so a
+// slot runs on exactly one replica even while the lease moves
+// (backend/elector.Slots).
+func (s *clusterSource) newScheduleElection(a *App, cc ClusterMQTTConfig, log *slog.Logger) error {
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	replicas := cc.Replicas
+	if replicas <= 0 {
+		replicas = 3
+	}
+	if s.elector, err = elector.New(elector.Options{
+		JS: js, Lease: cc.ScheduleLease, Replicas: replicas, Logger: log, Registerer: a.metrics,
+	}); err != nil {
+		return fmt.Errorf("schedule elector: %w", err)
+	}
+	if s.slots, err = elector.NewSlots(elector.SlotOptions{
+		JS: js, ID: s.elector.ID(), Replicas: replicas, Leader: s.elector.Leader, Registerer: a.metrics,
+	}); err != nil {
+		return fmt.Errorf("schedule slots: %w", err)
+	}
+	return nil
+}
+
+// clusterJobs is what a scheduled job that must run once per cluster gets
+// as its Cluster option: nil with the embedded broker or a single
+// external one (the process runs every period itself).
+//
+// Not given to jobs that work on this replica's own SQLite stores (report
+// delivery, survey follow-ups, incident deadlines) nor to the alert
+// manager's dispatch (its open alerts are in memory): run on one replica
+// only, they would skip what the other replicas hold. They get it when
+// those stores are shared (PostgreSQL).
+func (a *App) clusterJobs() func(period time.Duration) gocron.Locker {
+	if cs, ok := a.source.(*clusterSource); ok && cs.slots != nil {
+		return cs.slots.Every
+	}
+	return nil
+}
