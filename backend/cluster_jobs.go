@@ -42,14 +42,34 @@ func (s *clusterSource) newScheduleElection(a *App, cc ClusterMQTTConfig, log *s
 // as its Cluster option: nil with the embedded broker or a single
 // external one (the process runs every period itself).
 //
-// Not given to jobs that work on this replica's own SQLite stores (report
-// delivery, survey follow-ups, incident deadlines) nor to the alert
-// manager's dispatch (its open alerts are in memory): run on one replica
-// only, they would skip what the other replicas hold. They get it when
-// those stores are shared (PostgreSQL).
+// Not given to the alert manager's dispatch (its open alerts are in
+// memory); jobs over the people's stores take sharedStoreJobs instead.
 func (a *App) clusterJobs() func(period time.Duration) gocron.Locker {
 	if cs, ok := a.source.(*clusterSource); ok && cs.slots != nil {
 		return cs.slots.Every
 	}
 	return nil
+}
+
+// sharedStoreJobs is clusterJobs for a job over the people's stores
+// (report subscriptions): once per cluster only when those stores are
+// shared in PostgreSQL. On each replica's own SQLite files every replica
+// must run it, or the others' subscriptions would never be served.
+func (a *App) sharedStoreJobs() func(period time.Duration) gocron.Locker {
+	if a.postgresDSN() == "" {
+		return nil
+	}
+	return a.clusterJobs()
+}
+
+// sharedStoreLeader is, for a replica of a cluster whose people's stores
+// are in PostgreSQL, whether it leads the schedule now: the survey and
+// incident checks (plain tickers, not gocron jobs) run on the leader only.
+// nil elsewhere: every process checks its own store.
+func (a *App) sharedStoreLeader() func() bool {
+	cs, ok := a.source.(*clusterSource)
+	if !ok || cs.elector == nil || a.postgresDSN() == "" {
+		return nil
+	}
+	return cs.elector.Leader
 }

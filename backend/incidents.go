@@ -69,7 +69,7 @@ func (a *App) newIncidents() error {
 			s, ok := reg.Current().Site(site)
 			return ok && s.Org == org
 		},
-		Raiser: raiser, Spool: a.spool, Clock: c.Clock, Logger: a.log.With("part", "incidents"), Registerer: a.metrics,
+		Raiser: raiser, Leader: a.sharedStoreLeader(), Spool: a.spool, Clock: c.Clock, Logger: a.log.With("part", "incidents"), Registerer: a.metrics,
 	})
 	if err != nil {
 		store.Close()

@@ -113,7 +113,7 @@ func (a *App) newDelivery() error {
 	}
 	job, err := delivery.New(delivery.Options{
 		Store: store, Builder: a.reports.builder, Sender: sender, Zone: a.reportZone, SendHour: a.cfg.Reports.SendHour,
-		Logger: a.log.With("part", "report-delivery"), Registerer: a.metrics,
+		Cluster: a.sharedStoreJobs(), Logger: a.log.With("part", "report-delivery"), Registerer: a.metrics,
 	})
 	if err != nil {
 		return fmt.Errorf("reports: %w", err)

@@ -118,7 +118,7 @@ func (a *App) newSurvey() error {
 		Calendar: cals.Of, BaseURL: c.BaseURL, Period: c.Period,
 		PeriodByOrg: map[string]time.Duration{}, LinkTTL: c.LinkTTL, ScanTTL: c.ScanTTL, Serving: a.serving.At, Deadline: c.Deadline,
 		FollowPassives: c.FollowPassives, Retention: c.Retention, Reasons: c.Reasons, CheckEvery: c.CheckEvery,
-		Logger: a.log.With("part", "survey"), Registerer: a.metrics,
+		Leader: a.sharedStoreLeader(), Logger: a.log.With("part", "survey"), Registerer: a.metrics,
 	}
 	if c.BaseURL == "" {
 		// The listener's own address, known once it runs (port 0 in tests).

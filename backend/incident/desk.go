@@ -47,6 +47,10 @@ type Options struct {
 	Known func(org, site string) bool
 	// Raiser hears about missed deadlines (the alert manager); nil: none.
 	Raiser alert.Raiser
+	// Leader, when set, lets Run check deadlines and retention only while
+	// it answers true: replicas of a cluster sharing one store would each
+	// mark and escalate the same overdue incident otherwise.
+	Leader func() bool
 	// Spool takes the `incident` points; nil: none written.
 	Spool      Appender
 	Clock      clockwork.Clock
@@ -674,6 +678,9 @@ func (d *Desk) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.Chan():
+			if d.opts.Leader != nil && !d.opts.Leader() {
+				continue
+			}
 			if _, err := d.CheckDeadlines(ctx); err != nil && ctx.Err() == nil {
 				d.log.Warn("incident deadlines", "err", err)
 			}

@@ -75,6 +75,10 @@ type Options struct {
 	Mailer   Mailer       // nil: no e-mail invitations
 	SMS      SMSSender    // nil: no SMS invitations
 	Alerts   alert.Raiser // nil: overdue follow-ups are only counted
+	// Leader, when set, lets Run do its periodic work only while it
+	// answers true: replicas of a cluster sharing one store would each
+	// escalate the same overdue follow-up otherwise.
+	Leader func() bool
 	// Calendar is a site's business calendar (calendar.Sites.Of); nil
 	// counts deadlines in plain hours.
 	Calendar func(site string) *calendar.Calendar
@@ -653,7 +657,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	t := time.NewTicker(e.o.CheckEvery)
 	defer t.Stop()
 	for {
-		e.Check(ctx)
+		if e.o.Leader == nil || e.o.Leader() {
+			e.Check(ctx)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
