@@ -227,6 +227,13 @@ func (s *Store) List(ctx context.Context, f incident.Filter) ([]incident.Inciden
 	if f.Department != "" {
 		where = append(where, "department="+arg(f.Department))
 	}
+	if f.Site != "" {
+		where = append(where, "site="+arg(f.Site))
+	}
+	if f.Type != "" {
+		// The type lives in the document only, as in the SQLite store.
+		where = append(where, "doc->>'type'="+arg(string(f.Type)))
+	}
 	q := "SELECT doc FROM incident_incidents"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
