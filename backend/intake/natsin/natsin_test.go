@@ -41,8 +41,16 @@ func TestSubjectMapping(t *testing.T) {
 }
 
 // recorder is an Acceptor counting what each replica stored; it fails the
-// first attempt of every tenth message transiently.
+// first attempt of every tenth message transiently. The replica named by
+// holdUntilOther stores nothing until another replica has stored one, so
+// a test sees the work shared whichever replica's pull the cluster serves
+// first (a busy machine can let one replica's buffered pull take a whole
+// small batch).
 type recorder struct {
+	holdUntilOther string
+	other          chan struct{} // closed when a replica other than holdUntilOther stores
+	otherOnce      sync.Once
+
 	mu       sync.Mutex
 	stored   map[string]int // payload -> times stored
 	by       map[string]int // replica -> messages stored
@@ -52,11 +60,21 @@ type recorder struct {
 }
 
 func newRecorder() *recorder {
-	return &recorder{stored: map[string]int{}, by: map[string]int{}, failed: map[string]bool{}, received: map[string]time.Time{}}
+	return &recorder{stored: map[string]int{}, by: map[string]int{}, failed: map[string]bool{}, received: map[string]time.Time{},
+		other: make(chan struct{})}
 }
 
 func (r *recorder) acceptor(replica string) mqttin.Acceptor {
-	return mqttin.AcceptFunc(func(_ context.Context, tp protocol.Topic, payload []byte, received time.Time) error {
+	return mqttin.AcceptFunc(func(ctx context.Context, tp protocol.Topic, payload []byte, received time.Time) error {
+		if replica == r.holdUntilOther {
+			select {
+			case <-r.other:
+			case <-time.After(30 * time.Second):
+				// Fall through: the test then reports the other replica idle.
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		p := string(payload)
@@ -74,6 +92,9 @@ func (r *recorder) acceptor(replica string) mqttin.Acceptor {
 		}
 		r.stored[p]++
 		r.by[replica]++
+		if replica != r.holdUntilOther {
+			r.otherOnce.Do(func() { close(r.other) })
+		}
 		r.received[p] = received
 		return nil
 	})
@@ -123,6 +144,7 @@ func TestReplicasShareTheDurable(t *testing.T) {
 	}
 	c := natslocal.StartForTest(t, natslocal.Options{})
 	rec := newRecorder()
+	rec.holdUntilOther = "b"
 	startConsumer(t, c, rec.acceptor("a"))
 	startConsumer(t, c, rec.acceptor("b"))
 
