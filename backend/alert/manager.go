@@ -83,6 +83,11 @@ type Options struct {
 // Manager keeps the alerts: one open alert per kind and subject, its state
 // and audit trail, and the pipeline that turns alerts into notices (mute,
 // group, route, notify with retry, repeat, escalate). It implements Raiser.
+//
+// On its own store the memory is the truth and the store is written
+// through. With Options.Shared (several replicas on one database) the store
+// is the truth and the memory a copy reloaded before each dispatch and
+// deadline check; every change is decided on the stored alert.
 type Manager struct {
 	opts  Options
 	log   *slog.Logger
