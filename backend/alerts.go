@@ -142,12 +142,28 @@ func (a *App) newAlerts() error {
 		alert.KindNegativeVote: 30 * time.Minute, alert.KindNegativeStreak: 2 * time.Hour, alert.KindPositiveStreak: 2 * time.Hour,
 	}
 	maps.Copy(expire, c.Expire)
+	// Replicas sharing the store in PostgreSQL each run a manager on it:
+	// every change is then one transaction on the stored alert, and only
+	// the schedule's leader dispatches and checks deadlines
+	// (backend/alert/README.md, "Several replicas"). The leader is known
+	// once the source is built, after this.
+	shared := a.postgresDSN() != ""
+	var leader func() bool
+	if shared {
+		leader = func() bool {
+			if l := a.sharedStoreLeader(); l != nil {
+				return l()
+			}
+			return true // no elector (embedded or single broker): every replica dispatches
+		}
+	}
 	m, err := alert.New(ctx, alert.Options{
 		Store: store, Route: route, Receivers: receivers,
 		Calendar:    func(s alert.Subject) *calendar.Calendar { return cals.Of(s.Site) },
 		Windows:     windows,
 		SiteDevices: func(org, site string) int { return reg.Current().DevicesAt(site) },
 		Expire:      expire, Record: points.New(a.spool, nil, nil).Record, Lang: c.Lang, Tick: c.Tick, CheckEvery: c.CheckEvery,
+		Shared: shared, Leader: leader,
 		Logger: a.log.With("part", "alerts"), Registerer: a.metrics,
 	})
 	if err != nil {

@@ -42,8 +42,9 @@ func (s *clusterSource) newScheduleElection(a *App, cc ClusterMQTTConfig, log *s
 // as its Cluster option: nil with the embedded broker or a single
 // external one (the process runs every period itself).
 //
-// Not given to the alert manager's dispatch (its open alerts are in
-// memory); jobs over the people's stores take sharedStoreJobs instead.
+// Jobs over the people's stores take sharedStoreJobs instead; the alert
+// manager's dispatch and deadline jobs, sharedStoreLeader (they tick every
+// second: a lease check, not a slot claim per period).
 func (a *App) clusterJobs() func(period time.Duration) gocron.Locker {
 	if cs, ok := a.source.(*clusterSource); ok && cs.slots != nil {
 		return cs.slots.Every
@@ -64,8 +65,11 @@ func (a *App) sharedStoreJobs() func(period time.Duration) gocron.Locker {
 
 // sharedStoreLeader is, for a replica of a cluster whose people's stores
 // are in PostgreSQL, whether it leads the schedule now: the survey and
-// incident checks (plain tickers, not gocron jobs) run on the leader only.
-// nil elsewhere: every process checks its own store.
+// incident checks (plain tickers, not gocron jobs) and the alert manager's
+// dispatch and deadline checks run on the leader only (each alert change
+// is a transaction on the stored alert, so an escalation is never done
+// twice even while the lease moves). nil elsewhere: every process checks
+// its own store.
 func (a *App) sharedStoreLeader() func() bool {
 	cs, ok := a.source.(*clusterSource)
 	if !ok || cs.elector == nil || a.postgresDSN() == "" {

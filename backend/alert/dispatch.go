@@ -39,6 +39,16 @@ func (m *Manager) Flush(ctx context.Context) {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.upd != nil {
+		// Another replica may have raised, acknowledged or resolved since.
+		if err := m.reload(ctx); err != nil {
+			m.log.Warn("alert: dispatch skipped", "err", err)
+			return
+		}
+	}
+	if !m.leading() {
+		return
+	}
 	byKey := map[string]*pending{}
 	for _, a := range m.open {
 		if a.State != StateFiring {
@@ -106,6 +116,20 @@ func (m *Manager) Flush(ctx context.Context) {
 // markNotified stores when the alerts were last notified. Called with mu
 // held; a failure is logged (at worst a restart notifies once more).
 func (m *Manager) markNotified(ctx context.Context, alerts []Alert, now time.Time) {
+	if m.upd != nil {
+		for _, sent := range alerts {
+			if _, _, err := m.apply(ctx, Which{ID: sent.ID}, func(cur *Alert) (*Alert, *Event, error) {
+				if cur == nil || !cur.Open() {
+					return nil, nil, nil
+				}
+				cur.NotifiedAt = now
+				return cur, nil, nil
+			}); err != nil {
+				m.log.Warn("alert: store notified time", "id", sent.ID, "err", err)
+			}
+		}
+		return
+	}
 	for _, sent := range alerts {
 		a := m.open[sent.Key()]
 		if a == nil {

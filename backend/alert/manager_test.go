@@ -20,9 +20,14 @@ func offline(site, device string) Finding {
 	return Finding{Kind: KindOffline, Severity: SeverityWarning, Subject: dev(site, device), Message: device + " offline"}
 }
 
+// sharedMode makes newTestManager build shared managers (Options.Shared),
+// for TestSharedModeBehavesTheSame. Tests here do not run in parallel.
+var sharedMode bool
+
 func newTestManager(t *testing.T, clock *clockwork.FakeClock, opts Options) *Manager {
 	t.Helper()
 	opts.Clock = clock
+	opts.Shared = opts.Shared || sharedMode
 	m, err := New(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)

@@ -98,7 +98,8 @@ func (f Filter) limit() int {
 
 // Store keeps alerts, their audit trail and silences. The manager holds
 // open alerts in memory as well and calls Store under its own lock, so an
-// implementation need not order concurrent writes.
+// implementation need not order concurrent writes, unless several managers
+// share it: then it is an Updater too.
 type Store interface {
 	// Save inserts a (assigning a.ID when it is 0) or updates it, and
 	// appends ev to its audit trail when ev is not nil (ev.AlertID is set
@@ -120,6 +121,32 @@ type Store interface {
 	Silences(ctx context.Context) ([]Silence, error)
 }
 
+// Which names the alert an Update changes: alert ID, in any state, when ID
+// is set; otherwise the open alert of Kind and Subject (one Finding.Key).
+type Which struct {
+	ID      int64
+	Kind    Kind
+	Subject Subject
+}
+
+// Updater is implemented by a Store that several managers share (one
+// PostgreSQL database, several backend replicas; Options.Shared). Each
+// change is then a read, a decision and a write of one alert in one
+// transaction, so no manager overwrites another's change with its older
+// copy, and two managers raising the same finding never open two alerts.
+type Updater interface {
+	// Update locks the alert w names and calls fn once with a copy of it,
+	// or with nil when there is none (no alert w.ID; no open alert of the
+	// kind and subject). Selected by kind and subject, the key itself is
+	// locked first, so a concurrent Update of the same key waits and then
+	// finds what this one inserted. When fn returns an alert, Update saves
+	// it and ev as Save does (inserting it, and setting its ID, when its ID
+	// is 0) before the lock is released; when fn returns nil nothing is
+	// written. An error from fn is returned as it is, and nothing is
+	// written. fn must not call the store.
+	Update(ctx context.Context, w Which, fn func(cur *Alert) (*Alert, *Event, error)) error
+}
+
 // MemStore is a Store in memory: for tests and for running without a disk.
 // Resolved alerts are kept too, so it grows with history; use the SQLite
 // store in production.
@@ -133,9 +160,15 @@ type MemStore struct {
 // NewMemStore returns an empty MemStore.
 func NewMemStore() *MemStore { return &MemStore{silences: map[string]Silence{}} }
 
+var _ Updater = (*MemStore)(nil)
+
 func (m *MemStore) Save(_ context.Context, a *Alert, ev *Event) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.saveLocked(a, ev)
+}
+
+func (m *MemStore) saveLocked(a *Alert, ev *Event) error {
 	if a.ID == 0 {
 		a.ID = int64(len(m.alerts) + 1)
 		m.alerts = append(m.alerts, Alert{})
@@ -150,6 +183,33 @@ func (m *MemStore) Save(_ context.Context, a *Alert, ev *Event) error {
 		m.events = append(m.events, *ev)
 	}
 	return nil
+}
+
+// Update implements Updater; the store's lock is the alert's.
+func (m *MemStore) Update(_ context.Context, w Which, fn func(cur *Alert) (*Alert, *Event, error)) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var cur *Alert
+	if w.ID != 0 {
+		if w.ID >= 1 && w.ID <= int64(len(m.alerts)) {
+			a := cloneAlert(m.alerts[w.ID-1])
+			cur = &a
+		}
+	} else {
+		key := string(w.Kind) + "|" + w.Subject.Key()
+		for i := range m.alerts { // oldest first, as the SQL stores choose
+			if m.alerts[i].Open() && m.alerts[i].Key() == key {
+				a := cloneAlert(m.alerts[i])
+				cur = &a
+				break
+			}
+		}
+	}
+	a, ev, err := fn(cur)
+	if err != nil || a == nil {
+		return err
+	}
+	return m.saveLocked(a, ev)
 }
 
 func (m *MemStore) OpenAlerts(context.Context) ([]Alert, error) {

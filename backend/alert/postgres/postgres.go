@@ -50,7 +50,10 @@ type Store struct {
 	db *sql.DB
 }
 
-var _ alert.Store = (*Store)(nil)
+var (
+	_ alert.Store   = (*Store)(nil)
+	_ alert.Updater = (*Store)(nil)
+)
 
 // Open connects to the database at dsn and creates the tables if missing.
 func Open(ctx context.Context, dsn string) (*Store, error) {
@@ -71,6 +74,17 @@ func (s *Store) Save(ctx context.Context, a *alert.Alert, ev *alert.Event) error
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
+	if err := save(ctx, tx, a, ev); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// save inserts or updates a and appends ev within tx.
+func save(ctx context.Context, tx *sql.Tx, a *alert.Alert, ev *alert.Event) error {
 	if a.ID == 0 {
 		// PostgreSQL has no LastInsertId: the new id comes back with RETURNING.
 		err := tx.QueryRowContext(ctx, `INSERT INTO alerts (state, kind, severity, org, site, device, updated_at, doc) VALUES ($1,$2,$3,$4,$5,$6,$7,'{}') RETURNING id`,
@@ -104,6 +118,54 @@ func (s *Store) Save(ctx context.Context, a *alert.Alert, ev *alert.Event) error
 		if _, err := tx.ExecContext(ctx, `UPDATE events SET doc=$1 WHERE id=$2`, edoc, ev.ID); err != nil {
 			return fmt.Errorf("update event: %w", err)
 		}
+	}
+	return nil
+}
+
+// Update implements alert.Updater. By id the alert's row is locked (SELECT
+// ... FOR UPDATE); by kind and subject a transaction-scoped advisory lock
+// on the key comes first, so two replicas raising the same finding take
+// turns and the second finds the alert the first inserted. The key is not
+// a column: the candidates share kind, organisation, site and device, and
+// counter and operator are compared in the decoded alert.
+func (s *Store) Update(ctx context.Context, w alert.Which, fn func(cur *alert.Alert) (*alert.Alert, *alert.Event, error)) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	var cur *alert.Alert
+	if w.ID != 0 {
+		list, err := queryAlerts(ctx, tx, `SELECT doc FROM alerts WHERE id = $1 FOR UPDATE`, w.ID)
+		if err != nil {
+			return err
+		}
+		if len(list) > 0 {
+			cur = &list[0]
+		}
+	} else {
+		key := string(w.Kind) + "|" + w.Subject.Key()
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "semko alert "+key); err != nil {
+			return fmt.Errorf("lock alert %s: %w", key, err)
+		}
+		list, err := queryAlerts(ctx, tx, `SELECT doc FROM alerts WHERE kind = $1 AND org = $2 AND site = $3 AND device = $4 AND state <> $5 ORDER BY id FOR UPDATE`,
+			w.Kind, w.Subject.Org, w.Subject.Site, w.Subject.Device, alert.StateResolved)
+		if err != nil {
+			return err
+		}
+		for i := range list {
+			if list[i].Key() == key {
+				cur = &list[i]
+				break
+			}
+		}
+	}
+	a, ev, err := fn(cur)
+	if err != nil || a == nil {
+		return err
+	}
+	if err := save(ctx, tx, a, ev); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
@@ -158,7 +220,16 @@ func (s *Store) Alerts(ctx context.Context, f alert.Filter) ([]alert.Alert, erro
 }
 
 func (s *Store) query(ctx context.Context, q string, args ...any) ([]alert.Alert, error) {
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	return queryAlerts(ctx, s.db, q, args...)
+}
+
+// querier is a database or a transaction.
+type querier interface {
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+}
+
+func queryAlerts(ctx context.Context, db querier, q string, args ...any) ([]alert.Alert, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query alerts: %w", err)
 	}

@@ -50,7 +50,10 @@ type Store struct {
 	db *sql.DB
 }
 
-var _ alert.Store = (*Store)(nil)
+var (
+	_ alert.Store   = (*Store)(nil)
+	_ alert.Updater = (*Store)(nil)
+)
 
 // Open opens or creates the database at path.
 func Open(ctx context.Context, path string) (*Store, error) {
@@ -71,6 +74,17 @@ func (s *Store) Save(ctx context.Context, a *alert.Alert, ev *alert.Event) error
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
+	if err := save(ctx, tx, a, ev); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// save inserts or updates a and appends ev within tx.
+func save(ctx context.Context, tx *sql.Tx, a *alert.Alert, ev *alert.Event) error {
 	if a.ID == 0 {
 		res, err := tx.ExecContext(ctx, `INSERT INTO alerts (state, kind, severity, org, site, device, updated_at, doc) VALUES (?,?,?,?,?,?,?,'{}')`,
 			a.State, a.Kind, a.Severity, a.Subject.Org, a.Subject.Site, a.Subject.Device, a.UpdatedAt.UnixNano())
@@ -109,6 +123,47 @@ func (s *Store) Save(ctx context.Context, a *alert.Alert, ev *alert.Event) error
 		if _, err := tx.ExecContext(ctx, `UPDATE events SET doc=? WHERE id=?`, edoc, ev.ID); err != nil {
 			return fmt.Errorf("update event: %w", err)
 		}
+	}
+	return nil
+}
+
+// Update implements alert.Updater. The store's one connection makes the
+// transaction's read and write atomic (see internal/sqlitedb).
+func (s *Store) Update(ctx context.Context, w alert.Which, fn func(cur *alert.Alert) (*alert.Alert, *alert.Event, error)) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	var cur *alert.Alert
+	if w.ID != 0 {
+		list, err := queryAlerts(ctx, tx, `SELECT doc FROM alerts WHERE id = ?`, w.ID)
+		if err != nil {
+			return err
+		}
+		if len(list) > 0 {
+			cur = &list[0]
+		}
+	} else {
+		key := string(w.Kind) + "|" + w.Subject.Key()
+		list, err := queryAlerts(ctx, tx, `SELECT doc FROM alerts WHERE kind = ? AND org = ? AND site = ? AND device = ? AND state <> ? ORDER BY id`,
+			w.Kind, w.Subject.Org, w.Subject.Site, w.Subject.Device, alert.StateResolved)
+		if err != nil {
+			return err
+		}
+		for i := range list {
+			if list[i].Key() == key {
+				cur = &list[i]
+				break
+			}
+		}
+	}
+	a, ev, err := fn(cur)
+	if err != nil || a == nil {
+		return err
+	}
+	if err := save(ctx, tx, a, ev); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
@@ -161,7 +216,16 @@ func (s *Store) Alerts(ctx context.Context, f alert.Filter) ([]alert.Alert, erro
 }
 
 func (s *Store) query(ctx context.Context, q string, args ...any) ([]alert.Alert, error) {
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	return queryAlerts(ctx, s.db, q, args...)
+}
+
+// querier is a database or a transaction.
+type querier interface {
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+}
+
+func queryAlerts(ctx context.Context, db querier, q string, args ...any) ([]alert.Alert, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query alerts: %w", err)
 	}

@@ -5,6 +5,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -99,5 +100,149 @@ func Run(t *testing.T, open func(t *testing.T) alert.Store) {
 	}
 	if err := s.DeleteSilence(ctx, "s-1"); !errors.Is(err, alert.ErrNotFound) {
 		t.Errorf("delete twice: err = %v, want ErrNotFound", err)
+	}
+	t.Run("Update", func(t *testing.T) { runUpdate(t, open(t)) })
+}
+
+// runUpdate checks alert.Updater on a fresh store: by key it finds the open
+// alert of exactly that kind and subject (counter and operator included);
+// by id any alert; nothing is written when fn declines or fails; and
+// concurrent updates of one key, by key and by id, lose none and open one
+// alert.
+func runUpdate(t *testing.T, s alert.Store) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	u, ok := s.(alert.Updater)
+	if !ok {
+		t.Fatalf("%T is not an alert.Updater", s)
+	}
+	counter := func(c string) alert.Subject { return alert.Subject{Org: "o1", Site: "s1", Counter: c} }
+	byKey := func(c string) alert.Which { return alert.Which{Kind: alert.KindNegativeVote, Subject: counter(c)} }
+	// raise inserts the open alert of counter c or counts it once more.
+	raise := func(w alert.Which) error {
+		return u.Update(ctx, w, func(cur *alert.Alert) (*alert.Alert, *alert.Event, error) {
+			if cur == nil {
+				if w.ID != 0 {
+					return nil, nil, alert.ErrNotFound
+				}
+				a := &alert.Alert{Kind: w.Kind, Subject: w.Subject, Severity: alert.SeverityWarning, State: alert.StateFiring, Count: 1, UpdatedAt: t0}
+				return a, &alert.Event{Time: t0, Action: alert.ActionRaised, State: alert.StateFiring}, nil
+			}
+			cur.Count++
+			return cur, nil, nil
+		})
+	}
+	if err := raise(byKey("c1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := raise(byKey("c2")); err != nil { // same kind, site and device (none); another counter
+		t.Fatal(err)
+	}
+	open, err := s.OpenAlerts(ctx)
+	if err != nil || len(open) != 2 {
+		t.Fatalf("two counters: open %+v, %v; want two alerts", open, err)
+	}
+	var first alert.Alert
+	for _, a := range open {
+		if a.Subject.Counter == "c1" {
+			first = a
+		}
+	}
+	if first.ID == 0 || first.Count != 1 {
+		t.Fatalf("c1's alert %+v", first)
+	}
+	if evs, err := s.Events(ctx, first.ID); err != nil || len(evs) != 1 || evs[0].AlertID != first.ID {
+		t.Fatalf("c1's events %+v, %v; want the raise", evs, err)
+	}
+
+	// Declining or failing writes nothing.
+	boom := errors.New("boom")
+	if err := u.Update(ctx, byKey("c1"), func(cur *alert.Alert) (*alert.Alert, *alert.Event, error) {
+		cur.Count = 99
+		return cur, nil, boom
+	}); !errors.Is(err, boom) {
+		t.Errorf("fn's error: got %v", err)
+	}
+	if err := u.Update(ctx, alert.Which{ID: first.ID}, func(cur *alert.Alert) (*alert.Alert, *alert.Event, error) {
+		if cur == nil || cur.ID != first.ID || cur.Subject.Counter != "c1" {
+			t.Errorf("by id: cur = %+v", cur)
+		}
+		return nil, nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Alert(ctx, first.ID); got.Count != 1 {
+		t.Errorf("count %d after a failed and a declined update, want 1", got.Count)
+	}
+	if err := u.Update(ctx, alert.Which{ID: 9999}, func(cur *alert.Alert) (*alert.Alert, *alert.Event, error) {
+		if cur != nil {
+			t.Errorf("unknown id: cur = %+v", cur)
+		}
+		return nil, nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Concurrent updates of one alert, half by key and half by id.
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		w := byKey("c1")
+		if i%2 == 1 {
+			w = alert.Which{ID: first.ID}
+		}
+		wg.Go(func() { errs <- raise(w) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := s.Alert(ctx, first.ID); got.Count != 1+n {
+		t.Errorf("count %d after %d concurrent updates, want %d", got.Count, n, 1+n)
+	}
+
+	// Resolved, the alert is found by id but not by key: the next raise of
+	// the key inserts a new one.
+	if err := u.Update(ctx, alert.Which{ID: first.ID}, func(cur *alert.Alert) (*alert.Alert, *alert.Event, error) {
+		cur.State = alert.StateResolved
+		return cur, &alert.Event{Time: t0, Action: alert.ActionResolved, State: alert.StateResolved}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Update(ctx, alert.Which{ID: first.ID}, func(cur *alert.Alert) (*alert.Alert, *alert.Event, error) {
+		if cur == nil || cur.State != alert.StateResolved {
+			t.Errorf("resolved, by id: cur = %+v", cur)
+		}
+		return nil, nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Concurrent raises of a new key open one alert.
+	wg = sync.WaitGroup{}
+	for range n {
+		wg.Go(func() {
+			if err := raise(byKey("c1")); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	list, err := s.Alerts(ctx, alert.Filter{State: "open", Kind: alert.KindNegativeVote, Site: "s1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var again []alert.Alert
+	for _, a := range list {
+		if a.Subject.Counter == "c1" {
+			again = append(again, a)
+		}
+	}
+	if len(again) != 1 || again[0].Count != n || again[0].ID == first.ID {
+		t.Errorf("%d concurrent raises after the resolve: %+v, want one new alert counted %d times", n, again, n)
 	}
 }
