@@ -3,7 +3,8 @@
 // and years read thousands of points instead of millions. They come in
 // tiers (see Tier): the finest keeps every tag dashboards filter by, the
 // coarser ones per operator, site and organisation answer "All" views
-// from a few series.
+// from a few series. A report tier (ReportDaily) packs what a report of an
+// organisation or a site needs of a site's day into one point.
 //
 // Aggregates hold counts and sums only (votes, score sums, satisfied,
 // negative, votes per score, service time sums; activations, voted), so
@@ -85,6 +86,39 @@ var (
 	Org      = Tier{"org", []string{"org", "scale"}, []string{"org"}, true}
 	Tiers    = []Tier{Fine, Operator, Site, Org}
 )
+
+// ReportDaily is the report tier: one point per organisation, site and
+// UTC day (tags org and site) whose one string field, ReportField, holds
+// a ReportDay as JSON. It is what a report of an organisation or a site
+// reads for whole days: its operator ranking, its scores and, from the
+// hours of the day, its days and hour-of-week map in the report's zone
+// (which this job does not need to know). The other tiers answer the same
+// questions from one point per operator, or per hour, per field: over a
+// year InfluxDB opens a cursor for every series, field and weekly shard
+// (50 operators, seven fields, 53 shards: some 18,000 for the ranking of
+// a year), while this tier costs one per site and shard and one point per
+// site and day, however many hours and operators the day had. A day is
+// a few kilobytes of JSON (some 60 bytes an operator, 40 an hour).
+const (
+	ReportDaily = "report_site_1d"
+	ReportField = "sums"
+)
+
+// ReportDay is a ReportDaily point's field: the day's keypad ratings
+// (every scale but nps11, as a report counts them) and activations of one
+// site. Counts and sums only, so that days and sites add up exactly.
+type ReportDay struct {
+	// Ops is per operator ("" for points without one): votes, score sum,
+	// satisfied, negative, service time sum, closed activations, voted.
+	// An operator is listed when the day has a rating or an activation of
+	// theirs.
+	Ops map[string]*[7]int64 `json:"ops"`
+	// Hours is per hour of the UTC day (0-23): votes, score sum,
+	// satisfied, negative, closed activations, voted.
+	Hours map[int]*[6]int64 `json:"hours"`
+	// Scores counts votes of 1 to 5.
+	Scores [5]int64 `json:"scores"`
+}
 
 // Vote is the tier's hourly or daily vote measurement.
 func (t Tier) Vote(daily bool) string { return t.measurement("vote", daily) }
@@ -414,15 +448,50 @@ type pointKey struct {
 	t    int64
 }
 
-// fold adds raw points up into every tier's hourly and daily points.
+// fold adds raw points up into every tier's hourly and daily points and
+// the report tier's days.
 type fold struct {
 	pts   map[pointKey]*sums
 	tags  map[pointKey]map[string]string
 	order []pointKey
+	days  map[reportKey]*ReportDay
+	dayOf []reportKey // the order of days
+}
+
+// reportKey names a ReportDaily point.
+type reportKey struct {
+	org, site string
+	day       int64
 }
 
 func newFold() *fold {
-	return &fold{pts: map[pointKey]*sums{}, tags: map[pointKey]map[string]string{}}
+	return &fold{pts: map[pointKey]*sums{}, tags: map[pointKey]map[string]string{}, days: map[reportKey]*ReportDay{}}
+}
+
+// report is the ReportDay of the point's site and day.
+func (f *fold) report(tags map[string]string, day int64) *ReportDay {
+	k := reportKey{tags["org"], tags["site"], day}
+	d := f.days[k]
+	if d == nil {
+		d = &ReportDay{Ops: map[string]*[7]int64{}, Hours: map[int]*[6]int64{}}
+		f.days[k] = d
+		f.dayOf = append(f.dayOf, k)
+	}
+	return d
+}
+
+// at is d's sums of the operator and the hour, made when missing.
+func (d *ReportDay) at(op string, hour int) (*[7]int64, *[6]int64) {
+	o, h := d.Ops[op], d.Hours[hour]
+	if o == nil {
+		o = &[7]int64{}
+		d.Ops[op] = o
+	}
+	if h == nil {
+		h = &[6]int64{}
+		d.Hours[hour] = h
+	}
+	return o, h
 }
 
 // add adds v to the point of measurement m at t for the tags of keep.
@@ -520,6 +589,18 @@ func (f *fold) votes(res []influxdb.Series) error {
 			}
 			f.add(t.Vote(true), t.VoteTags, tags, day, &s, len(voteFields))
 		}
+		if tags["scale"] == "nps11" {
+			return // not a keypad rating: reports leave it out
+		}
+		o, h := f.report(tags, day).at(tags["operator"], int((hour-day)/int64(time.Hour)))
+		for i := range 4 { // votes, score sum, satisfied, negative
+			o[i] += s[i]
+			h[i] += s[i]
+		}
+		o[4] += s[4]
+		if v[0] >= 1 && v[0] <= 5 {
+			f.days[reportKey{tags["org"], tags["site"], day}].Scores[v[0]-1]++
+		}
 	})
 }
 
@@ -538,6 +619,9 @@ func (f *fold) activations(res []influxdb.Series) error {
 			}
 			f.add(t.Activation(true), t.ActivationTags, tags, day, &s, len(activationFields))
 		}
+		o, h := f.report(tags, day).at(tags["operator"], int((hour-day)/int64(time.Hour)))
+		o[5], o[6] = o[5]+s[1], o[6]+s[2]
+		h[4], h[5] = h[4]+s[1], h[5]+s[2]
 	})
 }
 
@@ -545,7 +629,16 @@ func (f *fold) activations(res []influxdb.Series) error {
 // rewrite replaces a point completely.
 func (f *fold) write(ctx context.Context, db *influxdb.Client) (int, error) {
 	batch := make([]*write.Point, 0, 5000)
-	for i, k := range f.order {
+	flush := func(last bool) error {
+		if len(batch) == cap(batch) || (last && len(batch) > 0) {
+			if err := db.WritePoint(ctx, batch...); err != nil {
+				return fmt.Errorf("write aggregates: %w", err)
+			}
+			batch = batch[:0]
+		}
+		return nil
+	}
+	for _, k := range f.order {
 		names := voteFields
 		if strings.HasPrefix(k.m, "activation") {
 			names = activationFields
@@ -556,22 +649,41 @@ func (f *fold) write(ctx context.Context, db *influxdb.Client) (int, error) {
 			fields[name] = p[n]
 		}
 		batch = append(batch, write.NewPoint(k.m, f.tags[k], fields, time.Unix(0, k.t).UTC()))
-		if len(batch) == cap(batch) || i == len(f.order)-1 {
-			if err := db.WritePoint(ctx, batch...); err != nil {
-				return 0, fmt.Errorf("write aggregates: %w", err)
-			}
-			batch = batch[:0]
+		if err := flush(false); err != nil {
+			return 0, err
 		}
 	}
-	return len(f.order), nil
+	for _, k := range f.dayOf {
+		// Maps marshal with sorted keys: the same day gives the same
+		// string, so a rewrite is a plain overwrite.
+		b, err := json.Marshal(f.days[k])
+		if err != nil {
+			return 0, fmt.Errorf("encode report day: %w", err)
+		}
+		tags := map[string]string{}
+		for n, v := range map[string]string{"org": k.org, "site": k.site} {
+			if v != "" {
+				tags[n] = v
+			}
+		}
+		batch = append(batch, write.NewPoint(ReportDaily, tags, map[string]any{ReportField: string(b)}, time.Unix(0, k.day).UTC()))
+		if err := flush(false); err != nil {
+			return 0, err
+		}
+	}
+	if err := flush(true); err != nil {
+		return 0, err
+	}
+	return len(f.order) + len(f.dayOf), nil
 }
 
 // stateLayout numbers the measurements a run writes: 0 (no field) was the
-// finest tier alone with hourly points; 1 is the tiers. A mark of another
+// finest tier alone with hourly points; 1 the tiers; 2 the tiers and the
+// report tier (ReportDaily), which the first run of 2 backfills. A mark of another
 // layout says nothing about the measurements written now, so the job
 // starts over with a backfill (the old `vote_1h` and `activation_1h` are
 // left as they are, read by nothing).
-const stateLayout = 1
+const stateLayout = 2
 
 func (j *Job) load() (state, error) {
 	var st state

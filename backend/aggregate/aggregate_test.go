@@ -2,12 +2,14 @@ package aggregate
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -217,6 +219,88 @@ func (w *world) check(t *testing.T, from, to time.Time) {
 			diff(t, tier.Activation(daily), gotA, wantA)
 		}
 	}
+	want, got := w.expectedReport(from, to), w.storedReport(t, from, to)
+	if len(want) == 0 {
+		t.Fatalf("%s: the test expects nothing: too few votes", ReportDaily)
+	}
+	bad := 0
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if !reflect.DeepEqual(got[k], want[k]) && bad < 5 {
+			g, _ := json.Marshal(got[k])
+			e, _ := json.Marshal(want[k])
+			t.Errorf("%s %s\n got %s\nwant %s", ReportDaily, k, g, e)
+			bad++
+		}
+	}
+	for k := range got {
+		if want[k] == nil && bad < 5 {
+			t.Errorf("%s %s: not expected", ReportDaily, k)
+			bad++
+		}
+	}
+}
+
+// expectedReport recomputes the report tier over [from, to) from the raw
+// points the test wrote, keyed by "day|org/site".
+func (w *world) expectedReport(from, to time.Time) map[string]*ReportDay {
+	out := map[string]*ReportDay{}
+	at := func(org, site, op string, t time.Time) (*ReportDay, *[7]int64, *[6]int64) {
+		k := t.Truncate(24*time.Hour).Format(time.RFC3339) + "|" + org + "/" + site
+		if out[k] == nil {
+			out[k] = &ReportDay{Ops: map[string]*[7]int64{}, Hours: map[int]*[6]int64{}}
+		}
+		o, h := out[k].at(op, t.Hour())
+		return out[k], o, h
+	}
+	for _, v := range w.votes {
+		if !v.valid || v.tags[6] == "nps11" || v.at.Before(from) || !v.at.Before(to) {
+			continue
+		}
+		d, o, h := at(v.tags[0], v.tags[1], v.tags[3], v.at.UTC())
+		for i, x := range []int64{1, int64(v.score), b2i(v.score >= 4), b2i(v.score <= 2)} {
+			o[i] += x
+			h[i] += x
+		}
+		o[4] += int64(v.serviceS)
+		d.Scores[v.score-1]++
+	}
+	for _, a := range w.acts {
+		if a.at.Before(from) || !a.at.Before(to) {
+			continue
+		}
+		_, o, h := at(a.tags[0], a.tags[1], a.tags[3], a.at.UTC())
+		o[5] += b2i(a.closed)
+		o[6] += b2i(a.voted)
+		h[4] += b2i(a.closed)
+		h[5] += b2i(a.voted)
+	}
+	return out
+}
+
+// storedReport reads the report tier back over [from, to).
+func (w *world) storedReport(t *testing.T, from, to time.Time) map[string]*ReportDay {
+	t.Helper()
+	res, err := w.db.Query(t.Context(), fmt.Sprintf(`SELECT %q FROM %q WHERE time >= %s AND time < %s GROUP BY "org", "site"`,
+		ReportField, ReportDaily, ts(from), ts(to)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*ReportDay{}
+	for _, s := range res {
+		for row := range s.Values {
+			at, err := s.Time(row)
+			if err != nil {
+				t.Fatal(err)
+			}
+			str, _ := s.Values[row][s.Col(ReportField)].(string)
+			var d ReportDay
+			if err := json.Unmarshal([]byte(str), &d); err != nil {
+				t.Fatalf("%s %v: %v", ReportDaily, at, err)
+			}
+			out[at.UTC().Format(time.RFC3339)+"|"+s.Tags["org"]+"/"+s.Tags["site"]] = &d
+		}
+	}
+	return out
 }
 
 func diff(t *testing.T, name string, got, want points) {
@@ -301,26 +385,35 @@ func TestAggregatesEqualRawLateVotesAndCatchUp(t *testing.T) {
 	}
 }
 
-// A mark written before the tiers existed starts a backfill: the tiers
-// have no history behind it.
+// A mark written before the tiers existed (layout 0), or before the
+// report tier (1), starts a backfill: the new measurements have no
+// history behind it.
 func TestOldLayoutBackfills(t *testing.T) {
 	w := newWorld(t)
-	state := filepath.Join(t.TempDir(), "aggregate.json")
 	now := t0.Add(3*24*time.Hour + 6*time.Hour)
 	w.press(t, 300, t0, now)
-	old := fmt.Sprintf(`{"done":%q,"refolded":%q}`, now.Truncate(time.Hour).Format(time.RFC3339), now.Format(time.RFC3339))
-	if err := os.WriteFile(state, []byte(old), 0o600); err != nil {
-		t.Fatal(err)
+	for _, layout := range []int{0, 1} {
+		t.Run(fmt.Sprint("layout ", layout), func(t *testing.T) {
+			state := filepath.Join(t.TempDir(), "aggregate.json")
+			old := fmt.Sprintf(`{"layout":%d,"done":%q,"refolded":%q}`, layout, now.Truncate(time.Hour).Format(time.RFC3339), now.Format(time.RFC3339))
+			if err := os.WriteFile(state, []byte(old), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// What the older job wrote is gone; the new one writes it all.
+			if _, err := w.db.Query(t.Context(), `DROP SERIES FROM /_1[hd]$/`); err != nil {
+				t.Fatal(err)
+			}
+			j, err := New(Options{URL: w.srv.URL(), Bucket: w.srv.Database(), StateFile: state, Clock: clockwork.NewFakeClockAt(now)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer j.Close()
+			if err := j.RunOnce(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			w.check(t, t0, now.Add(time.Hour))
+		})
 	}
-	j, err := New(Options{URL: w.srv.URL(), Bucket: w.srv.Database(), StateFile: state, Clock: clockwork.NewFakeClockAt(now)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
-	if err := j.RunOnce(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	w.check(t, t0, now.Add(time.Hour))
 }
 
 func TestOptions(t *testing.T) {

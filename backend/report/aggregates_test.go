@@ -4,6 +4,8 @@ import (
 	"context"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 
 	"github.com/semko/semko/backend/access"
 	"github.com/semko/semko/backend/aggregate"
+	"github.com/semko/semko/internal/influxdb"
 )
 
 // A report read from the aggregates equals the one read from raw points,
@@ -33,7 +36,8 @@ func TestAggregatesGiveTheSameReport(t *testing.T) {
 		}
 		_ = job.Close()
 		rawB := &Builder{DB: fx.db, Now: func() time.Time { return now }}
-		aggB := &Builder{DB: fx.db, Now: func() time.Time { return now }, Aggregates: true, RawUpTo: time.Hour, AggregatedUntil: job.Done}
+		counted := &countingQuerier{Querier: fx.db}
+		aggB := &Builder{DB: counted, Now: func() time.Time { return now }, Aggregates: true, RawUpTo: time.Hour, AggregatedUntil: job.Done}
 		custom, err := CustomPeriod(weekStart.AddDate(0, 0, -6), weekStart.AddDate(0, 0, 4), sofia)
 		if err != nil {
 			t.Fatal(err)
@@ -71,11 +75,26 @@ func TestAggregatesGiveTheSameReport(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				counted.reads = nil
 				b, err := aggB.Build(ctx, r)
 				if err != nil {
 					t.Fatal(err)
 				}
 				name := string(p.Kind) + " " + p.Start.Format(time.DateOnly) + " " + r.Org + "/" + r.Site + " at " + now.Format(time.RFC3339)
+				// Whole days of an organisation's or a site's report come from
+				// the report tier, read once; an operator's or a service's
+				// never do (the tier has neither).
+				wantDays := 0
+				if r.Operator == "" && r.Service == "" && slices.ContainsFunc(aggB.pieces(p.Start, earlierTime(p.End, now), daily, byOrg),
+					func(pc piece) bool { return pc.g == daily }) {
+					wantDays = 1
+				}
+				if got := counted.count(reportMeasurement, p.Start, earlierTime(p.End, now)); got != wantDays {
+					t.Errorf("%s: the report tier read %d times over the period, want %d\n%s", name, got, wantDays, strings.Join(counted.reads, "\n"))
+				}
+				if wantDays == 1 && counted.longest("_1h") >= 24*time.Hour {
+					t.Errorf("%s: whole days of hourly aggregates read beside the report tier:\n%s", name, strings.Join(counted.reads, "\n"))
+				}
 				if a.Totals.Votes == 0 && p.Start.Before(weekStart.AddDate(0, 0, 8)) {
 					t.Errorf("%s: no votes, nothing compared", name)
 				}
@@ -94,6 +113,51 @@ func TestAggregatesGiveTheSameReport(t *testing.T) {
 			}
 		}
 	}
+}
+
+// countingQuerier keeps the statements it runs.
+type countingQuerier struct {
+	Querier
+	reads []string
+}
+
+func (c *countingQuerier) Query(ctx context.Context, stmt string) ([]influxdb.Series, error) {
+	c.reads = append(c.reads, stmt)
+	return c.Querier.Query(ctx, stmt)
+}
+
+// stmtSpan is the time range a statement reads.
+func stmtSpan(q string) (from, to time.Time) {
+	_, rest, _ := strings.Cut(q, "time >= '")
+	lo, rest, _ := strings.Cut(rest, "' AND time < '")
+	hi, _, _ := strings.Cut(rest, "'")
+	from, _ = time.Parse(time.RFC3339Nano, lo)
+	to, _ = time.Parse(time.RFC3339Nano, hi)
+	return from, to
+}
+
+// count is how many statements read measurement m (a part of its name)
+// within [from, to) (the previous period's reads are left out).
+func (c *countingQuerier) count(m string, from, to time.Time) int {
+	n := 0
+	for _, q := range c.reads {
+		if a, b := stmtSpan(q); strings.Contains(q, m) && !a.Before(from) && !b.After(to) {
+			n++
+		}
+	}
+	return n
+}
+
+// longest is the longest range read from measurement m (a part of its
+// name).
+func (c *countingQuerier) longest(m string) time.Duration {
+	var d time.Duration
+	for _, q := range c.reads {
+		if a, b := stmtSpan(q); strings.Contains(q, m) {
+			d = max(d, b.Sub(a))
+		}
+	}
+	return d
 }
 
 func earlierTime(a, b time.Time) time.Time {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -62,8 +63,10 @@ func (b *Builder) Build(ctx context.Context, r Request) (*Report, error) {
 	loc := r.Period.Start.Location()
 	where := r.filter()
 
+	dc := dayCache{}
+
 	// Sites and operators, from one grouping each way.
-	cells, err := b.cells(ctx, b.pieces(r.Period.Start, rep.Now, daily, r.tierFor(true)), where)
+	cells, err := b.cells(ctx, dc, withReportTier(r, b.pieces(r.Period.Start, rep.Now, daily, r.tierFor(true))), where)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +100,7 @@ func (b *Builder) Build(ctx context.Context, r Request) (*Report, error) {
 
 	// The previous period, for the trend.
 	prev := r.Period.Previous()
-	pcells, err := b.cells(ctx, b.pieces(prev.Start, prev.End, daily, r.tierFor(true)), where)
+	pcells, err := b.cells(ctx, dc, withReportTier(r, b.pieces(prev.Start, prev.End, daily, r.tierFor(true))), where)
 	if err != nil {
 		return nil, err
 	}
@@ -105,10 +108,17 @@ func (b *Builder) Build(ctx context.Context, r Request) (*Report, error) {
 		rep.Prev.add(c.Figures)
 	}
 
-	if err := b.scores(ctx, rep, b.pieces(r.Period.Start, rep.Now, daily, r.tierFor(false)), where); err != nil {
+	if err := b.scores(ctx, dc, rep, withReportTier(r, b.pieces(r.Period.Start, rep.Now, daily, r.tierFor(false))), where); err != nil {
 		return nil, err
 	}
-	if err := b.timeline(ctx, rep, b.pieces(r.Period.Start, rep.Now, hourly, r.tierFor(false)), where, loc); err != nil {
+	// The timeline needs hours: the report tier has them for its whole
+	// days, the hourly tiers for the rest.
+	hours := b.pieces(r.Period.Start, rep.Now, hourly, r.tierFor(false))
+	if days := withReportTier(r, b.pieces(r.Period.Start, rep.Now, daily, r.tierFor(false))); slices.ContainsFunc(days,
+		func(p piece) bool { return p.g == reportDaily }) {
+		hours = days
+	}
+	if err := b.timeline(ctx, dc, rep, hours, where, loc); err != nil {
 		return nil, err
 	}
 	if err := b.health(ctx, rep, span(r.Period.Start, rep.Now)); err != nil {
@@ -151,10 +161,45 @@ type cell struct {
 }
 
 // cells reads votes and activations grouped by org, site and operator.
-func (b *Builder) cells(ctx context.Context, pieces []piece, where string) ([]cell, error) {
+func (b *Builder) cells(ctx context.Context, dc dayCache, pieces []piece, where string) ([]cell, error) {
 	const by = ` GROUP BY "org", "site", "operator"`
+	idx := map[[3]string]int{}
+	var out []cell
+	at := func(org, site, operator string) *cell {
+		k := [3]string{org, site, operator}
+		i, ok := idx[k]
+		if !ok {
+			i = len(out)
+			idx[k] = i
+			out = append(out, cell{org: k[0], site: k[1], operator: k[2]})
+		}
+		return &out[i]
+	}
 	var votes, acts []influxdb.Series
 	for _, p := range pieces {
+		if p.g == reportDaily {
+			days, err := b.reportDays(ctx, dc, p, where)
+			if err != nil {
+				return nil, err
+			}
+			for _, d := range days {
+				for _, op := range slices.Sorted(maps.Keys(d.Ops)) {
+					v := d.Ops[op]
+					if *v == [7]int64{} {
+						continue // activations opened only: raw points give no row either
+					}
+					c := at(d.org, d.site, op)
+					c.Votes += v[0]
+					c.ScoreSum += v[1]
+					c.Satisfied += v[2]
+					c.Negative += v[3]
+					c.ServiceSum += v[4]
+					c.Activations += v[5]
+					c.Voted += v[6]
+				}
+			}
+			continue
+		}
 		v, err := b.DB.Query(ctx, `SELECT `+p.voteSums()+` FROM `+p.vote()+` WHERE `+p.voteWhere()+where+` AND `+p.span()+by)
 		if err != nil {
 			return nil, fmt.Errorf("read votes: %w", err)
@@ -165,20 +210,8 @@ func (b *Builder) cells(ctx context.Context, pieces []piece, where string) ([]ce
 		}
 		votes, acts = append(votes, v...), append(acts, a...)
 	}
-	idx := map[[3]string]int{}
-	var out []cell
-	at := func(s influxdb.Series) *cell {
-		k := [3]string{s.Tags["org"], s.Tags["site"], s.Tags["operator"]}
-		i, ok := idx[k]
-		if !ok {
-			i = len(out)
-			idx[k] = i
-			out = append(out, cell{org: k[0], site: k[1], operator: k[2]})
-		}
-		return &out[i]
-	}
 	for _, s := range votes {
-		c := at(s)
+		c := at(s.Tags["org"], s.Tags["site"], s.Tags["operator"])
 		c.Votes += num(s, "n")
 		c.ScoreSum += num(s, "sum")
 		c.Satisfied += num(s, "sat")
@@ -186,7 +219,7 @@ func (b *Builder) cells(ctx context.Context, pieces []piece, where string) ([]ce
 		c.ServiceSum += num(s, "svc")
 	}
 	for _, s := range acts {
-		c := at(s)
+		c := at(s.Tags["org"], s.Tags["site"], s.Tags["operator"])
 		c.Activations += num(s, "n")
 		c.Voted += num(s, "voted")
 	}
@@ -205,8 +238,20 @@ func num(s influxdb.Series, col string) int64 {
 }
 
 // scores reads the distribution of scores 1..5.
-func (b *Builder) scores(ctx context.Context, rep *Report, pieces []piece, where string) error {
+func (b *Builder) scores(ctx context.Context, dc dayCache, rep *Report, pieces []piece, where string) error {
 	for _, p := range pieces {
+		if p.g == reportDaily {
+			days, err := b.reportDays(ctx, dc, p, where)
+			if err != nil {
+				return err
+			}
+			for _, d := range days {
+				for i, n := range d.Scores {
+					rep.Scores[i+1] += n
+				}
+			}
+			continue
+		}
 		for _, stmt := range p.scoreStmts(where) {
 			res, err := b.DB.Query(ctx, stmt)
 			if err != nil {
@@ -223,8 +268,10 @@ func (b *Builder) scores(ctx context.Context, rep *Report, pieces []piece, where
 }
 
 // timeline reads hourly votes in the report's zone and folds them into
-// days and the hour-of-week map. Activations go into days only.
-func (b *Builder) timeline(ctx context.Context, rep *Report, pieces []piece, where string, loc *time.Location) error {
+// days and the hour-of-week map. Activations go into days only. An hour
+// of the aggregates counts in the local hour it starts in (the same as
+// raw points in every zone a whole number of hours from UTC).
+func (b *Builder) timeline(ctx context.Context, dc dayCache, rep *Report, pieces []piece, where string, loc *time.Location) error {
 	tz := ""
 	if name := loc.String(); name != "UTC" && name != "Local" && name != "" {
 		tz = " tz(" + quote(name) + ")"
@@ -240,8 +287,40 @@ func (b *Builder) timeline(ctx context.Context, rep *Report, pieces []piece, whe
 		t := time.Unix(0, int64(ns)).In(loc)
 		return days[time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, loc)]
 	}
+	addVotes := func(ns float64, n, sum, sat, neg int64) {
+		if d := dayOf(ns); d != nil {
+			d.Votes += n
+			d.ScoreSum += sum
+			d.Satisfied += sat
+			d.Negative += neg
+		}
+		t := time.Unix(0, int64(ns)).In(loc)
+		c := &rep.HourMap[(int(t.Weekday())+6)%7][t.Hour()]
+		c.Votes += n
+		c.Satisfied += sat
+	}
+	addActs := func(ns float64, n, voted int64) {
+		if d := dayOf(ns); d != nil {
+			d.Activations += n
+			d.Voted += voted
+		}
+	}
 	var votes, acts []influxdb.Series
 	for _, p := range pieces {
+		if p.g == reportDaily {
+			days, err := b.reportDays(ctx, dc, p, where)
+			if err != nil {
+				return err
+			}
+			for _, d := range days {
+				for h, v := range d.Hours {
+					ns := float64(d.day.Add(time.Duration(h) * time.Hour).UnixNano())
+					addVotes(ns, v[0], v[1], v[2], v[3])
+					addActs(ns, v[4], v[5])
+				}
+			}
+			continue
+		}
 		v, err := b.DB.Query(ctx, `SELECT `+p.voteSums()+` FROM `+p.vote()+` WHERE `+p.voteWhere()+where+` AND `+p.span()+
 			` GROUP BY time(1h) fill(none)`+tz)
 		if err != nil {
@@ -264,16 +343,7 @@ func (b *Builder) timeline(ctx context.Context, rep *Report, pieces []piece, whe
 			sum, _ := s.Number(row, "sum")
 			sat, _ := s.Number(row, "sat")
 			neg, _ := s.Number(row, "neg")
-			if d := dayOf(ns); d != nil {
-				d.Votes += int64(n)
-				d.ScoreSum += int64(sum)
-				d.Satisfied += int64(sat)
-				d.Negative += int64(neg)
-			}
-			t := time.Unix(0, int64(ns)).In(loc)
-			c := &rep.HourMap[(int(t.Weekday())+6)%7][t.Hour()]
-			c.Votes += int64(n)
-			c.Satisfied += int64(sat)
+			addVotes(ns, int64(n), int64(sum), int64(sat), int64(neg))
 		}
 	}
 	for _, s := range acts {
@@ -284,10 +354,7 @@ func (b *Builder) timeline(ctx context.Context, rep *Report, pieces []piece, whe
 			}
 			n, _ := s.Number(row, "n")
 			v, _ := s.Number(row, "voted")
-			if d := dayOf(ns); d != nil {
-				d.Activations += int64(n)
-				d.Voted += int64(v)
-			}
+			addActs(ns, int64(n), int64(v))
 		}
 	}
 	for i := range rep.Daily {

@@ -1,6 +1,8 @@
 package report
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -21,6 +23,18 @@ const (
 	raw grain = iota
 	hourly
 	daily
+	// reportDaily is whole UTC days from the report tier: one point per
+	// site and day holding its operators, hours and scores (aggregate's
+	// ReportDaily and ReportDay). Cells, scores and the timeline read the
+	// same days from it, once (see dayCache).
+	reportDaily
+)
+
+// The report tier's measurement and field (aggregate.ReportDaily,
+// aggregate.ReportField).
+const (
+	reportMeasurement = `"report_site_1d"`
+	reportField       = "sums"
 )
 
 // tier is which aggregates a reader can use: the finest keep every tag,
@@ -193,3 +207,64 @@ func (b *Builder) rawUpTo() time.Duration {
 // even when aggregates exist (a day of a large fleet is quick either way,
 // and raw points are never behind).
 const DefaultRawUpTo = 2 * 24 * time.Hour
+
+// withReportTier reads ps' whole days from the report tier when r's scope
+// is one it holds: every organisation, an organisation or a site (it has
+// no services, and an operator's report reads the per-operator tier).
+func withReportTier(r Request, ps []piece) []piece {
+	if r.Operator != "" || r.Service != "" {
+		return ps
+	}
+	for i := range ps {
+		if ps[i].g == daily {
+			ps[i].g = reportDaily
+		}
+	}
+	return ps
+}
+
+// reportDay is one point of the report tier, decoded.
+type reportDay struct {
+	org, site string
+	day       time.Time // UTC midnight
+	// As aggregate.ReportDay.
+	Ops    map[string]*[7]int64 `json:"ops"`
+	Hours  map[int]*[6]int64    `json:"hours"`
+	Scores [5]int64             `json:"scores"`
+}
+
+// dayCache holds the report tier's days read by one Build, by piece and
+// filter: cells, scores and the timeline ask for the same ones.
+type dayCache map[string][]reportDay
+
+// reportDays reads the report tier's days of p (a reportDaily piece).
+func (b *Builder) reportDays(ctx context.Context, dc dayCache, p piece, where string) ([]reportDay, error) {
+	key := p.span() + where
+	if days, ok := dc[key]; ok {
+		return days, nil
+	}
+	res, err := b.DB.Query(ctx, `SELECT "`+reportField+`" FROM `+reportMeasurement+` WHERE `+p.span()+where+` GROUP BY "org", "site"`)
+	if err != nil {
+		return nil, fmt.Errorf("read report days: %w", err)
+	}
+	var days []reportDay
+	for _, s := range res {
+		for row := range s.Values {
+			at, err := s.Time(row)
+			if err != nil {
+				return nil, fmt.Errorf("read report days: %w", err)
+			}
+			text, err := s.Text(row, reportField)
+			if err != nil {
+				return nil, fmt.Errorf("read report days: %w", err)
+			}
+			d := reportDay{org: s.Tags["org"], site: s.Tags["site"], day: at.UTC()}
+			if err := json.Unmarshal([]byte(text), &d); err != nil {
+				return nil, fmt.Errorf("read report day %s %s/%s: %w", d.day.Format(time.DateOnly), d.org, d.site, err)
+			}
+			days = append(days, d)
+		}
+	}
+	dc[key] = days
+	return days, nil
+}

@@ -180,7 +180,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				if err != nil {
 					return res, err
 				}
-				d, n, err := timeReport(ctx, b, report.Request{Org: "org-1", Period: period, Lang: "en", Caller: access.Everything}, cfg.Repeats)
+				label := fmt.Sprintf("%s: report org-1, %d days, %s", fleet.name, days, map[bool]string{false: "raw", true: "aggregates"}[agg])
+				d, n, err := timeReport(ctx, b, report.Request{Org: "org-1", Period: period, Lang: "en", Caller: access.Everything}, cfg.Repeats,
+					func(build, pdf time.Duration) {
+						step("%s: build %s, PDF %s (the slowest run)", label, ms(build), ms(pdf))
+					})
 				if err != nil {
 					return res, fmt.Errorf("report: %w", err)
 				}
@@ -190,7 +194,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 					r.Agg, r.AggN = d, n
 					// And the report of one site of it.
 					r.Site, r.SiteN, err = timeReport(ctx, b, report.Request{Org: "org-1", Site: "org-1-s000", Period: period, Lang: "en",
-						Caller: access.Everything}, cfg.Repeats)
+						Caller: access.Everything}, cfg.Repeats, func(build, pdf time.Duration) {
+						step("%s, one site: build %s, PDF %s (the slowest run)", label, ms(build), ms(pdf))
+					})
 					if err != nil {
 						return res, fmt.Errorf("report: %w", err)
 					}
@@ -251,8 +257,11 @@ func timeTwins(ctx context.Context, db *influxdb.Client, twins []string, sub fun
 	return p95(ds), rows, nil
 }
 
-func timeReport(ctx context.Context, b *report.Builder, r report.Request, repeats int) (time.Duration, int, error) {
+// timeReport times building r and rendering it to PDF; split gets the
+// two parts of the slowest run, to tell queries from rendering.
+func timeReport(ctx context.Context, b *report.Builder, r report.Request, repeats int, split func(build, pdf time.Duration)) (time.Duration, int, error) {
 	var ds []time.Duration
+	var build, pdf time.Duration
 	votes := 0
 	for range repeats {
 		begin := time.Now()
@@ -260,14 +269,21 @@ func timeReport(ctx context.Context, b *report.Builder, r report.Request, repeat
 		if err != nil {
 			return 0, 0, err
 		}
+		built := time.Since(begin)
 		if err := rep.WritePDF(io.Discard); err != nil {
 			return 0, 0, err
 		}
 		ds = append(ds, time.Since(begin))
+		if d := ds[len(ds)-1]; d >= slices.Max(ds) {
+			build, pdf = built, d-built
+		}
 		votes = int(rep.Totals.Votes)
 		if ds[len(ds)-1] > slow {
 			break
 		}
+	}
+	if split != nil {
+		split(build, pdf)
 	}
 	return p95(ds), votes, nil
 }
