@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/semko/semko/internal/sqldoc"
 	"github.com/semko/semko/internal/sqlitedb"
 
 	"github.com/semko/semko/backend/alert"
@@ -137,7 +138,7 @@ func (s *Store) Update(ctx context.Context, w alert.Which, fn func(cur *alert.Al
 	defer tx.Rollback()
 	var cur *alert.Alert
 	if w.ID != 0 {
-		list, err := queryAlerts(ctx, tx, `SELECT doc FROM alerts WHERE id = ?`, w.ID)
+		list, err := sqldoc.Query[alert.Alert](ctx, tx, "alerts", `SELECT doc FROM alerts WHERE id = ?`, w.ID)
 		if err != nil {
 			return err
 		}
@@ -146,7 +147,7 @@ func (s *Store) Update(ctx context.Context, w alert.Which, fn func(cur *alert.Al
 		}
 	} else {
 		key := string(w.Kind) + "|" + w.Subject.Key()
-		list, err := queryAlerts(ctx, tx, `SELECT doc FROM alerts WHERE kind = ? AND org = ? AND site = ? AND device = ? AND state <> ? ORDER BY id`,
+		list, err := sqldoc.Query[alert.Alert](ctx, tx, "alerts", `SELECT doc FROM alerts WHERE kind = ? AND org = ? AND site = ? AND device = ? AND state <> ? ORDER BY id`,
 			w.Kind, w.Subject.Org, w.Subject.Site, w.Subject.Device, alert.StateResolved)
 		if err != nil {
 			return err
@@ -216,33 +217,7 @@ func (s *Store) Alerts(ctx context.Context, f alert.Filter) ([]alert.Alert, erro
 }
 
 func (s *Store) query(ctx context.Context, q string, args ...any) ([]alert.Alert, error) {
-	return queryAlerts(ctx, s.db, q, args...)
-}
-
-// querier is a database or a transaction.
-type querier interface {
-	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
-}
-
-func queryAlerts(ctx context.Context, db querier, q string, args ...any) ([]alert.Alert, error) {
-	rows, err := db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("query alerts: %w", err)
-	}
-	defer rows.Close()
-	var out []alert.Alert
-	for rows.Next() {
-		var doc []byte
-		if err := rows.Scan(&doc); err != nil {
-			return nil, fmt.Errorf("scan alert: %w", err)
-		}
-		var a alert.Alert
-		if err := json.Unmarshal(doc, &a); err != nil {
-			return nil, fmt.Errorf("decode alert: %w", err)
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return sqldoc.Query[alert.Alert](ctx, s.db, "alerts", q, args...)
 }
 
 // Alert implements alert.Store.
@@ -259,24 +234,7 @@ func (s *Store) Alert(ctx context.Context, id int64) (alert.Alert, error) {
 
 // Events implements alert.Store.
 func (s *Store) Events(ctx context.Context, alertID int64) ([]alert.Event, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT doc FROM events WHERE alert_id = ? ORDER BY id`, alertID)
-	if err != nil {
-		return nil, fmt.Errorf("query events: %w", err)
-	}
-	defer rows.Close()
-	var out []alert.Event
-	for rows.Next() {
-		var doc []byte
-		var ev alert.Event
-		if err := rows.Scan(&doc); err != nil {
-			return nil, fmt.Errorf("scan event: %w", err)
-		}
-		if err := json.Unmarshal(doc, &ev); err != nil {
-			return nil, fmt.Errorf("decode event: %w", err)
-		}
-		out = append(out, ev)
-	}
-	return out, rows.Err()
+	return sqldoc.Query[alert.Event](ctx, s.db, "events", `SELECT doc FROM events WHERE alert_id = ? ORDER BY id`, alertID)
 }
 
 // SaveSilence implements alert.Store.
@@ -305,24 +263,7 @@ func (s *Store) DeleteSilence(ctx context.Context, id string) error {
 
 // Silences implements alert.Store.
 func (s *Store) Silences(ctx context.Context) ([]alert.Silence, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT doc FROM silences`)
-	if err != nil {
-		return nil, fmt.Errorf("query silences: %w", err)
-	}
-	defer rows.Close()
-	var out []alert.Silence
-	for rows.Next() {
-		var doc []byte
-		var sl alert.Silence
-		if err := rows.Scan(&doc); err != nil {
-			return nil, fmt.Errorf("scan silence: %w", err)
-		}
-		if err := json.Unmarshal(doc, &sl); err != nil {
-			return nil, fmt.Errorf("decode silence: %w", err)
-		}
-		out = append(out, sl)
-	}
-	return out, rows.Err()
+	return sqldoc.Query[alert.Silence](ctx, s.db, "silences", `SELECT doc FROM silences`)
 }
 
 // PurgeResolved deletes alerts resolved before cutoff with their audit

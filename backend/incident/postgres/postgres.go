@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/semko/semko/internal/pgdb"
+	"github.com/semko/semko/internal/sqldoc"
 
 	"github.com/semko/semko/backend/incident"
 )
@@ -174,27 +175,7 @@ func (s *Store) Get(ctx context.Context, id int64) (incident.Incident, error) {
 
 // Trail implements incident.Store.
 func (s *Store) Trail(ctx context.Context, id int64) ([]incident.Step, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT doc FROM incident_steps WHERE incident_id=$1 ORDER BY id`, id)
-	if err != nil {
-		return nil, fmt.Errorf("trail %d: %w", id, err)
-	}
-	defer rows.Close()
-	var out []incident.Step
-	for rows.Next() {
-		var doc []byte
-		if err := rows.Scan(&doc); err != nil {
-			return nil, fmt.Errorf("trail %d: %w", id, err)
-		}
-		var st incident.Step
-		if err := json.Unmarshal(doc, &st); err != nil {
-			return nil, fmt.Errorf("decode step: %w", err)
-		}
-		out = append(out, st)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("trail %d: %w", id, err)
-	}
-	return out, nil
+	return sqldoc.Query[incident.Step](ctx, s.db, "trail", `SELECT doc FROM incident_steps WHERE incident_id=$1 ORDER BY id`, id)
 }
 
 // List implements incident.Store.
@@ -255,25 +236,5 @@ func (s *Store) Personal(ctx context.Context, t time.Time) ([]incident.Incident,
 }
 
 func (s *Store) query(ctx context.Context, q string, args ...any) ([]incident.Incident, error) {
-	rows, err := s.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("query incidents: %w", err)
-	}
-	defer rows.Close()
-	var out []incident.Incident
-	for rows.Next() {
-		var doc []byte
-		if err := rows.Scan(&doc); err != nil {
-			return nil, fmt.Errorf("query incidents: %w", err)
-		}
-		var in incident.Incident
-		if err := json.Unmarshal(doc, &in); err != nil {
-			return nil, fmt.Errorf("decode incident: %w", err)
-		}
-		out = append(out, in)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("query incidents: %w", err)
-	}
-	return out, nil
+	return sqldoc.Query[incident.Incident](ctx, s.db, "incidents", q, args...)
 }

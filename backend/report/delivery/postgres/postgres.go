@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/semko/semko/internal/pgdb"
+	"github.com/semko/semko/internal/sqldoc"
 
 	"github.com/semko/semko/backend/report/delivery"
 )
@@ -96,27 +97,7 @@ func (s *Store) Unsubscribe(ctx context.Context, id int64) error {
 
 // Subscriptions implements delivery.Store.
 func (s *Store) Subscriptions(ctx context.Context) ([]delivery.Subscription, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT doc FROM report_subscriptions ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("list subscriptions: %w", err)
-	}
-	defer rows.Close()
-	var out []delivery.Subscription
-	for rows.Next() {
-		var doc []byte
-		if err := rows.Scan(&doc); err != nil {
-			return nil, fmt.Errorf("list subscriptions: %w", err)
-		}
-		var sub delivery.Subscription
-		if err := json.Unmarshal(doc, &sub); err != nil {
-			return nil, fmt.Errorf("decode subscription: %w", err)
-		}
-		out = append(out, sub)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list subscriptions: %w", err)
-	}
-	return out, nil
+	return sqldoc.Query[delivery.Subscription](ctx, s.db, "subscriptions", `SELECT doc FROM report_subscriptions ORDER BY id`)
 }
 
 const cols = `subscription, period_start, status, attempts, last_error, at`
