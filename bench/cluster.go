@@ -116,22 +116,10 @@ func runCluster(ctx context.Context, e *env) (Result, error) {
 	e.step("  %d units connected over 3 nodes, 2 replicas (nodes' RSS +%.1f KiB a connection); pressing for %s", units, perConn, dur)
 
 	start := time.Now()
-	tick := time.NewTicker(20 * time.Millisecond)
-	for time.Since(start) < dur {
-		f.TopUp(2 * window)
-		select {
-		case <-ctx.Done():
-			tick.Stop()
-			return res, ctx.Err()
-		case <-tick.C:
-		}
+	pressed, ackRate, err := e.press(ctx, f, window, dur)
+	if err != nil {
+		return res, err
 	}
-	tick.Stop()
-	pressEnd := time.Now()
-	ps := f.Stats()
-	pressed := ps.Enqueued
-	ackRate := float64(ps.Acked) / pressEnd.Sub(start).Seconds()
-	e.step("  pressed %d votes in %s; waiting for them in InfluxDB", pressed, pressEnd.Sub(start).Round(time.Millisecond))
 	// The replicas drain what the stream holds more slowly than the nodes
 	// take it in (the stream keeps it safe meanwhile): a longer wait.
 	landed, err := e.waitVotes(ctx, db, int64(pressed), 20*time.Minute)

@@ -44,22 +44,10 @@ func runIngest(ctx context.Context, e *env) (Result, error) {
 	e.step("  %d units connected; pressing for %s", units, dur)
 
 	start := time.Now()
-	tick := time.NewTicker(20 * time.Millisecond)
-	for time.Since(start) < dur {
-		f.TopUp(2 * window)
-		select {
-		case <-ctx.Done():
-			tick.Stop()
-			return res, ctx.Err()
-		case <-tick.C:
-		}
+	pressed, ackRate, err := e.press(ctx, f, window, dur)
+	if err != nil {
+		return res, err
 	}
-	tick.Stop()
-	pressEnd := time.Now()
-	ps := f.Stats()
-	pressed := ps.Enqueued
-	ackRate := float64(ps.Acked) / pressEnd.Sub(start).Seconds()
-	e.step("  pressed %d votes in %s; waiting for them in InfluxDB", pressed, pressEnd.Sub(start).Round(time.Millisecond))
 	landed, err := e.waitVotes(ctx, "t1", int64(pressed), 5*time.Minute)
 	if err != nil {
 		return res, err
@@ -285,4 +273,25 @@ func runDrain(ctx context.Context, e *env) (Result, error) {
 	res.Note = fmt.Sprintf("%d spooled, arrivals %d/s; InfluxDB start %.1f s, writer resumed %.1f s after it (retry backoff), drained in %.1f s (%.0f/s counting the wait); all %d votes once",
 		spooled, rate, up.Sub(restartAt).Seconds(), resumed.Sub(up).Seconds(), drained.Sub(resumed).Seconds(), overall, total)
 	return res, nil
+}
+
+// press keeps every unit's window full for dur (topped up every 20 ms) and
+// returns the votes pressed and the rate the broker acknowledged them at
+// while pressing.
+func (e *env) press(ctx context.Context, f *localFleet, window int, dur time.Duration) (pressed uint64, ackRate float64, err error) {
+	start := time.Now()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for time.Since(start) < dur {
+		f.TopUp(2 * window)
+		select {
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		case <-tick.C:
+		}
+	}
+	took := time.Since(start)
+	ps := f.Stats()
+	e.step("  pressed %d votes in %s; waiting for them in InfluxDB", ps.Enqueued, took.Round(time.Millisecond))
+	return ps.Enqueued, float64(ps.Acked) / took.Seconds(), nil
 }
