@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nkeys"
 
+	"github.com/semko/semko/backend/elector"
 	"github.com/semko/semko/backend/intake/natsin"
 	"github.com/semko/semko/backend/rollup"
 	"github.com/semko/semko/firmware-sim/fleet"
@@ -129,10 +130,10 @@ func TestClusterScheduleAndPartition(t *testing.T) {
 	runs := rollupRuns(t, db)
 	bySlot := map[int64][]time.Time{}
 	for _, r := range runs {
-		s := r.Add(rollupEvery / 2).Truncate(rollupEvery)
+		s := elector.SlotAt(r, rollupEvery) // the slot the run claimed
 		bySlot[s.UnixMilli()] = append(bySlot[s.UnixMilli()], r)
 	}
-	first := runs[0].Add(rollupEvery / 2).Truncate(rollupEvery)
+	first := elector.SlotAt(runs[0], rollupEvery)
 	periods := 0
 	for s := first; s.Before(end); s = s.Add(rollupEvery) {
 		periods++

@@ -151,9 +151,21 @@ type noUnlock struct{}
 // Unlock keeps the key: the slot stays claimed (it ran), until Keep.
 func (noUnlock) Unlock(context.Context) error { return nil }
 
+// SlotAt is the slot a run firing at now belongs to: the multiple of
+// period at or before now, allowing the firing to be early by an eighth of
+// the period (at most 5 s: a wall clock slewed by NTP against the
+// scheduler's monotonic timers). Runs fire on the multiples (Align), never
+// early by the scheduler's own clock, but late under load: a run late by
+// up to seven eighths of its period still claims its own slot, where
+// rounding to the nearest multiple gave it to the next slot from half a
+// period on (and a slot then ran twice while another ran not at all).
+func SlotAt(now time.Time, period time.Duration) time.Time {
+	return now.Add(min(period/8, 5*time.Second)).Truncate(period)
+}
+
 // Lock claims the slot of a run firing now, for job name.
 func (l locker) Lock(ctx context.Context, name string) (gocron.Lock, error) {
-	slot := l.s.opts.Now().Add(l.period / 2).Truncate(l.period)
+	slot := SlotAt(l.s.opts.Now(), l.period)
 	if lead := l.s.opts.Leader; lead != nil && !lead() {
 		select {
 		case <-ctx.Done():
