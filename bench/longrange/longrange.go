@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -33,18 +34,27 @@ import (
 
 // Config sizes the run.
 type Config struct {
-	Dir       string
-	Keypads   int // keypads of one organisation (the 1x fleet)
-	Days      int // days of history
-	Repeats   int // runs of each query; the table shows the p95 (the slowest of up to 20)
-	Dashboard string
-	Progress  io.Writer
+	Dir     string
+	Keypads int // keypads of one organisation (the 1x fleet)
+	Days    int // days of history
+	Repeats int // runs of each query; the table shows the p95 (the slowest of up to 20)
+	// Fleets is how many fleet sizes are measured: 1 (1x) or 2 (1x and
+	// 4x). A full-scale organisation is measured at 1x only: 4x of it
+	// would be 170 M raw points.
+	Fleets int
+	// RawTimeout stops a raw query (or raw report) that takes longer and
+	// shows it as "> RawTimeout": a raw year of 2,000 keypads takes many
+	// minutes per panel, and that it does is all the table needs to say.
+	// Zero waits for every query.
+	RawTimeout time.Duration
+	Dashboard  string
+	Progress   io.Writer
 }
 
 // Defaults: the full run and the quick one.
 var (
-	Full  = Config{Keypads: 50, Days: 365, Repeats: 5}
-	Quick = Config{Keypads: 10, Days: 35, Repeats: 2}
+	Full  = Config{Keypads: 50, Days: 365, Repeats: 5, Fleets: 2}
+	Quick = Config{Keypads: 10, Days: 35, Repeats: 2, Fleets: 2}
 )
 
 // Ranges measured, in days.
@@ -57,6 +67,7 @@ type Row struct {
 	Days       int
 	Raw, Agg   time.Duration // p95, every variable on All
 	RawN, AggN int           // rows answered, to show both did work
+	RawCut     bool          // the raw side was stopped at Config.RawTimeout
 	// Site is the aggregates' p95 with one site chosen (its site tier).
 	Site  time.Duration
 	SiteN int
@@ -103,7 +114,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for _, fleet := range []struct {
 		name string
 		orgs []string
-	}{{"1x", orgs[:1]}, {"4x", orgs[1:]}} {
+	}{{"1x", orgs[:1]}, {"4x", orgs[1:]}}[:max(1, min(cfg.Fleets, 2))] {
 		begin := time.Now()
 		for _, org := range fleet.orgs {
 			step("%s: generating and loading %d days of %s (%d keypads)", fleet.name, cfg.Days, org, cfg.Keypads)
@@ -155,7 +166,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 					return q
 				}
 				r := Row{Fleet: fleet.name, Query: p.name, Days: days}
-				r.Raw, r.RawN, err = timeQuery(ctx, db, sub(p.raw, "3600", nil), cfg.Repeats)
+				r.Raw, r.RawN, r.RawCut, err = timeQuery(ctx, db, sub(p.raw, "3600", nil), cfg.Repeats, cfg.RawTimeout)
 				if err != nil {
 					return res, fmt.Errorf("%s raw: %w", p.name, err)
 				}
@@ -170,6 +181,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 					return res, fmt.Errorf("%s aggregates, one site: %w", p.name, err)
 				}
 				res.Rows = append(res.Rows, r)
+				step("%s", r)
 			}
 			// The report of the first organisation, as a manager downloads
 			// it (PDF rendering included).
@@ -181,20 +193,24 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 					return res, err
 				}
 				label := fmt.Sprintf("%s: report org-1, %d days, %s", fleet.name, days, map[bool]string{false: "raw", true: "aggregates"}[agg])
-				d, n, err := timeReport(ctx, b, report.Request{Org: "org-1", Period: period, Lang: "en", Caller: access.Everything}, cfg.Repeats,
-					func(build, pdf time.Duration) {
+				limit := time.Duration(0)
+				if !agg {
+					limit = cfg.RawTimeout
+				}
+				d, n, cut, err := timeReport(ctx, b, report.Request{Org: "org-1", Period: period, Lang: "en", Caller: access.Everything}, cfg.Repeats,
+					limit, func(build, pdf time.Duration) {
 						step("%s: build %s, PDF %s (the slowest run)", label, ms(build), ms(pdf))
 					})
 				if err != nil {
 					return res, fmt.Errorf("report: %w", err)
 				}
 				if i == 0 {
-					r.Raw, r.RawN = d, n
+					r.Raw, r.RawN, r.RawCut = d, n, cut
 				} else {
 					r.Agg, r.AggN = d, n
 					// And the report of one site of it.
-					r.Site, r.SiteN, err = timeReport(ctx, b, report.Request{Org: "org-1", Site: "org-1-s000", Period: period, Lang: "en",
-						Caller: access.Everything}, cfg.Repeats, func(build, pdf time.Duration) {
+					r.Site, r.SiteN, _, err = timeReport(ctx, b, report.Request{Org: "org-1", Site: "org-1-s000", Period: period, Lang: "en",
+						Caller: access.Everything}, cfg.Repeats, 0, func(build, pdf time.Duration) {
 						step("%s, one site: build %s, PDF %s (the slowest run)", label, ms(build), ms(pdf))
 					})
 					if err != nil {
@@ -203,6 +219,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				}
 			}
 			res.Rows = append(res.Rows, r)
+			step("%s", r)
 			step("%s: %d days measured", fleet.name, days)
 		}
 	}
@@ -213,14 +230,19 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 // takes long enough that one run says all there is to say.
 const slow = 10 * time.Second
 
-func timeQuery(ctx context.Context, db *influxdb.Client, q string, repeats int) (time.Duration, int, error) {
+// timeQuery times q; with a limit, a run that reaches it is stopped
+// (InfluxDB aborts a query whose client went away) and reported as cut.
+func timeQuery(ctx context.Context, db *influxdb.Client, q string, repeats int, limit time.Duration) (time.Duration, int, bool, error) {
 	var ds []time.Duration
 	rows := 0
 	for range repeats {
 		begin := time.Now()
-		res, err := db.Query(ctx, q)
+		res, err := withLimit(ctx, limit, func(ctx context.Context) ([]influxdb.Series, error) { return db.Query(ctx, q) })
+		if errors.Is(err, errCut) {
+			return limit, 0, true, nil
+		}
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, false, err
 		}
 		ds = append(ds, time.Since(begin))
 		rows = 0
@@ -231,7 +253,24 @@ func timeQuery(ctx context.Context, db *influxdb.Client, q string, repeats int) 
 			break
 		}
 	}
-	return p95(ds), rows, nil
+	return p95(ds), rows, false, nil
+}
+
+// errCut is a run stopped at its limit.
+var errCut = errors.New("stopped at the raw time limit")
+
+// withLimit runs f under limit (none when zero); reaching it gives errCut.
+func withLimit[T any](ctx context.Context, limit time.Duration, f func(context.Context) (T, error)) (T, error) {
+	if limit <= 0 {
+		return f(ctx)
+	}
+	lctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	v, err := f(lctx)
+	if err != nil && ctx.Err() == nil && lctx.Err() != nil {
+		return v, errCut
+	}
+	return v, err
 }
 
 // timeTwins times what Grafana sends for one panel query at a long range:
@@ -259,19 +298,23 @@ func timeTwins(ctx context.Context, db *influxdb.Client, twins []string, sub fun
 
 // timeReport times building r and rendering it to PDF; split gets the
 // two parts of the slowest run, to tell queries from rendering.
-func timeReport(ctx context.Context, b *report.Builder, r report.Request, repeats int, split func(build, pdf time.Duration)) (time.Duration, int, error) {
+func timeReport(ctx context.Context, b *report.Builder, r report.Request, repeats int, limit time.Duration,
+	split func(build, pdf time.Duration)) (time.Duration, int, bool, error) {
 	var ds []time.Duration
 	var build, pdf time.Duration
 	votes := 0
 	for range repeats {
 		begin := time.Now()
-		rep, err := b.Build(ctx, r)
+		rep, err := withLimit(ctx, limit, func(ctx context.Context) (*report.Report, error) { return b.Build(ctx, r) })
+		if errors.Is(err, errCut) {
+			return limit, 0, true, nil
+		}
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, false, err
 		}
 		built := time.Since(begin)
 		if err := rep.WritePDF(io.Discard); err != nil {
-			return 0, 0, err
+			return 0, 0, false, err
 		}
 		ds = append(ds, time.Since(begin))
 		if d := ds[len(ds)-1]; d >= slices.Max(ds) {
@@ -285,7 +328,7 @@ func timeReport(ctx context.Context, b *report.Builder, r report.Request, repeat
 	if split != nil {
 		split(build, pdf)
 	}
-	return p95(ds), votes, nil
+	return p95(ds), votes, false, nil
 }
 
 // p95 of a few samples is their largest but for one in twenty.
@@ -507,16 +550,25 @@ func post(ctx context.Context, srv *influxlocal.Server, body []byte) error {
 // Print writes the table as Markdown.
 func Print(w io.Writer, cfg Config, machine string, r *Result) {
 	fmt.Fprintf(w, "machine: %s\nfleet 1x: one organisation of %d keypads, %d days; 4x: four such organisations\n\n", machine, cfg.Keypads, cfg.Days)
-	for _, f := range []string{"1x", "4x"} {
+	for _, f := range []string{"1x", "4x"}[:max(1, min(cfg.Fleets, 2))] {
 		fmt.Fprintf(w, "%s: %d raw points loaded in %s, aggregates built in %s\n", f, r.Points[f], r.Load[f].Round(time.Second), r.Aggregate[f].Round(time.Second))
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| fleet | query | days | raw p95 (All) | aggregates p95 (All) | aggregates p95 (one site) | rows raw/agg/site |")
 	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|")
 	for _, row := range r.Rows {
-		fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %d/%d/%d |\n", row.Fleet, row.Query, row.Days, ms(row.Raw), ms(row.Agg), ms(row.Site),
-			row.RawN, row.AggN, row.SiteN)
+		fmt.Fprintln(w, row)
 	}
+}
+
+// String is the row as a line of the Markdown table.
+func (row Row) String() string {
+	raw, rawN := ms(row.Raw), fmt.Sprint(row.RawN)
+	if row.RawCut {
+		raw, rawN = "> "+row.Raw.String(), "-"
+	}
+	return fmt.Sprintf("| %s | %s | %d | %s | %s | %s | %s/%d/%d |", row.Fleet, row.Query, row.Days, raw, ms(row.Agg), ms(row.Site),
+		rawN, row.AggN, row.SiteN)
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d.Microseconds())/1000) }

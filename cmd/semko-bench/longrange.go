@@ -19,6 +19,8 @@ func runLongRange(args []string) int {
 	quick := fs.Bool("quick", false, "a small fleet and 35 days (for CI)")
 	keypads := fs.Int("keypads", 0, "keypads of the 1x organisation (default 50, quick 10)")
 	days := fs.Int("days", 0, "days of history (default 365, quick 35)")
+	fleets := fs.Int("fleets", 0, "fleet sizes measured: 1 (1x) or 2 (1x and 4x, the default)")
+	rawTimeout := fs.Duration("raw-timeout", 0, "stop a raw query or raw report after this long and show it as cut (0: no limit)")
 	dashboard := fs.String("dashboard", "grafana/dashboards/satisfaction.json", "dashboard whose range panels are timed")
 	dir := fs.String("dir", "", "working directory (default: a temporary one, removed at the end)")
 	if err := fs.Parse(args); err != nil {
@@ -34,6 +36,10 @@ func runLongRange(args []string) int {
 	if *days > 0 {
 		cfg.Days = *days
 	}
+	if *fleets > 0 {
+		cfg.Fleets = *fleets
+	}
+	cfg.RawTimeout = *rawTimeout
 	cfg.Dashboard, cfg.Progress = *dashboard, os.Stderr
 	cfg.Dir = *dir
 	if cfg.Dir == "" {
