@@ -126,23 +126,33 @@ func TestClusterScheduleAndPartition(t *testing.T) {
 	landed := checkExact(t, db, tally.Devices(), false)
 
 	// Every period from the first roll-up run to now ran exactly once.
-	end := time.Now().Add(-rollupEvery) // the current period may not have run yet
+	periods, first := checkOncePerPeriod(t, db, rollupEvery)
+	t.Logf("roll-up: %d periods of %v from %s, each run once; %d units pressed %s, landed %d valid votes exactly",
+		periods, rollupEvery, first.UTC().Format("15:04:05"), len(model.Devices), describe(tally.Total()), landed)
+}
+
+// checkOncePerPeriod fails t unless the roll-up ran exactly once in every
+// period of every from its first run to the last finished period, each run
+// counted in the slot it claimed (elector.SlotAt). It returns how many
+// periods it checked and the first.
+func checkOncePerPeriod(t *testing.T, db *influxlocal.Server, every time.Duration) (int, time.Time) {
+	t.Helper()
+	end := time.Now().Add(-every) // the current period may not have run yet
 	runs := rollupRuns(t, db)
 	bySlot := map[int64][]time.Time{}
 	for _, r := range runs {
-		s := elector.SlotAt(r, rollupEvery) // the slot the run claimed
+		s := elector.SlotAt(r, every)
 		bySlot[s.UnixMilli()] = append(bySlot[s.UnixMilli()], r)
 	}
-	first := elector.SlotAt(runs[0], rollupEvery)
+	first := elector.SlotAt(runs[0], every)
 	periods := 0
-	for s := first; s.Before(end); s = s.Add(rollupEvery) {
+	for s := first; s.Before(end); s = s.Add(every) {
 		periods++
 		if got := bySlot[s.UnixMilli()]; len(got) != 1 {
 			t.Errorf("roll-up period %s ran %d times (%v), want once", s.UTC().Format("15:04:05"), len(got), got)
 		}
 	}
-	t.Logf("roll-up: %d periods of %v from %s, each run once; %d units pressed %s, landed %d valid votes exactly",
-		periods, rollupEvery, first.UTC().Format("15:04:05"), len(model.Devices), describe(tally.Total()), landed)
+	return periods, first
 }
 
 // rollupRuns are the distinct times of the `rollup` points, sorted: one per

@@ -157,6 +157,41 @@ func (w *Watcher) OnVote(v protocol.Vote, p registry.Placement) {
 // Dropped is how many votes found the hand-off queue full.
 func (w *Watcher) Dropped() uint64 { return w.dropped.Load() }
 
+// raiseRetryFor bounds how long the watcher retries a finding whose Raise
+// failed (the alert store unreachable, as in a PostgreSQL restart) before
+// it gives the finding up. Votes arriving meanwhile wait in the queue.
+var raiseRetryFor = 30 * time.Second
+
+// raise hands f to the Raiser, retrying a failure with backoff for up to
+// raiseRetryFor: a store restart of a few seconds must not lose the alert
+// of a vote that is already stored.
+func (w *Watcher) raise(ctx context.Context, f alert.Finding, site string) {
+	deadline := time.Now().Add(raiseRetryFor)
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := w.opts.Raiser.Raise(ctx, f)
+		if err == nil {
+			if attempt > 1 {
+				w.log.Info("ratings: raised after retrying", "kind", f.Kind, "site", site, "attempts", attempt)
+			}
+			return
+		}
+		if ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+			w.log.Warn("ratings: raise failed, finding dropped", "kind", f.Kind, "site", site, "attempts", attempt, "err", err)
+			return
+		}
+		if attempt == 1 {
+			w.log.Warn("ratings: raise failed, retrying", "kind", f.Kind, "site", site, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
 // Run watches until ctx ends.
 func (w *Watcher) Run(ctx context.Context) error {
 	for {
@@ -180,11 +215,7 @@ func (w *Watcher) watch(ctx context.Context, v protocol.Vote, p registry.Placeme
 		st = &siteState{}
 		w.sites[site.Key()] = st
 	}
-	raise := func(f alert.Finding) {
-		if err := w.opts.Raiser.Raise(ctx, f); err != nil {
-			w.log.Warn("ratings: raise", "kind", f.Kind, "site", p.Site, "err", err)
-		}
-	}
+	raise := func(f alert.Finding) { w.raise(ctx, f, p.Site) }
 
 	if v.Scale == protocol.ScaleCSAT5 && v.Score <= w.opts.NegativeMax {
 		raise(w.negative(reg, v, p))

@@ -2,6 +2,7 @@ package ratings
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -223,5 +224,45 @@ func TestNewOptions(t *testing.T) {
 		if _, err := New(o); err == nil {
 			t.Errorf("%s: no error", name)
 		}
+	}
+}
+
+// failing is a Raiser whose first fails calls fail, as an alert store
+// does while its database restarts.
+type failing struct {
+	recorder
+	fails int
+	calls int
+}
+
+func (f *failing) Raise(ctx context.Context, fd alert.Finding) error {
+	f.calls++
+	if f.calls <= f.fails {
+		return errors.New("connect: connection refused")
+	}
+	return f.recorder.Raise(ctx, fd)
+}
+
+// A raise that fails for a moment is retried, not dropped; one that keeps
+// failing is given up after raiseRetryFor.
+func TestRaiseRetried(t *testing.T) {
+	reg := fleet(t)
+	p, _ := reg.Placement("kp-0001")
+	defer func(d time.Duration) { raiseRetryFor = d }(raiseRetryFor)
+	raiseRetryFor = 2 * time.Second
+
+	r := &failing{fails: 3}
+	w, _ := New(Options{Raiser: r, Registry: func() *registry.Registry { return reg }})
+	w.watch(context.Background(), votes(1)[0], p)
+	if len(r.raised) != 1 || r.calls != 4 {
+		t.Errorf("after 3 failures: %d raised in %d calls, want 1 in 4", len(r.raised), r.calls)
+	}
+
+	r = &failing{fails: 1 << 30}
+	w, _ = New(Options{Raiser: r, Registry: func() *registry.Registry { return reg }})
+	start := time.Now()
+	w.watch(context.Background(), votes(1)[0], p)
+	if took := time.Since(start); len(r.raised) != 0 || took > 3*time.Second {
+		t.Errorf("always failing: %d raised, gave up after %v; want none within about %v", len(r.raised), took, raiseRetryFor)
 	}
 }
