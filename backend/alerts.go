@@ -169,8 +169,14 @@ func (a *App) newAlerts() error {
 	if err != nil {
 		return fail(fmt.Errorf("alert manager: %w", err))
 	}
+	// Replicas share the watcher's streaks and windows through the store
+	// too: each takes only part of a site's votes.
+	var rw ratings.Windows
+	if ws, ok := store.(ratings.Windows); ok && shared {
+		rw = ws
+	}
 	w, err := ratings.New(ratings.Options{
-		Config: c.Ratings, Raiser: m, Registry: reg.Current,
+		Config: c.Ratings, Raiser: m, Registry: reg.Current, Windows: rw,
 		Logger: a.log.With("part", "ratings"), Registerer: a.metrics,
 	})
 	if err != nil {

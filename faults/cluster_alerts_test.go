@@ -30,6 +30,11 @@ import (
 // (working time on an always-open calendar, so elapsed time).
 const alertDeadline = 4 * time.Second
 
+// votesC is how many votes of 1 counter C gets, the site's only counter,
+// in TestClusterAlertsSharedPostgres: the streak and the minimum of votes
+// for a share are set to it.
+const votesC = 8
+
 // TestClusterAlertsSharedPostgres: two backend replicas (real `semko serve`
 // processes) on the three-node cluster, their stores in one real
 // PostgreSQL, notices to a webhook. Real edge units press 1 (negative
@@ -42,7 +47,9 @@ const alertDeadline = 4 * time.Second
 //     although both replicas run a manager (dispatch and deadlines on the
 //     schedule's lease holder);
 //   - counter C's votes, spread over both replicas, are one alert that
-//     counts them all.
+//     counts them all, and the site's run of them (negative_streak) and
+//     its satisfied share (satisfaction_drop) are judged from all of them:
+//     the threshold is the whole run, more than either replica takes.
 func TestClusterAlertsSharedPostgres(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault test: runs a NATS cluster, InfluxDB, PostgreSQL, two backends and edge units")
@@ -80,10 +87,10 @@ alerts:
     repeat_interval: 1h
   calendars:
     default: {hours: {mon-sun: "00:00-24:00"}}
-  ratings: {negative_max: 1, streak_run: 1000}
+  ratings: {negative_max: 1, streak_run: %d, min_votes: %d}
   tick: 100ms
   check_every: 200ms
-`, dsn, srv.URL, srv.URL, alertDeadline)
+`, dsn, srv.URL, srv.URL, alertDeadline, votesC, votesC)
 	replicas := []*backendProc{
 		newClusterBackend(t, c, db, model, string(issuerSeed), extra),
 		newClusterBackend(t, c, db, model, string(issuerSeed), extra),
@@ -137,13 +144,27 @@ alerts:
 	b := waitCounterAlert(t, replicas[1], model.Devices[1].Counter, 1)
 
 	// Counter C: votes spread over the replicas.
-	const votesC = 8
 	for range votesC {
 		if err := units[2].vote(ctx, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
 	cAlert := waitCounterAlert(t, replicas[0], model.Devices[2].Counter, votesC)
+	siteC := model.Devices[2].Site
+	for _, kind := range []alert.Kind{alert.KindNegativeStreak, alert.KindSatisfactionDrop} {
+		testwait.Within(t, 30*time.Second, fmt.Sprintf("site %s's %s alert", siteC, kind), func() bool {
+			var list struct{ Alerts []alert.Alert }
+			if code := replicas[1].getJSON("/api/v1/alerts?state=open&kind="+string(kind), &list); code != http.StatusOK {
+				return false
+			}
+			for _, a := range list.Alerts {
+				if a.Subject.Site == siteC && a.Subject.Counter == "" {
+					return true
+				}
+			}
+			return false
+		})
+	}
 
 	// B escalates once; then a few more deadline periods pass.
 	testwait.Within(t, 30*time.Second, "counter B's alert escalated", func() bool {

@@ -18,6 +18,7 @@ import (
 	"github.com/semko/semko/internal/sqldoc"
 
 	"github.com/semko/semko/backend/alert"
+	"github.com/semko/semko/backend/alert/ratings"
 )
 
 const schema = `
@@ -44,6 +45,11 @@ CREATE INDEX IF NOT EXISTS events_alert ON events(alert_id, id);
 CREATE TABLE IF NOT EXISTS silences (
 	id  TEXT PRIMARY KEY,
 	doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rating_windows (
+	key        TEXT PRIMARY KEY,
+	doc        TEXT NOT NULL,
+	updated_at TIMESTAMPTZ NOT NULL
 );`
 
 // Store is an alert.Store in a PostgreSQL database.
@@ -52,8 +58,9 @@ type Store struct {
 }
 
 var (
-	_ alert.Store   = (*Store)(nil)
-	_ alert.Updater = (*Store)(nil)
+	_ alert.Store     = (*Store)(nil)
+	_ alert.Updater   = (*Store)(nil)
+	_ ratings.Windows = (*Store)(nil)
 )
 
 // Open connects to the database at dsn and creates the tables if missing.
@@ -291,4 +298,51 @@ func (s *Store) PurgeResolved(ctx context.Context, cutoff time.Time) (int64, err
 		return 0, fmt.Errorf("purge commit: %w", err)
 	}
 	return n, nil
+}
+
+// Site implements ratings.Windows: the site's state is a row of
+// rating_windows, locked for the transaction, so replicas taking turns
+// each see the votes the others added.
+func (s *Store) Site(ctx context.Context, key string, fn func(*ratings.SiteWindow)) error {
+	return s.window(ctx, "site "+key, func(w *ratings.SiteWindow) { fn(w) })
+}
+
+// Counter implements ratings.Windows, as Site does.
+func (s *Store) Counter(ctx context.Context, key string, fn func(run *int)) error {
+	return s.window(ctx, "counter "+key, func(w *ratings.SiteWindow) { fn(&w.Streak) })
+}
+
+// window applies fn to the state stored under key in one transaction. A
+// counter's run is kept in a SiteWindow's Streak: one row shape for both.
+func (s *Store) window(ctx context.Context, key string, fn func(*ratings.SiteWindow)) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("rating window %s: begin: %w", key, err)
+	}
+	defer tx.Rollback()
+	// The insert makes the row exist to be locked; a concurrent first
+	// insert waits for the other's commit and then does nothing.
+	if _, err := tx.ExecContext(ctx, `INSERT INTO rating_windows (key, doc, updated_at) VALUES ($1, '{}', now()) ON CONFLICT (key) DO NOTHING`, key); err != nil {
+		return fmt.Errorf("rating window %s: %w", key, err)
+	}
+	var doc string
+	if err := tx.QueryRowContext(ctx, `SELECT doc FROM rating_windows WHERE key = $1 FOR UPDATE`, key).Scan(&doc); err != nil {
+		return fmt.Errorf("rating window %s: %w", key, err)
+	}
+	var w ratings.SiteWindow
+	if err := json.Unmarshal([]byte(doc), &w); err != nil {
+		return fmt.Errorf("rating window %s: decode: %w", key, err)
+	}
+	fn(&w)
+	out, err := json.Marshal(w)
+	if err != nil {
+		return fmt.Errorf("rating window %s: encode: %w", key, err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE rating_windows SET doc = $2, updated_at = now() WHERE key = $1`, key, string(out)); err != nil {
+		return fmt.Errorf("rating window %s: %w", key, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("rating window %s: commit: %w", key, err)
+	}
+	return nil
 }

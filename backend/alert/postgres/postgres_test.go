@@ -9,6 +9,8 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/semko/semko/backend/alert"
+	"github.com/semko/semko/backend/alert/ratings"
+	"github.com/semko/semko/backend/alert/ratings/windowstest"
 	"github.com/semko/semko/backend/alert/storetest"
 	"github.com/semko/semko/internal/pglocal"
 )
@@ -139,4 +141,22 @@ func TestTwoManagersOneDatabase(t *testing.T) {
 			t.Errorf("acknowledged alert escalated: %+v", evs)
 		}
 	}
+}
+
+// Two stores on one database are two replicas' handles on the rating
+// windows.
+func TestWindows(t *testing.T) {
+	windowstest.Run(t, func(t *testing.T) (ratings.Windows, ratings.Windows) {
+		dsn := pglocal.SharedDB(t)
+		var two [2]ratings.Windows
+		for i := range two {
+			s, err := Open(context.Background(), dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			two[i] = s
+		}
+		return two[0], two[1]
+	})
 }

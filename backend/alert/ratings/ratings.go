@@ -55,6 +55,9 @@ type Options struct {
 	Config
 	Raiser   alert.Raiser
 	Registry func() *registry.Registry
+	// Windows keeps the streaks and the satisfied windows. Default: in
+	// memory. Replicas sharing a fleet's votes pass their shared store's.
+	Windows Windows
 	// QueueSize bounds the votes waiting for the watcher. Default 4096.
 	QueueSize  int
 	Logger     *slog.Logger
@@ -64,17 +67,6 @@ type Options struct {
 // maxWindowVotes bounds the votes remembered per site for the share.
 const maxWindowVotes = 4096
 
-type sample struct {
-	at        time.Time
-	satisfied bool
-}
-
-type siteState struct {
-	streak  int      // negative votes in a row
-	recent  []sample // valid votes within the window, oldest first
-	dropped bool     // satisfaction_drop is raised
-}
-
 // Watcher watches votes. OnVote may be called from any goroutine; Run
 // consumes.
 type Watcher struct {
@@ -83,10 +75,6 @@ type Watcher struct {
 	queue   chan item
 	dropped atomic.Uint64
 	dropM   prometheus.Counter
-
-	// Owned by Run's goroutine.
-	sites    map[string]*siteState
-	counters map[string]int // satisfied votes in a row
 }
 
 type item struct {
@@ -127,9 +115,11 @@ func New(opts Options) (*Watcher, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Windows == nil {
+		opts.Windows = NewMemory()
+	}
 	w := &Watcher{
 		opts: opts, log: opts.Logger, queue: make(chan item, opts.QueueSize),
-		sites: map[string]*siteState{}, counters: map[string]int{},
 		dropM: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "semko_alert_vote_handoff_dropped_total",
 			Help: "Votes the rating watcher had no room for: their notices are lost, the votes themselves are stored.",
@@ -157,39 +147,44 @@ func (w *Watcher) OnVote(v protocol.Vote, p registry.Placement) {
 // Dropped is how many votes found the hand-off queue full.
 func (w *Watcher) Dropped() uint64 { return w.dropped.Load() }
 
-// raiseRetryFor bounds how long the watcher retries a finding whose Raise
-// failed (the alert store unreachable, as in a PostgreSQL restart) before
-// it gives the finding up. Votes arriving meanwhile wait in the queue.
+// raiseRetryFor bounds how long the watcher retries a store call that
+// failed (a Raise, or the shared windows, when PostgreSQL restarts) before
+// it gives up. Votes arriving meanwhile wait in the queue.
 var raiseRetryFor = 30 * time.Second
 
-// raise hands f to the Raiser, retrying a failure with backoff for up to
+// retry runs call, retrying a failure with backoff for up to
 // raiseRetryFor: a store restart of a few seconds must not lose the alert
-// of a vote that is already stored.
-func (w *Watcher) raise(ctx context.Context, f alert.Finding, site string) {
+// of a vote that is already stored. what and site name it in the log.
+func (w *Watcher) retry(ctx context.Context, what, site string, call func() error) error {
 	deadline := time.Now().Add(raiseRetryFor)
 	wait := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := w.opts.Raiser.Raise(ctx, f)
+		err := call()
 		if err == nil {
 			if attempt > 1 {
-				w.log.Info("ratings: raised after retrying", "kind", f.Kind, "site", site, "attempts", attempt)
+				w.log.Info("ratings: done after retrying", "what", what, "site", site, "attempts", attempt)
 			}
-			return
+			return nil
 		}
 		if ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
-			w.log.Warn("ratings: raise failed, finding dropped", "kind", f.Kind, "site", site, "attempts", attempt, "err", err)
-			return
+			w.log.Warn("ratings: failed, given up", "what", what, "site", site, "attempts", attempt, "err", err)
+			return err
 		}
 		if attempt == 1 {
-			w.log.Warn("ratings: raise failed, retrying", "kind", f.Kind, "site", site, "err", err)
+			w.log.Warn("ratings: failed, retrying", "what", what, "site", site, "err", err)
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return ctx.Err()
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 2*time.Second)
 	}
+}
+
+// raise hands f to the Raiser, retried.
+func (w *Watcher) raise(ctx context.Context, f alert.Finding, site string) {
+	_ = w.retry(ctx, "raise "+string(f.Kind), site, func() error { return w.opts.Raiser.Raise(ctx, f) })
 }
 
 // Run watches until ctx ends.
@@ -210,88 +205,103 @@ func (w *Watcher) watch(ctx context.Context, v protocol.Vote, p registry.Placeme
 	}
 	reg := w.opts.Registry()
 	site := alert.Subject{Org: p.Org, Site: p.Site}
-	st := w.sites[site.Key()]
-	if st == nil {
-		st = &siteState{}
-		w.sites[site.Key()] = st
-	}
-	raise := func(f alert.Finding) { w.raise(ctx, f, p.Site) }
-
 	if v.Scale == protocol.ScaleCSAT5 && v.Score <= w.opts.NegativeMax {
-		raise(w.negative(reg, v, p))
+		w.raise(ctx, w.negative(reg, v, p), p.Site)
 	}
+	w.watchSite(ctx, reg, v, p, site)
+	w.watchCounter(ctx, reg, v, p)
+}
 
-	// A run of negative votes at the site.
-	if v.Negative() {
-		st.streak++
-		if w.opts.StreakRun > 0 && st.streak >= w.opts.StreakRun {
-			raise(alert.Finding{
-				Kind: alert.KindNegativeStreak, Severity: alert.SeverityWarning, Subject: site, Time: v.Time,
-				Message: fmt.Sprintf("%d negative ratings in a row at %s", st.streak, siteName(reg, p.Site)),
-				Hint:    "Look at the queue and the counters now; the responsible persons have the single votes.",
-				Details: map[string]string{"run": strconv.Itoa(st.streak), "site_name": siteName(reg, p.Site)},
-			})
-		}
-	} else {
-		st.streak = 0
+// watchSite judges the site's run of negative votes and its satisfied
+// share over the window, from the state every replica adds to.
+func (w *Watcher) watchSite(ctx context.Context, reg *registry.Registry, v protocol.Vote, p registry.Placement, site alert.Subject) {
+	var (
+		streak, n       int
+		share           float64
+		drop, recovered bool
+	)
+	err := w.retry(ctx, "site window", p.Site, func() error {
+		return w.opts.Windows.Site(ctx, site.Key(), func(st *SiteWindow) {
+			drop, recovered = false, false // fn may run again on a retried transaction
+			if v.Negative() {
+				st.Streak++
+			} else {
+				st.Streak = 0
+			}
+			streak = st.Streak
+			if w.opts.SatisfiedMin <= 0 {
+				return
+			}
+			st.add(v.Time, v.Satisfied(), w.opts.Window, maxWindowVotes)
+			share, n = st.share()
+			switch {
+			case n >= w.opts.MinVotes && share < w.opts.SatisfiedMin:
+				st.Dropped, drop = true, true
+			case st.Dropped && share >= w.opts.SatisfiedMin:
+				st.Dropped, recovered = false, true
+			}
+		})
+	})
+	if err != nil {
+		return // logged; the vote itself is stored, only these judgements are lost
 	}
+	name := siteName(reg, p.Site)
+	if v.Negative() && w.opts.StreakRun > 0 && streak >= w.opts.StreakRun {
+		w.raise(ctx, alert.Finding{
+			Kind: alert.KindNegativeStreak, Severity: alert.SeverityWarning, Subject: site, Time: v.Time,
+			Message: fmt.Sprintf("%d negative ratings in a row at %s", streak, name),
+			Hint:    "Look at the queue and the counters now; the responsible persons have the single votes.",
+			Details: map[string]string{"run": strconv.Itoa(streak), "site_name": name},
+		}, p.Site)
+	}
+	switch {
+	case drop:
+		w.raise(ctx, alert.Finding{
+			Kind: alert.KindSatisfactionDrop, Severity: alert.SeverityWarning, Subject: site, Time: v.Time,
+			Message: fmt.Sprintf("Satisfied share at %s is %.0f%% over the last %s (%d votes), below %.0f%%",
+				name, 100*share, w.opts.Window, n, 100*w.opts.SatisfiedMin),
+			Hint: "Compare counters and services on the site dashboard to see where it drops.",
+			Details: map[string]string{"share": strconv.FormatFloat(share, 'f', 3, 64), "votes": strconv.Itoa(n),
+				"threshold": strconv.FormatFloat(w.opts.SatisfiedMin, 'f', 3, 64), "site_name": name},
+		}, p.Site)
+	case recovered:
+		_ = w.retry(ctx, "resolve "+string(alert.KindSatisfactionDrop), p.Site, func() error {
+			return w.opts.Raiser.Resolve(ctx, alert.KindSatisfactionDrop, site, fmt.Sprintf("satisfied share back at %.0f%%", 100*share))
+		})
+	}
+}
 
-	// The satisfied share over the window.
-	if w.opts.SatisfiedMin > 0 {
-		st.recent = append(st.recent, sample{v.Time, v.Satisfied()})
-		cut := 0
-		for cut < len(st.recent) && (v.Time.Sub(st.recent[cut].at) > w.opts.Window || len(st.recent)-cut > maxWindowVotes) {
-			cut++
-		}
-		st.recent = st.recent[cut:]
-		satisfied := 0
-		for _, s := range st.recent {
-			if s.satisfied {
-				satisfied++
-			}
-		}
-		n := len(st.recent)
-		share := float64(satisfied) / float64(n)
-		switch {
-		case n >= w.opts.MinVotes && share < w.opts.SatisfiedMin:
-			st.dropped = true
-			raise(alert.Finding{
-				Kind: alert.KindSatisfactionDrop, Severity: alert.SeverityWarning, Subject: site, Time: v.Time,
-				Message: fmt.Sprintf("Satisfied share at %s is %.0f%% over the last %s (%d votes), below %.0f%%",
-					siteName(reg, p.Site), 100*share, w.opts.Window, n, 100*w.opts.SatisfiedMin),
-				Hint: "Compare counters and services on the site dashboard to see where it drops.",
-				Details: map[string]string{"share": strconv.FormatFloat(share, 'f', 3, 64), "votes": strconv.Itoa(n),
-					"threshold": strconv.FormatFloat(w.opts.SatisfiedMin, 'f', 3, 64), "site_name": siteName(reg, p.Site)},
-			})
-		case st.dropped && share >= w.opts.SatisfiedMin:
-			st.dropped = false
-			if err := w.opts.Raiser.Resolve(ctx, alert.KindSatisfactionDrop, site,
-				fmt.Sprintf("satisfied share back at %.0f%%", 100*share)); err != nil {
-				w.log.Warn("ratings: resolve", "site", p.Site, "err", err)
-			}
-		}
+// watchCounter raises recognition for a run of satisfied votes at a
+// counter.
+func (w *Watcher) watchCounter(ctx context.Context, reg *registry.Registry, v protocol.Vote, p registry.Placement) {
+	if w.opts.PositiveRun <= 0 || p.Counter == "" {
+		return
 	}
-
-	// Recognition.
-	if w.opts.PositiveRun > 0 && p.Counter != "" {
-		key := site.Key() + "/" + p.Counter
-		if !v.Satisfied() {
-			delete(w.counters, key)
-			return
-		}
-		w.counters[key]++
-		if w.counters[key] >= w.opts.PositiveRun {
-			delete(w.counters, key)
-			c, _ := reg.Counter(p.Counter)
-			f := alert.Finding{
-				Kind: alert.KindPositiveStreak, Severity: alert.SeverityInfo, Time: v.Time,
-				Subject: alert.Subject{Org: p.Org, Site: p.Site, Counter: p.Counter},
-				Message: fmt.Sprintf("%d satisfied customers in a row at %s", w.opts.PositiveRun, cmp.Or(c.Name, p.Counter)),
-				Details: responsible(c.Responsible, map[string]string{"run": strconv.Itoa(w.opts.PositiveRun)}),
+	reached := false
+	key := alert.Subject{Org: p.Org, Site: p.Site}.Key() + "/" + p.Counter
+	err := w.retry(ctx, "counter run", p.Site, func() error {
+		return w.opts.Windows.Counter(ctx, key, func(run *int) {
+			reached = false
+			switch {
+			case !v.Satisfied():
+				*run = 0
+			case *run+1 >= w.opts.PositiveRun:
+				*run, reached = 0, true
+			default:
+				*run++
 			}
-			raise(f)
-		}
+		})
+	})
+	if err != nil || !reached {
+		return
 	}
+	c, _ := reg.Counter(p.Counter)
+	w.raise(ctx, alert.Finding{
+		Kind: alert.KindPositiveStreak, Severity: alert.SeverityInfo, Time: v.Time,
+		Subject: alert.Subject{Org: p.Org, Site: p.Site, Counter: p.Counter},
+		Message: fmt.Sprintf("%d satisfied customers in a row at %s", w.opts.PositiveRun, cmp.Or(c.Name, p.Counter)),
+		Details: responsible(c.Responsible, map[string]string{"run": strconv.Itoa(w.opts.PositiveRun)}),
+	}, p.Site)
 }
 
 // negative builds the finding for one negative vote, with everything the

@@ -266,3 +266,96 @@ func TestRaiseRetried(t *testing.T) {
 		t.Errorf("always failing: %d raised, gave up after %v; want none within about %v", len(r.raised), took, raiseRetryFor)
 	}
 }
+
+// Two replicas each taking every other vote of a site judge its streak and
+// its share from all of them when they share their windows; each alone
+// sees half and raises nothing.
+func TestReplicasShareWindows(t *testing.T) {
+	reg := fleet(t)
+	p, _ := reg.Placement("kp-0001")
+	cfg := Config{StreakRun: 4, MinVotes: 4}
+	for _, shared := range []bool{true, false} {
+		rec := &recorder{}
+		var ws [2]*Watcher
+		one := NewMemory()
+		for i := range ws {
+			opts := Options{Config: cfg, Raiser: rec, Registry: func() *registry.Registry { return reg }, Windows: one}
+			if !shared {
+				opts.Windows = nil // each its own, in memory
+			}
+			w, err := New(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ws[i] = w
+		}
+		for i, v := range votes(1, 2, 1, 2) {
+			ws[i%2].watch(context.Background(), v, p)
+		}
+		got := rec.kinds()
+		want := map[alert.Kind]int{alert.KindNegativeVote: 2, alert.KindNegativeStreak: 1, alert.KindSatisfactionDrop: 1}
+		if !shared {
+			want = map[alert.Kind]int{alert.KindNegativeVote: 2}
+		}
+		if len(got) != len(want) || got[alert.KindNegativeStreak] != want[alert.KindNegativeStreak] ||
+			got[alert.KindSatisfactionDrop] != want[alert.KindSatisfactionDrop] || got[alert.KindNegativeVote] != 2 {
+			t.Errorf("shared windows %v: raised %v, want %v", shared, got, want)
+		}
+	}
+}
+
+// Replicas hand votes over in no global order: the window keeps them in
+// time order and judges by the newest.
+func TestWindowOrdersVotes(t *testing.T) {
+	var w SiteWindow
+	for _, m := range []int{0, 3, 1, 2, 5} {
+		w.add(t0.Add(time.Duration(m)*time.Minute), m != 1, 4*time.Minute, 10)
+	}
+	var got []int64
+	for _, s := range w.Recent {
+		got = append(got, (s.At-t0.UnixMilli())/60000)
+	}
+	if len(got) != 4 || got[0] != 1 || got[1] != 2 || got[2] != 3 || got[3] != 5 {
+		t.Fatalf("window minutes %v, want [1 2 3 5] (0 fell out, 4 minutes before 5)", got)
+	}
+	if share, n := w.share(); n != 4 || share != 0.75 {
+		t.Errorf("share %v of %d, want 0.75 of 4", share, n)
+	}
+	w.add(t0.Add(6*time.Minute), true, time.Hour, 3)
+	if len(w.Recent) != 3 || w.Recent[0].At != t0.Add(3*time.Minute).UnixMilli() {
+		t.Errorf("bounded to 3: %+v", w.Recent)
+	}
+}
+
+// flakyWindows fails its first calls, as a shared store that is restarting.
+type flakyWindows struct {
+	*Memory
+	fails int
+}
+
+func (f *flakyWindows) Site(ctx context.Context, key string, fn func(*SiteWindow)) error {
+	if f.fails > 0 {
+		f.fails--
+		return errors.New("connection refused")
+	}
+	return f.Memory.Site(ctx, key, fn)
+}
+
+// A windows store that fails for a moment is retried: the streak still
+// counts every vote.
+func TestWindowsRetried(t *testing.T) {
+	reg := fleet(t)
+	p, _ := reg.Placement("kp-0001")
+	rec := &recorder{}
+	fw := &flakyWindows{Memory: NewMemory(), fails: 2}
+	w, err := New(Options{Config: Config{StreakRun: 3, SatisfiedMin: -1}, Raiser: rec, Registry: func() *registry.Registry { return reg }, Windows: fw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range votes(1, 1, 1) {
+		w.watch(context.Background(), v, p)
+	}
+	if got := rec.kinds(); got[alert.KindNegativeStreak] != 1 || fw.fails != 0 {
+		t.Errorf("raised %v with %d failures left, want one negative_streak after the store came back", got, fw.fails)
+	}
+}
