@@ -65,8 +65,8 @@ type Service struct {
 	log     *slog.Logger
 	signins *prometheus.CounterVec
 
-	mu       sync.Mutex
-	failures map[string][]time.Time // "acct:<name>" or "addr:<ip>" -> failure times within Window
+	mu        sync.Mutex
+	lastPurge time.Time // of expired sessions and old failures
 }
 
 // New returns a service over opts.Store.
@@ -93,7 +93,7 @@ func New(opts Options) (*Service, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{
-		opts: opts, store: opts.Store, log: opts.Logger, failures: map[string][]time.Time{},
+		opts: opts, store: opts.Store, log: opts.Logger,
 		signins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "semko_signin_total",
 			Help: "Console sign-ins by result: ok, wrong (name or password), throttled (refused unchecked), disabled.",
@@ -237,9 +237,19 @@ func (s *Service) CheckPassword(ctx context.Context, name, password string) erro
 func (s *Service) SignIn(ctx context.Context, name, password, addr, lang string) (string, Account, error) {
 	now := s.opts.Now()
 	ip := hostOf(addr)
-	if s.throttled(now, "acct:"+name, s.opts.MaxFailures) || s.throttled(now, "addr:"+ip, 4*s.opts.MaxFailures) {
-		s.signins.WithLabelValues("throttled").Inc()
-		return "", Account{}, ErrThrottled
+	s.purge(ctx, now)
+	for _, k := range []struct {
+		key   string
+		limit int
+	}{{"acct:" + name, s.opts.MaxFailures}, {"addr:" + ip, 4 * s.opts.MaxFailures}} {
+		n, err := s.store.FailuresSince(ctx, k.key, now.Add(-s.opts.Window))
+		if err != nil {
+			return "", Account{}, err
+		}
+		if n >= k.limit {
+			s.signins.WithLabelValues("throttled").Inc()
+			return "", Account{}, ErrThrottled
+		}
 	}
 	a, hash, err := s.store.Account(ctx, name)
 	if err != nil && !errors.Is(err, ErrNotFound) {
@@ -251,17 +261,19 @@ func (s *Service) SignIn(ctx context.Context, name, password, addr, lang string)
 		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
 	}
 	if err != nil || bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil {
-		s.fail(now, "acct:"+name, "addr:"+ip)
 		s.signins.WithLabelValues("wrong").Inc()
+		if err := s.store.AddFailure(ctx, now, "acct:"+name, "addr:"+ip); err != nil {
+			return "", Account{}, err
+		}
 		return "", Account{}, ErrSignIn
 	}
 	if a.Disabled {
 		s.signins.WithLabelValues("disabled").Inc()
 		return "", Account{}, ErrSignIn
 	}
-	s.mu.Lock()
-	delete(s.failures, "acct:"+name)
-	s.mu.Unlock()
+	if err := s.store.ClearFailures(ctx, "acct:"+name); err != nil {
+		return "", Account{}, err
+	}
 	id := randomString(32)
 	if a.Lang != "" {
 		lang = a.Lang
@@ -287,42 +299,24 @@ func (s *Service) SignOut(ctx context.Context, id string) error {
 // dummyHash is compared against for unknown names (see SignIn).
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a password of anyone"), bcrypt.MinCost)
 
-func (s *Service) throttled(now time.Time, key string, limit int) bool {
+// purge deletes expired sessions and failures older than the window, at
+// most once a window, so neither table grows without end. Every replica
+// purges; the deletes are idempotent.
+func (s *Service) purge(ctx context.Context, now time.Time) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	recent := s.failures[key][:0]
-	for _, t := range s.failures[key] {
-		if now.Sub(t) < s.opts.Window {
-			recent = append(recent, t)
-		}
+	due := now.Sub(s.lastPurge) >= s.opts.Window
+	if due {
+		s.lastPurge = now
 	}
-	if len(recent) == 0 {
-		delete(s.failures, key)
-	} else {
-		s.failures[key] = recent
+	s.mu.Unlock()
+	if !due {
+		return
 	}
-	return len(recent) >= limit
-}
-
-// maxThrottleKeys bounds the failure table: a storm of names or addresses
-// must not grow memory without end. Past it the oldest half is dropped,
-// which at worst lets a few more guesses through.
-const maxThrottleKeys = 100_000
-
-func (s *Service) fail(now time.Time, keys ...string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.failures) > maxThrottleKeys {
-		n := 0
-		for k := range s.failures {
-			delete(s.failures, k)
-			if n++; n > maxThrottleKeys/2 {
-				break
-			}
-		}
+	if _, err := s.store.PurgeFailures(ctx, now.Add(-s.opts.Window)); err != nil {
+		s.log.Warn("purge sign-in failures", "err", err)
 	}
-	for _, k := range keys {
-		s.failures[k] = append(s.failures[k], now)
+	if _, err := s.store.PurgeSessions(ctx, now); err != nil {
+		s.log.Warn("purge sessions", "err", err)
 	}
 }
 

@@ -120,3 +120,39 @@ func TestSessionExpiry(t *testing.T) {
 		t.Fatal("disabled account's session still works")
 	}
 }
+
+// Two replicas on one store throttle together: guesses spread over both
+// count once, so a guesser gains nothing by reaching another replica.
+func TestThrottleSharedByReplicas(t *testing.T) {
+	now := time.Date(2026, 12, 5, 6, 0, 0, 0, time.UTC)
+	store, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "a.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	var replicas [2]*account.Service
+	for i := range replicas {
+		replicas[i], err = account.New(account.Options{Store: store, BcryptCost: bcrypt.MinCost, Now: func() time.Time { return now }, SessionTTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	if err := replicas[0].Create(ctx, account.Account{Name: "ana", Role: access.Viewer, Scope: access.Everything}, "long enough password"); err != nil {
+		t.Fatal(err)
+	}
+	throttled := 0
+	for i := range 10 {
+		_, _, err := replicas[i%2].SignIn(ctx, "ana", "wrong", "10.0.0.7:1", "en")
+		if errors.Is(err, account.ErrThrottled) {
+			throttled++
+		}
+	}
+	if throttled != 5 {
+		t.Fatalf("%d of 10 wrong passwords over two replicas throttled, want the 5 after the first 5", throttled)
+	}
+	now = now.Add(16 * time.Minute)
+	if _, _, err := replicas[1].SignIn(ctx, "ana", "long enough password", "10.0.0.7:1", "en"); err != nil {
+		t.Fatalf("after the window: %v", err)
+	}
+}

@@ -97,6 +97,16 @@ type Store interface {
 	DeleteToken(ctx context.Context, account, id string) error
 	TouchToken(ctx context.Context, id string, at time.Time) error
 
+	// AddFailure records a failed sign-in at at under each key
+	// ("acct:<name>", "addr:<ip>"); FailuresSince counts a key's failures
+	// at or after since; ClearFailures forgets a key's; PurgeFailures
+	// deletes those before before. In the store, not in a process's
+	// memory, so replicas sharing it throttle together.
+	AddFailure(ctx context.Context, at time.Time, keys ...string) error
+	FailuresSince(ctx context.Context, key string, since time.Time) (int, error)
+	ClearFailures(ctx context.Context, key string) error
+	PurgeFailures(ctx context.Context, before time.Time) (int, error)
+
 	AddAudit(ctx context.Context, e Entry) error
 	// Audit returns the newest entries first, at most limit.
 	Audit(ctx context.Context, limit int) ([]Entry, error)

@@ -49,6 +49,12 @@ CREATE TABLE IF NOT EXISTS tokens (
 	created   BIGINT NOT NULL,
 	last_used BIGINT NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS signin_failures (
+	key TEXT NOT NULL,
+	at  BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS signin_failures_key ON signin_failures(key, at);
+CREATE INDEX IF NOT EXISTS signin_failures_at ON signin_failures(at);
 CREATE TABLE IF NOT EXISTS audit (
 	id      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	time    BIGINT NOT NULL,
@@ -328,4 +334,41 @@ func (s *Store) Audit(ctx context.Context, limit int) ([]account.Entry, error) {
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// AddFailure implements account.Store.
+func (s *Store) AddFailure(ctx context.Context, at time.Time, keys ...string) error {
+	for _, k := range keys {
+		if _, err := s.db.ExecContext(ctx, `INSERT INTO signin_failures (key, at) VALUES ($1, $2)`, k, at.UnixNano()); err != nil {
+			return fmt.Errorf("add sign-in failure: %w", err)
+		}
+	}
+	return nil
+}
+
+// FailuresSince implements account.Store.
+func (s *Store) FailuresSince(ctx context.Context, key string, since time.Time) (int, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM signin_failures WHERE key = $1 AND at >= $2`, key, since.UnixNano()).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count sign-in failures: %w", err)
+	}
+	return n, nil
+}
+
+// ClearFailures implements account.Store.
+func (s *Store) ClearFailures(ctx context.Context, key string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM signin_failures WHERE key = $1`, key); err != nil {
+		return fmt.Errorf("clear sign-in failures: %w", err)
+	}
+	return nil
+}
+
+// PurgeFailures implements account.Store.
+func (s *Store) PurgeFailures(ctx context.Context, before time.Time) (int, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM signin_failures WHERE at < $1`, before.UnixNano())
+	if err != nil {
+		return 0, fmt.Errorf("purge sign-in failures: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
 }

@@ -133,4 +133,34 @@ func Run(t *testing.T, open func(t *testing.T) account.Store) {
 		!log[0].Time.Equal(t0.Add(2*time.Second)) {
 		t.Fatalf("audit = %+v %v", log, err)
 	}
+
+	// Failed sign-ins: counted per key from a time on, cleared, purged.
+	for i := range 3 {
+		if err := s.AddFailure(ctx, t0.Add(time.Duration(i)*time.Minute), "acct:mara", "addr:10.0.0.1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(key string, since time.Time) int {
+		t.Helper()
+		n, err := s.FailuresSince(ctx, key, since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if a, b, c := count("acct:mara", t0), count("acct:mara", t0.Add(time.Minute)), count("acct:ada", t0); a != 3 || b != 2 || c != 0 {
+		t.Fatalf("failures since t0, t0+1m, of another: %d %d %d, want 3 2 0", a, b, c)
+	}
+	if err := s.ClearFailures(ctx, "acct:mara"); err != nil {
+		t.Fatal(err)
+	}
+	if n := count("acct:mara", t0); n != 0 || count("addr:10.0.0.1", t0) != 3 {
+		t.Fatalf("after clearing the account's: %d left, address %d", n, count("addr:10.0.0.1", t0))
+	}
+	if n, err := s.PurgeFailures(ctx, t0.Add(2*time.Minute)); err != nil || n != 2 {
+		t.Fatalf("purge before t0+2m: %d %v, want 2", n, err)
+	}
+	if n := count("addr:10.0.0.1", t0); n != 1 {
+		t.Fatalf("after purge: %d, want 1", n)
+	}
 }
