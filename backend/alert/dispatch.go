@@ -20,6 +20,10 @@ type groupState struct {
 	firstSeen time.Time // when the group first had an alert to send
 	lastSent  time.Time
 	sentSig   string // the alerts (ids and counts) of the last notice
+	// notified is the latest stored notified time of the group's alerts
+	// at the last flush (shared mode): a later one is another replica's
+	// notice.
+	notified time.Time
 }
 
 type pending struct {
@@ -74,8 +78,8 @@ func (m *Manager) Flush(ctx context.Context) {
 	for key, p := range byKey {
 		slices.SortFunc(p.alerts, func(a, b Alert) int { return int(a.ID - b.ID) })
 		sig := signature(p.alerts)
-		g := m.groups[key]
-		if g == nil {
+		g, known := m.groups[key]
+		if !known {
 			g = &groupState{firstSeen: now}
 			// Every alert notified before (by an earlier process): the
 			// group was sent then, and only repeats.
@@ -93,6 +97,25 @@ func (m *Manager) Flush(ctx context.Context) {
 			}
 			m.groups[key] = g
 		}
+		if m.upd != nil {
+			// Another replica may have sent this group since the last
+			// flush (it led for a while): its notified times say when. A
+			// group new here took them from the store above.
+			latest, all := time.Time{}, true
+			for _, a := range p.alerts {
+				if a.NotifiedAt.After(latest) {
+					latest = a.NotifiedAt
+				}
+				all = all && !a.NotifiedAt.IsZero()
+			}
+			if known && latest.After(g.notified) && latest.After(g.lastSent) {
+				g.lastSent, g.sentSig = latest, ""
+				if all {
+					g.sentSig = sig
+				}
+			}
+			g.notified = latest
+		}
 		var due time.Time
 		switch {
 		case g.lastSent.IsZero():
@@ -106,6 +129,25 @@ func (m *Manager) Flush(ctx context.Context) {
 			continue
 		}
 		notices := m.notices(key, p, !g.lastSent.IsZero() && sig == g.sentSig, now)
+		if m.upd != nil {
+			// While the schedule's lease moves, two replicas may both lead
+			// for a tick, each with the alerts it loaded: the one whose
+			// claim in the store succeeds sends, the other rebuilds the
+			// group from the stored notified times next tick.
+			if room := cap(m.queue) - len(m.queue); room < len(notices) {
+				m.m.notices.WithLabelValues("queue_full").Inc()
+				m.log.Warn("alert: notice queue full; will retry", "group", key)
+				continue
+			}
+			if !m.claim(ctx, p.alerts, now) {
+				delete(m.groups, key)
+				continue
+			}
+			if m.enqueue(ctx, notices) {
+				g.lastSent, g.sentSig = now, sig
+			}
+			continue
+		}
 		if m.enqueue(ctx, notices) {
 			g.lastSent, g.sentSig = now, sig
 			m.markNotified(ctx, p.alerts, now)
@@ -113,23 +155,54 @@ func (m *Manager) Flush(ctx context.Context) {
 	}
 }
 
-// markNotified stores when the alerts were last notified. Called with mu
-// held; a failure is logged (at worst a restart notifies once more).
-func (m *Manager) markNotified(ctx context.Context, alerts []Alert, now time.Time) {
-	if m.upd != nil {
-		for _, sent := range alerts {
-			if _, _, err := m.apply(ctx, Which{ID: sent.ID}, func(cur *Alert) (*Alert, *Event, error) {
-				if cur == nil || !cur.Open() {
+// errClaimed: another replica notified the alert since this one loaded it.
+var errClaimed = errors.New("notified by another replica")
+
+// claim sets the alerts' notified time to now in the shared store, each
+// only if it is still the one this replica loaded (compare and set, in
+// ID order). If one was notified by another replica meanwhile, the ones
+// already claimed are given back and claim is false: that replica sends.
+// Called with mu held.
+func (m *Manager) claim(ctx context.Context, alerts []Alert, now time.Time) bool {
+	for i, sent := range alerts {
+		_, _, err := m.apply(ctx, Which{ID: sent.ID}, func(cur *Alert) (*Alert, *Event, error) {
+			switch {
+			case cur == nil || !cur.Open():
+				return nil, nil, nil // resolved meanwhile: nothing to claim
+			case !cur.NotifiedAt.Equal(sent.NotifiedAt):
+				return nil, nil, errClaimed
+			}
+			cur.NotifiedAt = now
+			return cur, nil, nil
+		})
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, errClaimed) {
+			m.log.Debug("alert: notified by another replica", "id", sent.ID)
+		} else {
+			m.log.Warn("alert: claim notice", "id", sent.ID, "err", err)
+		}
+		for _, back := range alerts[:i] {
+			if _, _, err := m.apply(ctx, Which{ID: back.ID}, func(cur *Alert) (*Alert, *Event, error) {
+				if cur == nil || !cur.NotifiedAt.Equal(now) {
 					return nil, nil, nil
 				}
-				cur.NotifiedAt = now
+				cur.NotifiedAt = back.NotifiedAt
 				return cur, nil, nil
 			}); err != nil {
-				m.log.Warn("alert: store notified time", "id", sent.ID, "err", err)
+				m.log.Warn("alert: give back claim", "id", back.ID, "err", err)
 			}
 		}
-		return
+		return false
 	}
+	return true
+}
+
+// markNotified stores when the alerts were last notified (one process;
+// shared mode claims instead). Called with mu held; a failure is logged
+// (at worst a restart notifies once more).
+func (m *Manager) markNotified(ctx context.Context, alerts []Alert, now time.Time) {
 	for _, sent := range alerts {
 		a := m.open[sent.Key()]
 		if a == nil {

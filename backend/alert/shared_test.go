@@ -214,3 +214,63 @@ func newSharedManager(t *testing.T, clock *clockwork.FakeClock, store Store, rou
 	t.Helper()
 	return newTestManager(t, clock, Options{Store: store, Route: route, Shared: true})
 }
+
+// racyStore runs after, once, right after a reload has read the open
+// alerts: what another replica does while this one holds a stale copy.
+type racyStore struct {
+	*MemStore
+	after func()
+}
+
+func (r *racyStore) OpenAlerts(ctx context.Context) ([]Alert, error) {
+	list, err := r.MemStore.OpenAlerts(ctx)
+	if f := r.after; f != nil {
+		r.after = nil
+		f()
+	}
+	return list, err
+}
+
+// While the schedule's lease moves, two replicas may both lead for one
+// tick. The one that loaded the alerts before the other sent their notice
+// must not send it again: its claim in the store fails.
+func TestHandoverNotifiesOnce(t *testing.T) {
+	ctx := context.Background()
+	clock := clockwork.NewFakeClockAt(t0)
+	route, err := NewRoute(RouteConfig{Receivers: []string{"techs"}, GroupWait: time.Minute, RepeatInterval: time.Hour},
+		map[string]Receiver{"techs": {Name: "techs"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := NewMemStore()
+	racy := &racyStore{MemStore: store}
+	m1 := newSharedManager(t, clock, store, route)
+	m2 := newSharedManager(t, clock, racy, route)
+	for _, dev := range []string{"kp-1", "kp-2"} {
+		if err := m1.Raise(ctx, offline("s1", dev)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m1.Flush(ctx) // both start the group wait
+	m2.Flush(ctx)
+	clock.Advance(2 * time.Minute)
+	racy.after = func() { m1.Flush(ctx) } // replica 1 sends while replica 2 holds what it loaded
+	m2.Flush(ctx)
+	n1, n2 := drain(m1), drain(m2)
+	if len(n1) != 1 || len(n2) != 0 {
+		t.Fatalf("replica 1 sent %d notices, replica 2 %d; want the group once, by replica 1", len(n1), len(n2))
+	}
+	// Next ticks: nothing until the repeat interval, from either.
+	clock.Advance(time.Minute)
+	m1.Flush(ctx)
+	m2.Flush(ctx)
+	if n := len(drain(m1)) + len(drain(m2)); n != 0 {
+		t.Errorf("%d notices a minute later, want none before the repeat interval", n)
+	}
+	clock.Advance(time.Hour)
+	m2.Flush(ctx)
+	m1.Flush(ctx)
+	if n1, n2 := drain(m1), drain(m2); len(n1)+len(n2) != 1 {
+		t.Errorf("after the repeat interval: %d + %d notices, want one repeat", len(n1), len(n2))
+	}
+}
