@@ -166,7 +166,10 @@ func (w *Watcher) retry(ctx context.Context, what, site string, call func() erro
 			}
 			return nil
 		}
-		if ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+		if ctx.Err() != nil {
+			return err // shutting down: the vote is stored, nothing to say
+		}
+		if time.Now().Add(wait).After(deadline) {
 			w.log.Warn("ratings: failed, given up", "what", what, "site", site, "attempts", attempt, "err", err)
 			return err
 		}
