@@ -48,6 +48,11 @@ type ClusterMQTTConfig struct {
 	// slot; a dead leader's next slots are claimed by another replica one
 	// second late, and the lease itself moves within ScheduleLease*4/3.
 	ScheduleLease time.Duration `yaml:"schedule_lease"`
+	// Workers accept messages from the durable concurrently (default 256,
+	// the size of a spool group commit at most); MaxAckPending bounds the
+	// messages a replica holds unacknowledged (default 1024).
+	Workers       int `yaml:"workers"`
+	MaxAckPending int `yaml:"max_ack_pending"`
 }
 
 func (c ClusterMQTTConfig) enabled() bool { return len(c.NATSURLs) > 0 }
@@ -95,6 +100,7 @@ func (a *App) newCluster(intake mqttin.Acceptor, onConnect func()) (*clusterSour
 	fail := func(err error) (*clusterSource, error) { nc.Close(); return nil, err }
 	s.consumer, err = natsin.New(natsin.Options{
 		Conn: nc, Intake: intake, Durable: cc.Durable, Replicas: cc.Replicas, AckWait: cc.AckWait,
+		Workers: cc.Workers, MaxAckPending: cc.MaxAckPending,
 		Logger: log, Registerer: a.metrics,
 	})
 	if err != nil {
