@@ -163,11 +163,7 @@ func TestTwoManagersShareAlerts(t *testing.T) {
 func TestLeaderOnlyDispatches(t *testing.T) {
 	ctx := context.Background()
 	clock := clockwork.NewFakeClockAt(t0)
-	route, err := NewRoute(RouteConfig{Receivers: []string{"techs"}, GroupWait: time.Minute, RepeatInterval: time.Hour},
-		map[string]Receiver{"techs": {Name: "techs"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	route := techsRoute(t)
 	store := NewMemStore()
 	var mu sync.Mutex
 	leads := map[*Manager]bool{}
@@ -237,11 +233,7 @@ func (r *racyStore) OpenAlerts(ctx context.Context) ([]Alert, error) {
 func TestHandoverNotifiesOnce(t *testing.T) {
 	ctx := context.Background()
 	clock := clockwork.NewFakeClockAt(t0)
-	route, err := NewRoute(RouteConfig{Receivers: []string{"techs"}, GroupWait: time.Minute, RepeatInterval: time.Hour},
-		map[string]Receiver{"techs": {Name: "techs"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	route := techsRoute(t)
 	store := NewMemStore()
 	racy := &racyStore{MemStore: store}
 	m1 := newSharedManager(t, clock, store, route)
@@ -273,4 +265,16 @@ func TestHandoverNotifiesOnce(t *testing.T) {
 	if n1, n2 := drain(m1), drain(m2); len(n1)+len(n2) != 1 {
 		t.Errorf("after the repeat interval: %d + %d notices, want one repeat", len(n1), len(n2))
 	}
+}
+
+// techsRoute sends everything to one receiver, a minute's group wait and
+// an hour's repeat.
+func techsRoute(t *testing.T) *Route {
+	t.Helper()
+	route, err := NewRoute(RouteConfig{Receivers: []string{"techs"}, GroupWait: time.Minute, RepeatInterval: time.Hour},
+		map[string]Receiver{"techs": {Name: "techs"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return route
 }
