@@ -119,23 +119,41 @@ func (l *guardListener) serveConn(conn net.Conn, establish listeners.EstablishFn
 	}()
 }
 
-// Close stops accepting, closes the clients mochi knows (closeClients),
-// then every connection still being served: those waiting for their
-// CONNECT, which mochi does not know and would otherwise keep its Close
-// waiting, and those whose session was still being set up when
-// closeClients ran. It returns when every establish call has returned.
-func (l *guardListener) Close(closeClients listeners.CloseFn) {
+// Close stops accepting, disconnects the clients mochi knows on this
+// listener, then closes every connection still being served: those
+// waiting for their CONNECT, which mochi does not know and would otherwise
+// keep its Close waiting, and those whose session was still being set up
+// when the clients were disconnected. It returns when every establish call
+// has returned.
+//
+// mochi's own CloseFn is not called: its Clients.GetByListener (v2.7.9)
+// takes the clients' read lock twice (once itself, once through Len), and
+// a connection whose CONNECT is being accepted at that moment waits for
+// the write lock between the two, which blocks the second read lock for
+// ever: the broker hung at shutdown in CI. GetAll takes the lock once.
+func (l *guardListener) Close(listeners.CloseFn) {
 	if !l.closed.CompareAndSwap(false, true) {
 		return
 	}
 	l.ln.Close()
-	closeClients(l.id)
+	l.b.disconnectListenerClients(l.id)
 	l.mu.Lock()
 	for gc := range l.live {
 		gc.Conn.Close()
 	}
 	l.mu.Unlock()
 	l.serving.Wait()
+}
+
+// disconnectListenerClients tells each client connected through listener
+// id that the server is shutting down and stops it, as mochi's
+// closeListenerClients does, with a single read of the clients map.
+func (b *Broker) disconnectListenerClients(id string) {
+	for _, cl := range b.server.Clients.GetAll() {
+		if cl.Net.Listener == id && !cl.Closed() {
+			_ = b.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
 }
 
 // guardedConn notes when mochi first sets a deadline on the connection,

@@ -362,3 +362,60 @@ func TestMochiLogRedactsPackets(t *testing.T) {
 		t.Errorf("packet summary missing: %s", s)
 	}
 }
+
+// TestCloseWhileClientsConnect closes brokers while clients keep
+// connecting and taking each other's sessions over, so that mochi's
+// clients map is being written while Close walks it. Close once hung in
+// CI for ever (mochi took a read lock twice with a writer waiting
+// between); the window is nanoseconds wide, so this test guards Close
+// under contention rather than forcing that interleaving.
+func TestCloseWhileClientsConnect(t *testing.T) {
+	const rounds, dialers = 20, 8
+	for round := range rounds {
+		b := startBroker(t, Options{})
+		addr := b.Addr()
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range dialers {
+			id, secret := dev1, dev1Secret
+			if i%2 == 1 {
+				id, secret = dev2, dev2Secret
+			}
+			pkt := connectPacket(t, id, id, secret)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					c, err := net.DialTimeout("tcp", addr, waitLong)
+					if err != nil {
+						return // the broker has closed its listener
+					}
+					_ = c.SetDeadline(time.Now().Add(waitLong))
+					if _, err := c.Write(pkt); err == nil {
+						_, _ = c.Read(make([]byte, 4)) // the CONNACK, or the close
+					}
+					c.Close()
+				}
+			}()
+		}
+		time.Sleep(time.Duration(5+round) * time.Millisecond)
+		done := make(chan error, 1)
+		go func() { done <- b.Close() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		case <-time.After(waitLong):
+			close(stop)
+			t.Fatalf("round %d: Close did not return while clients were connecting", round)
+		}
+		close(stop)
+		wg.Wait()
+	}
+}
