@@ -130,7 +130,8 @@ func (l *guardListener) serveConn(conn net.Conn, establish listeners.EstablishFn
 // takes the clients' read lock twice (once itself, once through Len), and
 // a connection whose CONNECT is being accepted at that moment waits for
 // the write lock between the two, which blocks the second read lock for
-// ever: the broker hung at shutdown in CI. GetAll takes the lock once.
+// ever: the broker hung at shutdown in CI (mochi-mqtt/server#488, fixes
+// #489 and #507 not merged). GetAll takes the lock once.
 func (l *guardListener) Close(listeners.CloseFn) {
 	if !l.closed.CompareAndSwap(false, true) {
 		return
