@@ -49,7 +49,23 @@ type Config struct {
 	RawTimeout time.Duration
 	Dashboard  string
 	Progress   io.Writer
+	// Reuse measures again the data an earlier run left in Dir (see
+	// built), without loading or aggregating: the hour of an hour's
+	// loading and backfill of a full-scale year, to time a change to
+	// the queries.
+	Reuse bool
 }
+
+// built is what a run records in Dir of a fleet it loaded and aggregated,
+// for a later run with Reuse.
+type built struct {
+	Now       time.Time     `json:"now"` // the hour the data ends at
+	Points    int64         `json:"points"`
+	Load      time.Duration `json:"load"`
+	Aggregate time.Duration `json:"aggregate"`
+}
+
+func builtFile(dir, fleet string) string { return filepath.Join(dir, "built-"+fleet+".json") }
 
 // Defaults: the full run and the quick one.
 var (
@@ -108,6 +124,21 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		loc = time.UTC
 	}
 	now := time.Now().UTC().Truncate(time.Hour)
+	var reused map[string]built
+	if cfg.Reuse {
+		reused = map[string]built{}
+		for _, fleet := range []string{"1x", "4x"}[:max(1, min(cfg.Fleets, 2))] {
+			var b built
+			raw, err := os.ReadFile(builtFile(cfg.Dir, fleet))
+			if err == nil {
+				err = json.Unmarshal(raw, &b)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("reuse %s: %w (run once without -reuse on this directory first)", fleet, err)
+			}
+			reused[fleet], now = b, b.Now
+		}
+	}
 	res := &Result{Points: map[string]int64{}, Load: map[string]time.Duration{}, Aggregate: map[string]time.Duration{}}
 	orgs := []string{"org-1", "org-2", "org-3", "org-4"}
 	var total int64
@@ -115,32 +146,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		name string
 		orgs []string
 	}{{"1x", orgs[:1]}, {"4x", orgs[1:]}}[:max(1, min(cfg.Fleets, 2))] {
-		begin := time.Now()
-		for _, org := range fleet.orgs {
-			step("%s: generating and loading %d days of %s (%d keypads)", fleet.name, cfg.Days, org, cfg.Keypads)
-			n, err := load(ctx, srv, org, cfg.Keypads, cfg.Days, now, loc)
-			if err != nil {
-				return res, err
-			}
-			total += n
-		}
-		res.Points[fleet.name] = total
-		res.Load[fleet.name] = time.Since(begin)
-		step("%s: %d raw points in %s; building aggregates", fleet.name, total, res.Load[fleet.name].Round(time.Second))
-		begin = time.Now()
-		job, err := aggregate.New(aggregate.Options{URL: srv.URL(), Bucket: srv.Database(), Clock: clockwork.NewFakeClockAt(now),
-			StateFile: filepath.Join(cfg.Dir, "aggregate-"+fleet.name+".json"), Backfill: time.Duration(cfg.Days+2) * 24 * time.Hour,
-			Timeout: 6 * time.Hour}) // a first backfill of a large fleet
-		if err != nil {
+		if b, ok := reused[fleet.name]; ok {
+			res.Points[fleet.name], res.Load[fleet.name], res.Aggregate[fleet.name] = b.Points, b.Load, b.Aggregate
+			step("%s: reusing %d raw points and their aggregates, data up to %s", fleet.name, b.Points, b.Now.Format(time.RFC3339))
+		} else if err := loadAndAggregate(ctx, cfg, srv, fleet.name, fleet.orgs, now, loc, &total, res, step); err != nil {
 			return res, err
 		}
-		err = job.RunOnce(ctx)
-		_ = job.Close()
-		if err != nil {
-			return res, err
-		}
-		res.Aggregate[fleet.name] = time.Since(begin)
-		step("%s: aggregates built in %s; timing queries", fleet.name, res.Aggregate[fleet.name].Round(time.Second))
 		for _, days := range Ranges {
 			if days > cfg.Days {
 				continue
@@ -572,3 +583,42 @@ func (row Row) String() string {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d.Microseconds())/1000) }
+
+// loadAndAggregate generates and loads the organisations of one fleet,
+// builds their aggregates with the real job, and records what it built
+// for a later run with Reuse. total counts the raw points of every fleet
+// so far.
+func loadAndAggregate(ctx context.Context, cfg Config, srv *influxlocal.Server, fleet string, orgs []string, now time.Time,
+	loc *time.Location, total *int64, res *Result, step func(string, ...any)) error {
+	begin := time.Now()
+	for _, org := range orgs {
+		step("%s: generating and loading %d days of %s (%d keypads)", fleet, cfg.Days, org, cfg.Keypads)
+		n, err := load(ctx, srv, org, cfg.Keypads, cfg.Days, now, loc)
+		if err != nil {
+			return err
+		}
+		*total += n
+	}
+	res.Points[fleet] = *total
+	res.Load[fleet] = time.Since(begin)
+	step("%s: %d raw points in %s; building aggregates", fleet, *total, res.Load[fleet].Round(time.Second))
+	begin = time.Now()
+	job, err := aggregate.New(aggregate.Options{URL: srv.URL(), Bucket: srv.Database(), Clock: clockwork.NewFakeClockAt(now),
+		StateFile: filepath.Join(cfg.Dir, "aggregate-"+fleet+".json"), Backfill: time.Duration(cfg.Days+2) * 24 * time.Hour,
+		Timeout: 6 * time.Hour}) // a first backfill of a large fleet
+	if err != nil {
+		return err
+	}
+	err = job.RunOnce(ctx)
+	_ = job.Close()
+	if err != nil {
+		return err
+	}
+	res.Aggregate[fleet] = time.Since(begin)
+	step("%s: aggregates built in %s; timing queries", fleet, res.Aggregate[fleet].Round(time.Second))
+	raw, err := json.Marshal(built{Now: now, Points: res.Points[fleet], Load: res.Load[fleet], Aggregate: res.Aggregate[fleet]})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(builtFile(cfg.Dir, fleet), raw, 0o644)
+}

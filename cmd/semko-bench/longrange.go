@@ -23,6 +23,7 @@ func runLongRange(args []string) int {
 	rawTimeout := fs.Duration("raw-timeout", 0, "stop a raw query or raw report after this long and show it as cut (0: no limit)")
 	dashboard := fs.String("dashboard", "grafana/dashboards/satisfaction.json", "dashboard whose range panels are timed")
 	dir := fs.String("dir", "", "working directory (default: a temporary one, removed at the end)")
+	reuse := fs.Bool("reuse", false, "time the queries again on the data an earlier run left in -dir (no loading, no backfill)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -41,7 +42,11 @@ func runLongRange(args []string) int {
 	}
 	cfg.RawTimeout = *rawTimeout
 	cfg.Dashboard, cfg.Progress = *dashboard, os.Stderr
-	cfg.Dir = *dir
+	cfg.Dir, cfg.Reuse = *dir, *reuse
+	if cfg.Reuse && cfg.Dir == "" {
+		fmt.Fprintln(os.Stderr, "longrange: -reuse needs -dir")
+		return 2
+	}
 	if cfg.Dir == "" {
 		d, err := os.MkdirTemp("", "semko-longrange-")
 		if err != nil {
