@@ -4,7 +4,6 @@ import (
 	"context"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -82,17 +81,24 @@ func TestAggregatesGiveTheSameReport(t *testing.T) {
 				}
 				name := string(p.Kind) + " " + p.Start.Format(time.DateOnly) + " " + r.Org + "/" + r.Site + " at " + now.Format(time.RFC3339)
 				// Whole days of an organisation's or a site's report come from
-				// the report tier, read once; an operator's or a service's
-				// never do (the tier has neither).
-				wantDays := 0
-				if r.Operator == "" && r.Service == "" && slices.ContainsFunc(aggB.pieces(p.Start, earlierTime(p.End, now), daily, byOrg),
-					func(pc piece) bool { return pc.g == daily }) {
-					wantDays = 1
+				// the report tier, each read once, a week at most at a time;
+				// an operator's or a service's never do (the tier has
+				// neither).
+				var wantDays time.Duration
+				if r.Operator == "" && r.Service == "" {
+					for _, pc := range aggB.pieces(p.Start, earlierTime(p.End, now), daily, byOrg) {
+						if pc.g == daily {
+							wantDays += pc.to.Sub(pc.from)
+						}
+					}
 				}
-				if got := counted.count(reportMeasurement, p.Start, earlierTime(p.End, now)); got != wantDays {
-					t.Errorf("%s: the report tier read %d times over the period, want %d\n%s", name, got, wantDays, strings.Join(counted.reads, "\n"))
+				if got := counted.covered(reportMeasurement, p.Start, earlierTime(p.End, now)); got != wantDays {
+					t.Errorf("%s: the report tier's reads cover %s of the period, want %s once\n%s", name, got, wantDays, strings.Join(counted.reads, "\n"))
 				}
-				if wantDays == 1 && counted.longest("_1h") >= 24*time.Hour {
+				if counted.longest(reportMeasurement) > reportChunk {
+					t.Errorf("%s: a read of the report tier longer than %s:\n%s", name, reportChunk, strings.Join(counted.reads, "\n"))
+				}
+				if wantDays > 0 && counted.longest("_1h") >= 24*time.Hour {
 					t.Errorf("%s: whole days of hourly aggregates read beside the report tier:\n%s", name, strings.Join(counted.reads, "\n"))
 				}
 				if a.Totals.Votes == 0 && p.Start.Before(weekStart.AddDate(0, 0, 8)) {
@@ -136,16 +142,16 @@ func stmtSpan(q string) (from, to time.Time) {
 	return from, to
 }
 
-// count is how many statements read measurement m (a part of its name)
-// within [from, to) (the previous period's reads are left out).
-func (c *countingQuerier) count(m string, from, to time.Time) int {
-	n := 0
+// covered is the time the statements reading measurement m (a part of its
+// name) within [from, to) cover, counted as often as it is read.
+func (c *countingQuerier) covered(m string, from, to time.Time) time.Duration {
+	var d time.Duration
 	for _, q := range c.reads {
 		if a, b := stmtSpan(q); strings.Contains(q, m) && !a.Before(from) && !b.After(to) {
-			n++
+			d += b.Sub(a)
 		}
 	}
-	return n
+	return d
 }
 
 // longest is the longest range read from measurement m (a part of its

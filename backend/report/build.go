@@ -98,9 +98,10 @@ func (b *Builder) Build(ctx context.Context, r Request) (*Report, error) {
 		rank(*m.out, prior)
 	}
 
-	// The previous period, for the trend.
+	// The previous period, for the trend: totals only, so the coarsest
+	// tier of the scope, not the report tier's operators.
 	prev := r.Period.Previous()
-	pcells, err := b.cells(ctx, dc, withReportTier(r, b.pieces(prev.Start, prev.End, daily, r.tierFor(true))), where)
+	pcells, err := b.cells(ctx, dc, b.pieces(prev.Start, prev.End, daily, r.tierFor(false)), where)
 	if err != nil {
 		return nil, err
 	}
@@ -178,25 +179,13 @@ func (b *Builder) cells(ctx context.Context, dc dayCache, pieces []piece, where 
 	var votes, acts []influxdb.Series
 	for _, p := range pieces {
 		if p.g == reportDaily {
-			days, err := b.reportDays(ctx, dc, p, where)
+			f, err := b.reportDays(ctx, dc, p, where)
 			if err != nil {
 				return nil, err
 			}
-			for _, d := range days {
-				for _, op := range slices.Sorted(maps.Keys(d.Ops)) {
-					v := d.Ops[op]
-					if *v == [7]int64{} {
-						continue // activations opened only: raw points give no row either
-					}
-					c := at(d.org, d.site, op)
-					c.Votes += v[0]
-					c.ScoreSum += v[1]
-					c.Satisfied += v[2]
-					c.Negative += v[3]
-					c.ServiceSum += v[4]
-					c.Activations += v[5]
-					c.Voted += v[6]
-				}
+			// In key order, so that a report reads the same every time.
+			for _, k := range slices.SortedFunc(maps.Keys(f.cells), func(a, b [3]string) int { return slices.Compare(a[:], b[:]) }) {
+				at(k[0], k[1], k[2]).add(*f.cells[k])
 			}
 			continue
 		}
@@ -241,14 +230,12 @@ func num(s influxdb.Series, col string) int64 {
 func (b *Builder) scores(ctx context.Context, dc dayCache, rep *Report, pieces []piece, where string) error {
 	for _, p := range pieces {
 		if p.g == reportDaily {
-			days, err := b.reportDays(ctx, dc, p, where)
+			f, err := b.reportDays(ctx, dc, p, where)
 			if err != nil {
 				return err
 			}
-			for _, d := range days {
-				for i, n := range d.Scores {
-					rep.Scores[i+1] += n
-				}
+			for i, n := range f.scores {
+				rep.Scores[i+1] += n
 			}
 			continue
 		}
@@ -308,16 +295,13 @@ func (b *Builder) timeline(ctx context.Context, dc dayCache, rep *Report, pieces
 	var votes, acts []influxdb.Series
 	for _, p := range pieces {
 		if p.g == reportDaily {
-			days, err := b.reportDays(ctx, dc, p, where)
+			f, err := b.reportDays(ctx, dc, p, where)
 			if err != nil {
 				return err
 			}
-			for _, d := range days {
-				for h, v := range d.Hours {
-					ns := float64(d.day.Add(time.Duration(h) * time.Hour).UnixNano())
-					addVotes(ns, v[0], v[1], v[2], v[3])
-					addActs(ns, v[4], v[5])
-				}
+			for at, v := range f.hours {
+				addVotes(float64(at), v[0], v[1], v[2], v[3])
+				addActs(float64(at), v[4], v[5])
 			}
 			continue
 		}

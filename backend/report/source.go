@@ -225,46 +225,109 @@ func withReportTier(r Request, ps []piece) []piece {
 
 // reportDay is one point of the report tier, decoded.
 type reportDay struct {
-	org, site string
-	day       time.Time // UTC midnight
 	// As aggregate.ReportDay.
 	Ops    map[string]*[7]int64 `json:"ops"`
 	Hours  map[int]*[6]int64    `json:"hours"`
 	Scores [5]int64             `json:"scores"`
 }
 
-// dayCache holds the report tier's days read by one Build, by piece and
-// filter: cells, scores and the timeline ask for the same ones.
-type dayCache map[string][]reportDay
+// dayFold is what a report takes from the report tier's days, summed as
+// they are read: per organisation, site and operator, per score, and per
+// UTC hour (every site's hour added up). A year of a 200-site
+// organisation is 73,000 days of a kilobyte or two each; folded, it is
+// its operators and 8,760 hours.
+type dayFold struct {
+	cells  map[[3]string]*Figures // org, site, operator
+	scores [5]int64
+	hours  map[int64]*[6]int64 // by the hour's start, Unix nanoseconds
+}
 
-// reportDays reads the report tier's days of p (a reportDaily piece).
-func (b *Builder) reportDays(ctx context.Context, dc dayCache, p piece, where string) ([]reportDay, error) {
+func (f *dayFold) add(org, site string, day time.Time, d *reportDay) {
+	for op, v := range d.Ops {
+		if *v == [7]int64{} {
+			continue // activations opened only: raw points give no row either
+		}
+		k := [3]string{org, site, op}
+		c := f.cells[k]
+		if c == nil {
+			c = &Figures{}
+			f.cells[k] = c
+		}
+		c.add(Figures{Votes: v[0], ScoreSum: v[1], Satisfied: v[2], Negative: v[3], ServiceSum: v[4], Activations: v[5], Voted: v[6]})
+	}
+	for i, n := range d.Scores {
+		f.scores[i] += n
+	}
+	for h, v := range d.Hours {
+		at := day.Add(time.Duration(h) * time.Hour).UnixNano()
+		sum := f.hours[at]
+		if sum == nil {
+			sum = &[6]int64{}
+			f.hours[at] = sum
+		}
+		for i := range v {
+			sum[i] += v[i]
+		}
+	}
+}
+
+// dayCache holds the report tier's days folded by one Build, by piece and
+// filter: cells, scores and the timeline ask for the same ones.
+type dayCache map[string]*dayFold
+
+// reportChunk is the longest span one read of the report tier covers. A
+// week is a 200-site organisation's 1,400 days, some 2 MB of JSON; a year
+// in one read is over 100 MB, past the client's response limit, and all
+// of it held at once.
+const reportChunk = 7 * 24 * time.Hour
+
+// reportDays reads and folds the report tier's days of p (a reportDaily
+// piece), a chunk at a time. Chunks end on the weeks InfluxDB's default
+// shard groups are cut at (Go's Truncate, as InfluxDB's), so each read
+// opens one shard.
+func (b *Builder) reportDays(ctx context.Context, dc dayCache, p piece, where string) (*dayFold, error) {
 	key := p.span() + where
-	if days, ok := dc[key]; ok {
-		return days, nil
+	if f, ok := dc[key]; ok {
+		return f, nil
 	}
-	res, err := b.DB.Query(ctx, `SELECT "`+reportField+`" FROM `+reportMeasurement+` WHERE `+p.span()+where+` GROUP BY "org", "site"`)
+	f := &dayFold{cells: map[[3]string]*Figures{}, hours: map[int64]*[6]int64{}}
+	for from := p.from; from.Before(p.to); {
+		to := from.Truncate(reportChunk).Add(reportChunk)
+		if to.After(p.to) {
+			to = p.to
+		}
+		if err := b.foldReportDays(ctx, f, span(from, to)+where); err != nil {
+			return nil, err
+		}
+		from = to
+	}
+	dc[key] = f
+	return f, nil
+}
+
+// foldReportDays reads the report tier's days matching cond into f.
+func (b *Builder) foldReportDays(ctx context.Context, f *dayFold, cond string) error {
+	res, err := b.DB.Query(ctx, `SELECT "`+reportField+`" FROM `+reportMeasurement+` WHERE `+cond+` GROUP BY "org", "site"`)
 	if err != nil {
-		return nil, fmt.Errorf("read report days: %w", err)
+		return fmt.Errorf("read report days: %w", err)
 	}
-	var days []reportDay
 	for _, s := range res {
+		org, site := s.Tags["org"], s.Tags["site"]
 		for row := range s.Values {
 			at, err := s.Time(row)
 			if err != nil {
-				return nil, fmt.Errorf("read report days: %w", err)
+				return fmt.Errorf("read report days: %w", err)
 			}
 			text, err := s.Text(row, reportField)
 			if err != nil {
-				return nil, fmt.Errorf("read report days: %w", err)
+				return fmt.Errorf("read report days: %w", err)
 			}
-			d := reportDay{org: s.Tags["org"], site: s.Tags["site"], day: at.UTC()}
+			var d reportDay
 			if err := json.Unmarshal([]byte(text), &d); err != nil {
-				return nil, fmt.Errorf("read report day %s %s/%s: %w", d.day.Format(time.DateOnly), d.org, d.site, err)
+				return fmt.Errorf("read report day %s %s/%s: %w", at.UTC().Format(time.DateOnly), org, site, err)
 			}
-			days = append(days, d)
+			f.add(org, site, at.UTC(), &d)
 		}
 	}
-	dc[key] = days
-	return days, nil
+	return nil
 }
