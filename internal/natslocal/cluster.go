@@ -2,8 +2,10 @@ package natslocal
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -138,8 +140,71 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			return nil, err
 		}
 	}
+	if err := c.waitPeersCurrent(ctx); err != nil {
+		c.Stop()
+		return nil, err
+	}
 	c.log.Info("nats cluster ready", "mqtt", c.MQTTURLs(), "nats", c.ClientURLs())
 	return c, nil
+}
+
+// waitPeersCurrent waits until JetStream's meta leader counts every other
+// node as a current, online peer. /healthz answers 200 on each node
+// before that: a first MQTT client then found the leader unable to place
+// the account's R3 streams ("no suitable peers for placement, peer
+// offline") and was refused.
+func (c *Cluster) waitPeersCurrent(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	hc := http.Client{Timeout: 2 * time.Second}
+	for {
+		for _, n := range c.Nodes {
+			if ok, err := n.leadsCurrentPeers(ctx, &hc); err == nil && ok {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("natslocal: JetStream peers not all current: %w; see %s", ctx.Err(), c.Nodes[0].logPath)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// leadsCurrentPeers reports whether n is the JetStream meta leader and
+// counts the other Size-1 nodes as current and online (its /jsz).
+func (n *Node) leadsCurrentPeers(ctx context.Context, hc *http.Client) (bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.MonAddr+"/jsz", nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	var jsz struct {
+		Meta *struct {
+			Leader   string `json:"leader"`
+			Replicas []struct {
+				Name    string `json:"name"`
+				Current bool   `json:"current"`
+				Offline bool   `json:"offline"`
+			} `json:"replicas"`
+		} `json:"meta_cluster"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&jsz); err != nil {
+		return false, err
+	}
+	if jsz.Meta == nil || jsz.Meta.Leader != n.Name || len(jsz.Meta.Replicas) != Size-1 {
+		return false, nil
+	}
+	for _, r := range jsz.Meta.Replicas {
+		if !r.Current || r.Offline {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // nodeConfig is one node's nats-server configuration.
