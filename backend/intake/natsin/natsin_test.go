@@ -59,6 +59,11 @@ type recorder struct {
 	received map[string]time.Time
 }
 
+// holdAtMost bounds the hold; the consumers' AckWait is longer, so that a
+// held message is answered once, not redelivered to the other replica
+// meanwhile (with 256 workers a replica holds hundreds at once).
+const holdAtMost = 20 * time.Second
+
 func newRecorder() *recorder {
 	return &recorder{stored: map[string]int{}, by: map[string]int{}, failed: map[string]bool{}, received: map[string]time.Time{},
 		other: make(chan struct{})}
@@ -69,7 +74,7 @@ func (r *recorder) acceptor(replica string) mqttin.Acceptor {
 		if replica == r.holdUntilOther {
 			select {
 			case <-r.other:
-			case <-time.After(30 * time.Second):
+			case <-time.After(holdAtMost):
 				// Fall through: the test then reports the other replica idle.
 			case <-ctx.Done():
 				return ctx.Err()
@@ -106,7 +111,8 @@ func startConsumer(t *testing.T, c *natslocal.Cluster, acc mqttin.Acceptor) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cons, err := natsin.New(natsin.Options{Conn: nc, Intake: acc, AckWait: 2 * time.Second, NakDelay: 100 * time.Millisecond})
+	cons, err := natsin.New(natsin.Options{Conn: nc, Intake: acc, AckWait: holdAtMost + 10*time.Second,
+		AcceptTimeout: holdAtMost + 5*time.Second, NakDelay: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
