@@ -101,6 +101,16 @@ func TestAggregatesGiveTheSameReport(t *testing.T) {
 				if wantDays > 0 && counted.longest("_1h") >= 24*time.Hour {
 					t.Errorf("%s: whole days of hourly aggregates read beside the report tier:\n%s", name, strings.Join(counted.reads, "\n"))
 				}
+				// A period over for a day reads no raw points of an
+				// organisation or a site: its edges are in the report tier.
+				if r.Operator == "" && r.Service == "" && !now.Before(p.End.Add(25*time.Hour)) {
+					for _, q := range counted.reads {
+						if a, b := stmtSpan(q); (strings.Contains(q, `FROM "vote" `) || strings.Contains(q, `FROM "activation" `)) &&
+							b.After(p.Start) && a.Before(p.End) {
+							t.Errorf("%s: raw points read over a settled period: %s", name, q)
+						}
+					}
+				}
 				if a.Totals.Votes == 0 && p.Start.Before(weekStart.AddDate(0, 0, 8)) {
 					t.Errorf("%s: no votes, nothing compared", name)
 				}
@@ -194,6 +204,33 @@ func TestTierFor(t *testing.T) {
 		p := piece{g: daily, t: c.totals}
 		if want := `"vote` + c.totals.infix() + `_1d"`; p.vote() != want {
 			t.Errorf("measurement %s, want %s", p.vote(), want)
+		}
+	}
+}
+
+// An hour with votes or closed activations is busy where it lies; one
+// that straddles a bound is busy on both sides.
+func TestDayFoldBusy(t *testing.T) {
+	day := time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
+	at := func(h int) int64 { return day.Add(time.Duration(h) * time.Hour).UnixNano() }
+	f := &dayFold{hours: map[int64]*[6]int64{
+		at(6):  {3, 12, 2, 0, 4, 3}, // votes
+		at(15): {0, 0, 0, 0, 2, 0},  // closed activations, none answered
+		at(23): {},                  // nothing
+	}}
+	for _, c := range []struct {
+		from, to        time.Duration
+		inside, outside bool
+	}{
+		{22 * time.Hour, 24 * time.Hour, false, true},              // the night before a Sofia morning
+		{0, 22 * time.Hour, true, false},                           // a Sofia day's UTC part
+		{0, 10 * time.Hour, true, true},                            // an afternoon outside
+		{6*time.Hour + 30*time.Minute, 24 * time.Hour, true, true}, // a half hour splits 06:00
+		{16 * time.Hour, 24 * time.Hour, false, true},
+	} {
+		in, out := f.busy(day.Add(c.from), day.Add(c.to))
+		if in != c.inside || out != c.outside {
+			t.Errorf("[%s, %s): inside %v outside %v, want %v %v", c.from, c.to, in, out, c.inside, c.outside)
 		}
 	}
 }

@@ -64,9 +64,17 @@ func (b *Builder) Build(ctx context.Context, r Request) (*Report, error) {
 	where := r.filter()
 
 	dc := dayCache{}
+	// The period's pieces for a grouping by operator or for totals.
+	pieces := func(finest grain, tr tier) ([]piece, error) {
+		return b.settleEdges(ctx, dc, r, now, withReportTier(r, b.pieces(r.Period.Start, rep.Now, finest, tr)), where)
+	}
 
 	// Sites and operators, from one grouping each way.
-	cells, err := b.cells(ctx, dc, withReportTier(r, b.pieces(r.Period.Start, rep.Now, daily, r.tierFor(true))), where)
+	ps, err := pieces(daily, r.tierFor(true))
+	if err != nil {
+		return nil, err
+	}
+	cells, err := b.cells(ctx, dc, ps, where)
 	if err != nil {
 		return nil, err
 	}
@@ -109,14 +117,17 @@ func (b *Builder) Build(ctx context.Context, r Request) (*Report, error) {
 		rep.Prev.add(c.Figures)
 	}
 
-	if err := b.scores(ctx, dc, rep, withReportTier(r, b.pieces(r.Period.Start, rep.Now, daily, r.tierFor(false))), where); err != nil {
+	days, err := pieces(daily, r.tierFor(false))
+	if err != nil {
+		return nil, err
+	}
+	if err := b.scores(ctx, dc, rep, days, where); err != nil {
 		return nil, err
 	}
 	// The timeline needs hours: the report tier has them for its whole
 	// days, the hourly tiers for the rest.
 	hours := b.pieces(r.Period.Start, rep.Now, hourly, r.tierFor(false))
-	if days := withReportTier(r, b.pieces(r.Period.Start, rep.Now, daily, r.tierFor(false))); slices.ContainsFunc(days,
-		func(p piece) bool { return p.g == reportDaily }) {
+	if slices.ContainsFunc(days, func(p piece) bool { return p.g == reportDaily }) {
 		hours = days
 	}
 	if err := b.timeline(ctx, dc, rep, hours, where, loc); err != nil {
