@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -132,13 +133,17 @@ func TestAggregatesGiveTheSameReport(t *testing.T) {
 }
 
 // countingQuerier keeps the statements it runs.
+// Build reads the report tier's chunks concurrently.
 type countingQuerier struct {
 	Querier
+	mu    sync.Mutex
 	reads []string
 }
 
 func (c *countingQuerier) Query(ctx context.Context, stmt string) ([]influxdb.Series, error) {
+	c.mu.Lock()
 	c.reads = append(c.reads, stmt)
+	c.mu.Unlock()
 	return c.Querier.Query(ctx, stmt)
 }
 

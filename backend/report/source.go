@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // Where a report reads its votes and activations: the raw points, or the
@@ -325,6 +328,37 @@ type dayFold struct {
 	hours  map[int64]*[6]int64 // by the hour's start, Unix nanoseconds
 }
 
+func newDayFold() *dayFold {
+	return &dayFold{cells: map[[3]string]*Figures{}, hours: map[int64]*[6]int64{}}
+}
+
+// merge adds o's sums to f's.
+func (f *dayFold) merge(o *dayFold) {
+	for k, c := range o.cells {
+		if f.cells[k] == nil {
+			f.cells[k] = &Figures{}
+		}
+		f.cells[k].add(*c)
+	}
+	for i, n := range o.scores {
+		f.scores[i] += n
+	}
+	for at, v := range o.hours {
+		f.addHour(at, v)
+	}
+}
+
+func (f *dayFold) addHour(at int64, v *[6]int64) {
+	sum := f.hours[at]
+	if sum == nil {
+		sum = &[6]int64{}
+		f.hours[at] = sum
+	}
+	for i := range v {
+		sum[i] += v[i]
+	}
+}
+
 func (f *dayFold) add(org, site string, day time.Time, d *reportDay) {
 	for op, v := range d.Ops {
 		if *v == [7]int64{} {
@@ -342,15 +376,7 @@ func (f *dayFold) add(org, site string, day time.Time, d *reportDay) {
 		f.scores[i] += n
 	}
 	for h, v := range d.Hours {
-		at := day.Add(time.Duration(h) * time.Hour).UnixNano()
-		sum := f.hours[at]
-		if sum == nil {
-			sum = &[6]int64{}
-			f.hours[at] = sum
-		}
-		for i := range v {
-			sum[i] += v[i]
-		}
+		f.addHour(day.Add(time.Duration(h)*time.Hour).UnixNano(), v)
 	}
 }
 
@@ -364,25 +390,44 @@ type dayCache map[string]*dayFold
 // of it held at once.
 const reportChunk = 7 * 24 * time.Hour
 
+// reportReaders is how many chunks of the report tier are read at once:
+// InfluxDB reads and encodes one while this side decodes another (a
+// year of a 200-site organisation: 52 reads of some 130 ms each).
+const reportReaders = 4
+
 // reportDays reads and folds the report tier's days of p (a reportDaily
-// piece), a chunk at a time. Chunks end on the weeks InfluxDB's default
-// shard groups are cut at (Go's Truncate, as InfluxDB's), so each read
-// opens one shard.
+// piece), a chunk at a time, reportReaders at once. Chunks end on the
+// weeks InfluxDB's default shard groups are cut at (Go's Truncate, as
+// InfluxDB's), so each read opens one shard.
 func (b *Builder) reportDays(ctx context.Context, dc dayCache, p piece, where string) (*dayFold, error) {
 	key := p.span() + where
 	if f, ok := dc[key]; ok {
 		return f, nil
 	}
-	f := &dayFold{cells: map[[3]string]*Figures{}, hours: map[int64]*[6]int64{}}
+	f := newDayFold()
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(reportReaders)
 	for from := p.from; from.Before(p.to); {
 		to := from.Truncate(reportChunk).Add(reportChunk)
 		if to.After(p.to) {
 			to = p.to
 		}
-		if err := b.foldReportDays(ctx, f, span(from, to)+where); err != nil {
-			return nil, err
-		}
+		cond := span(from, to) + where
+		g.Go(func() error {
+			part := newDayFold()
+			if err := b.foldReportDays(gctx, part, cond); err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			f.merge(part)
+			return nil
+		})
 		from = to
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	dc[key] = f
 	return f, nil
