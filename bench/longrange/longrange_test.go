@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/semko/semko/internal/influxlocal"
 )
@@ -35,8 +36,20 @@ func TestReuseMeasuresTheSameData(t *testing.T) {
 	}
 	for i, r := range first.Rows {
 		a := again.Rows[i]
-		if r.Query != a.Query || r.RawN != a.RawN || r.AggN != a.AggN || r.SiteN != a.SiteN || r.AggN == 0 {
+		if r.Query != a.Query || r.RawN != a.RawN || r.AggN != a.AggN || r.SiteN != a.SiteN || r.AggN == 0 || r.RawCut {
 			t.Errorf("%s, %d days: rows raw/agg/site %d/%d/%d, reused %d/%d/%d", r.Query, r.Days, r.RawN, r.AggN, r.SiteN, a.RawN, a.AggN, a.SiteN)
+		}
+	}
+	// Raw queries cut at their limit are killed in InfluxDB before the
+	// next is timed.
+	cfg.RawTimeout = time.Millisecond
+	cut, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range cut.Rows {
+		if !r.RawCut || r.AggN != first.Rows[i].AggN {
+			t.Errorf("%s, %d days, raw limit 1 ms: cut %v, rows %d/%d/%d", r.Query, r.Days, r.RawCut, r.RawN, r.AggN, r.SiteN)
 		}
 	}
 	if _, err := Run(context.Background(), Config{Dir: t.TempDir(), Reuse: true, Fleets: 1, Dashboard: cfg.Dashboard}); err == nil {
