@@ -50,9 +50,8 @@ type Config struct {
 	Dashboard  string
 	Progress   io.Writer
 	// Reuse measures again the data an earlier run left in Dir (see
-	// built), without loading or aggregating: the hour of an hour's
-	// loading and backfill of a full-scale year, to time a change to
-	// the queries.
+	// built), without loading or aggregating: a change to the queries is
+	// timed without the hour a full-scale year takes to load and backfill.
 	Reuse bool
 }
 
