@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
 )
 
 // Size is the number of nodes: three is the smallest cluster where an R3
@@ -144,6 +146,10 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		c.Stop()
 		return nil, err
 	}
+	if err := c.waitMQTTReady(ctx, opts.Auth); err != nil {
+		c.Stop()
+		return nil, err
+	}
 	c.log.Info("nats cluster ready", "mqtt", c.MQTTURLs(), "nats", c.ClientURLs())
 	return c, nil
 }
@@ -169,6 +175,76 @@ func (c *Cluster) waitPeersCurrent(ctx context.Context) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// waitMQTTReady stores a session and a retained message through each
+// node's MQTT listener, and removes them, retrying until all of it
+// succeeds. The first MQTT client creates the account's R3 streams, and
+// for some seconds after that JetStream answered the first session and
+// retained writes with "timeout after 5s": devices' first CONNECTs and
+// the backend's first retained config were refused in tests. With Auth,
+// the probe signs in as the callout's own user, which bypasses the
+// callout (not running yet).
+func (c *Cluster) waitMQTTReady(ctx context.Context, auth *Auth) error {
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	for _, n := range c.Nodes {
+		for {
+			err := n.probeMQTT(auth)
+			if err == nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("natslocal: %s: MQTT not ready: %v; see %s", n.Name, err, n.logPath)
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// probeMQTT is one round of waitMQTTReady on n.
+func (n *Node) probeMQTT(auth *Auth) error {
+	id, topic := "natslocal-ready-"+n.Name, "natslocal/ready/"+n.Name
+	connect := func(clean bool) (paho.Client, error) {
+		o := paho.NewClientOptions().AddBroker(n.MQTTURL()).SetClientID(id).SetProtocolVersion(4).
+			SetCleanSession(clean).SetAutoReconnect(false).SetConnectTimeout(10 * time.Second)
+		if auth != nil {
+			o.SetUsername(auth.User).SetPassword(auth.Password)
+		}
+		cl := paho.NewClient(o)
+		if err := wait(cl.Connect()); err != nil {
+			return nil, fmt.Errorf("connect: %w", err)
+		}
+		return cl, nil
+	}
+	cl, err := connect(false)
+	if err != nil {
+		return err
+	}
+	err = wait(cl.Publish(topic, 1, true, "ready"))
+	if err == nil {
+		err = wait(cl.Publish(topic, 1, true, "")) // an empty retained message removes it
+	}
+	cl.Disconnect(0)
+	if err != nil {
+		return fmt.Errorf("retained publish: %w", err)
+	}
+	// A clean session removes the stored one.
+	if cl, err = connect(true); err != nil {
+		return err
+	}
+	cl.Disconnect(0)
+	return nil
+}
+
+// wait waits a bounded time for a paho token.
+func wait(t paho.Token) error {
+	if !t.WaitTimeout(15 * time.Second) {
+		return errors.New("no answer in 15 s")
+	}
+	return t.Error()
 }
 
 // leadsCurrentPeers reports whether n is the JetStream meta leader and
