@@ -10,14 +10,12 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/semko/semko/backend/alert"
 	"github.com/semko/semko/internal/influxdb"
 )
 
 // Querier runs InfluxQL; *influxdb.Client is one. Build calls it from
-// several goroutines at once.
+// several goroutines at once (the report tier's chunks).
 type Querier interface {
 	Query(ctx context.Context, stmt string) ([]influxdb.Series, error)
 }
@@ -203,11 +201,13 @@ func (b *Builder) cells(ctx context.Context, dc dayCache, pieces []piece, where 
 			}
 			continue
 		}
-		v, a, err := b.votesAndActivations(ctx,
-			`SELECT `+p.voteSums()+` FROM `+p.vote()+` WHERE `+p.voteWhere()+where+` AND `+p.span()+by,
-			`SELECT `+p.actSums()+` FROM `+p.activation()+` WHERE `+p.span()+where+by)
+		v, err := b.DB.Query(ctx, `SELECT `+p.voteSums()+` FROM `+p.vote()+` WHERE `+p.voteWhere()+where+` AND `+p.span()+by)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("read votes: %w", err)
+		}
+		a, err := b.DB.Query(ctx, `SELECT `+p.actSums()+` FROM `+p.activation()+` WHERE `+p.span()+where+by)
+		if err != nil {
+			return nil, fmt.Errorf("read activations: %w", err)
 		}
 		votes, acts = append(votes, v...), append(acts, a...)
 	}
@@ -225,27 +225,6 @@ func (b *Builder) cells(ctx context.Context, dc dayCache, pieces []piece, where 
 		c.Voted += num(s, "voted")
 	}
 	return out, nil
-}
-
-// votesAndActivations runs a read of votes and one of activations at
-// once: raw reads of a large organisation cost a second or more each,
-// mostly InfluxDB opening every series of the scope, and the two open
-// different ones.
-func (b *Builder) votesAndActivations(ctx context.Context, voteQ, actQ string) (votes, acts []influxdb.Series, err error) {
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() (err error) {
-		if votes, err = b.DB.Query(gctx, voteQ); err != nil {
-			return fmt.Errorf("read votes: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() (err error) {
-		if acts, err = b.DB.Query(gctx, actQ); err != nil {
-			return fmt.Errorf("read activations: %w", err)
-		}
-		return nil
-	})
-	return votes, acts, g.Wait()
 }
 
 // num sums an integer column over a series' rows; nulls count as zero.
@@ -338,11 +317,15 @@ func (b *Builder) timeline(ctx context.Context, dc dayCache, rep *Report, pieces
 			}
 			continue
 		}
-		v, a, err := b.votesAndActivations(ctx,
-			`SELECT `+p.voteSums()+` FROM `+p.vote()+` WHERE `+p.voteWhere()+where+` AND `+p.span()+` GROUP BY time(1h) fill(none)`+tz,
-			`SELECT `+p.actSums()+` FROM `+p.activation()+` WHERE `+p.span()+where+` GROUP BY time(1h) fill(none)`+tz)
+		v, err := b.DB.Query(ctx, `SELECT `+p.voteSums()+` FROM `+p.vote()+` WHERE `+p.voteWhere()+where+` AND `+p.span()+
+			` GROUP BY time(1h) fill(none)`+tz)
 		if err != nil {
-			return fmt.Errorf("hours: %w", err)
+			return fmt.Errorf("read hours: %w", err)
+		}
+		a, err := b.DB.Query(ctx, `SELECT `+p.actSums()+` FROM `+p.activation()+` WHERE `+p.span()+where+
+			` GROUP BY time(1h) fill(none)`+tz)
+		if err != nil {
+			return fmt.Errorf("read activation hours: %w", err)
 		}
 		votes, acts = append(votes, v...), append(acts, a...)
 	}
