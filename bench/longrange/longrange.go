@@ -165,13 +165,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 // measureRange times every panel and the report at one range. The
-// aggregates are timed first, every panel in turn, then the raw queries:
-// a raw query over a year of a large fleet takes InfluxDB tens of seconds
-// and gigabytes, and the first queries after it were slowed (three stat
-// panels at 1.0-3.1 s right after their raw year, 18-99 ms for the other
-// ten), which says more of the query before than of the panel; a
-// dashboard on a long range never sends one (its gates answer from the
-// aggregates).
+// aggregates are timed first, every panel in turn, then the raw queries,
+// so that no panel's figure carries what a raw year left behind (a
+// dashboard on a long range never sends one: its gates answer from the
+// aggregates); a raw run cut at its limit is killed besides (killQueries).
 func measureRange(ctx context.Context, cfg Config, db *influxdb.Client, panels []panel, fleet string, days int, now time.Time,
 	loc *time.Location, res *Result, step func(string, ...any)) error {
 	from := now.Add(-time.Duration(days) * 24 * time.Hour)
